@@ -1,0 +1,34 @@
+"""``emoadapt evaluate``: accuracy, macro-F1, per-class precision/recall and the confusion matrix
+(JSON + PNG) of a model on any supported dataset and split."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a model on a dataset split (accuracy, macro-F1, confusion matrix)")
+    p.add_argument("weights", help="a .safetensors weights file (e.g. RUN/best.safetensors)")
+    p.add_argument("data", help="dataset folder")
+    p.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
+    p.add_argument("--split", default=None, help="split name(s), comma-separated (e.g. PrivateTest)")
+    p.add_argument("--map", choices=("auto", "fer", "ier"), default="auto",
+                   help="score in the model's classes (fer) or mapped to the 4 IER classes (ier)")
+    p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
+    p.add_argument("--out", default=None, help="folder for metrics.json and confusion.png")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..evaluate import evaluate_model
+
+    report = evaluate_model(args.weights, args.data, layout=args.layout,
+                            splits=args.split.split(",") if args.split else None, mapping=args.map,
+                            tta_flip=args.tta == "flip", out_dir=args.out)
+    summary = {k: report[k] for k in ("dataset", "split", "n", "accuracy", "macro_f1")}
+    print(json.dumps(summary, indent=2))
+    for name, row in report["per_class"].items():
+        print(f"  {name:>10}: precision {row['precision']:.3f} recall {row['recall']:.3f} n={row['support']}")
+    return 0

@@ -1,0 +1,39 @@
+"""The few image transforms emoadapt needs, on Pillow images and torch tensors (no torchvision).
+
+Colour order is RGB everywhere; tensors are float32 in [0, 1] with shape (C, H, W) or (N, C, H, W)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize so the short side is ``size`` px (bilinear, antialiased), then crop the centre square."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def image_to_uint8(image: Image.Image) -> np.ndarray:
+    """(H, W, C) uint8 array; grey images get C = 1."""
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def uint8_to_tensor(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, H, W, C) or (H, W, C) uint8 → (N, C, H, W) / (C, H, W) float32 in [0, 1]."""
+    tensor = torch.as_tensor(np.asarray(batch))
+    tensor = tensor.permute(0, 3, 1, 2) if tensor.ndim == 4 else tensor.permute(2, 0, 1)
+    return tensor.float().div_(255.0).contiguous()
+
+
+def image_to_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:
+    """Decoded image → (C, size, size) float tensor in [0, 1]; ``channels`` is 1 (grey) or 3 (RGB)."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    return uint8_to_tensor(image_to_uint8(resize_center_crop(image, size)))

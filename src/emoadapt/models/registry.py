@@ -1,0 +1,131 @@
+"""Model registry: presets as data, one factory.
+
+A preset names the architecture config, the label vocabulary, the training data and, for shipped
+models, the weights file inside the package. ``create_model(name)`` builds it (with weights when
+``pretrained=True``); ``load_model(path)`` rebuilds any saved checkpoint from the config stored in
+its metadata."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.labels import FER_CLASSES, IER_CLASSES
+from ..errors import CheckpointError
+from .emonet import EmoNet, EmoNetConfig, emonet_from_dict
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, buildable model.
+
+    Attributes:
+        name: registry key.
+        config: architecture config (a dict accepted by :func:`build_from_config`).
+        classes: output label names, in order.
+        weights: file name under ``emoadapt/weights`` for shipped models, else ``None``.
+        description: one line for ``emoadapt models``.
+    """
+
+    name: str
+    config: dict[str, Any]
+    classes: tuple[str, ...]
+    weights: str | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def list_models() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise CheckpointError(f"unknown model {name!r}; choose from {', '.join(list_models())}") from None
+
+
+def build_from_config(config: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a model from its stored config (``arch`` selects the class)."""
+    arch = config.get("arch", "emonet")
+    if arch == "emonet":
+        return emonet_from_dict(config)
+    if arch == "mobilenetv2":
+        from .mobilenetv2 import mobilenetv2_from_dict
+
+        return mobilenetv2_from_dict(config)
+    raise CheckpointError(f"unknown architecture {arch!r} in model config")
+
+
+def config_of(model: torch.nn.Module) -> dict[str, Any]:
+    return model.config.to_dict()
+
+
+def create_model(name: str, pretrained: bool = False, num_classes: int | None = None) -> torch.nn.Module:
+    """Build preset ``name``; ``pretrained`` loads its shipped weights; ``num_classes`` resets the head."""
+    preset = get_preset(name)
+    model = build_from_config(dict(preset.config, num_classes=len(preset.classes)))
+    if pretrained:
+        if preset.weights is None:
+            raise CheckpointError(f"model {name!r} has no shipped weights")
+        model, _ = load_model(weights_path(preset.weights))
+    if num_classes is not None and num_classes != model.config.num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def weights_path(filename: str) -> Path:
+    path = Path(str(resources.files("emoadapt") / "weights" / filename))
+    if not path.exists():
+        raise CheckpointError(f"shipped weights {filename} are missing from the package ({path})")
+    return path
+
+
+def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a weights file written by :func:`emoadapt.training.checkpoint.save_weights`.
+
+    Returns the model in eval mode (float32) and the file's ``extra`` metadata (classes, metrics…).
+    """
+    from ..training.checkpoint import load_tensors, read_metadata
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no weights file at {path}")
+    meta = read_metadata(path)
+    if "model_config" not in meta:
+        raise CheckpointError(f"{path} has no model_config metadata; was it written by emoadapt?")
+    model = build_from_config(meta["model_config"])
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in load_tensors(path).items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.eval()
+    return model, meta.get("extra", {})
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+register(Preset("paper", EmoNetConfig(num_classes=7).to_dict(), FER_CLASSES,
+                description="SPEC §2 exactly: 224 px RGB, VGG-16 B1–B5 + R1–R4, no BN, flatten-2048-2048 (74.7 M params)"))
+register(Preset("fer-cpu", EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.25, batch_norm=True,
+                                        head="pool", hidden=(256,), dropout=0.3).to_dict(), FER_CLASSES,
+                description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)"))
+register(Preset("ier-cpu", EmoNetConfig(num_classes=4, in_chans=1, input_size=48, width=0.25, batch_norm=True,
+                                        head="pool", hidden=(256,), dropout=0.3).to_dict(), IER_CLASSES,
+                description="fer-cpu with a 4-class IER head (start of adaptation)"))

@@ -1,0 +1,79 @@
+"""Classification metrics and the confusion-matrix figure (scikit-learn + matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+from ..fileio import atomic_path
+
+
+@torch.no_grad()
+def predict_arrays(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, tta_flip: bool = False,
+                   progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, K) for uint8 images (N, H, W, C); ``tta_flip`` averages with the mirror image."""
+    from tqdm import tqdm
+
+    from ..data.transforms import uint8_to_tensor
+
+    model.eval()
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress, leave=False):
+        x = uint8_to_tensor(images[start:start + batch_size])
+        probs = model(x).softmax(1)
+        if tta_flip:
+            probs = (probs + model(x.flip(3)).softmax(1)) / 2
+        out.append(probs)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def classification_report(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    Args:
+        labels: (N,) true class indices.
+        probs: (N, K) probabilities (or scores) over ``classes``.
+    """
+    preds = probs.argmax(1)
+    k = len(classes)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=range(k), zero_division=0)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((preds == labels).mean()) if len(labels) else float("nan"),
+        "macro_f1": float(f1_score(labels, preds, labels=range(k), average="macro", zero_division=0)),
+        "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for c, p, r, f, s in zip(classes, precision, recall, f1, support)},
+        "classes": list(classes),
+        "confusion": confusion_matrix(labels, preds, labels=range(k)).tolist(),
+    }
+
+
+def save_confusion_png(report: dict, path: str | Path, title: str = "") -> None:
+    """Row-normalised confusion matrix with counts, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(report["confusion"])
+    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    classes = report["classes"]
+    fig, ax = plt.subplots(figsize=(1.1 * len(classes) + 2, 1.1 * len(classes) + 1.5))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
