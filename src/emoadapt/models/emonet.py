@@ -13,7 +13,7 @@ Named taps (for layer-wise explanations and embeddings): ``b1``…``b5`` (pooled
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -183,13 +183,8 @@ class EmoNet(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the last layer with a freshly initialised one with ``num_classes`` outputs."""
         self.classifier = nn.Linear(self.num_features, num_classes)
-        self.config = EmoNetConfig(**{**_init_fields(self.config), "num_classes": num_classes})
+        self.config = replace(self.config, num_classes=num_classes)
 
-
-def _init_fields(config: EmoNetConfig) -> dict:
-    data = asdict(config)
-    data.pop("arch", None)
-    return data
 
 
 def emonet_from_dict(data: dict) -> EmoNet:

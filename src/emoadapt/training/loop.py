@@ -1,6 +1,9 @@
-"""One supervised training loop for array data, shared by ``train-fer`` (and reused by ``adapt``
-for its bookkeeping): seeded per epoch, so ``--resume`` after a kill gives the same result as an
-uninterrupted run; per-epoch metrics to JSONL; atomic ``last``/``best`` checkpoints."""
+"""The epoch driver shared by ``train-fer`` and ``adapt``: seeded per epoch (so ``--resume`` after a
+kill gives the same result as an uninterrupted run), per-epoch metrics to JSONL, atomic
+``last``/``best`` checkpoints, a progress bar with live loss and accuracy.
+
+A command supplies ``train_step(batch_index, generator) -> (loss, n, correct)`` for one optimisation
+step and ``validate() -> report``; :func:`run_epochs` does the rest."""
 
 from __future__ import annotations
 
@@ -44,105 +47,132 @@ class TrainConfig:
     threads: int = 0  # 0 = torch default
 
 
-def lr_at(step: int, total_steps: int, warmup_steps: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay from ``lr`` to ``lr * min_lr_ratio``."""
     if step < warmup_steps:
-        return cfg.lr * (step + 1) / warmup_steps
+        return lr * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tensor | None:
+    """Per-class CE weights, normalised so that the average weight over the samples is 1."""
     if kind == "none":
         return None
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64).clip(min=1)
-    weights = 1 / np.sqrt(counts) if kind == "sqrt" else 1 / counts if kind == "balanced" else None
-    if weights is None:
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64).clip(min=1)
+    if kind == "sqrt":
+        weights = 1 / np.sqrt(counts)
+    elif kind == "balanced":
+        weights = 1 / counts
+    else:
         raise ValueError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
     return torch.tensor(weights / (weights * counts).sum() * counts.sum(), dtype=torch.float32)
 
 
-def fit(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
-        val_labels: np.ndarray, classes: tuple[str, ...], cfg: TrainConfig, out_dir: str | Path, *,
-        model_config: dict, resume: bool = False, extra_meta: dict | None = None,
-        stop_after_epochs: int | None = None, progress: bool = True,
-        on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train ``model`` on uint8 images (N, H, W, C) with labels (N,), select on the validation set.
+StepFn = Callable[[int, torch.Generator], tuple[torch.Tensor, int, int]]
 
-    Writes to ``out_dir``: ``last.safetensors`` (resumable state), ``best.safetensors`` (weights of
-    the best validation accuracy), ``log.jsonl`` (one line per epoch) and ``run.json``.
-    ``stop_after_epochs`` ends the call early (used by tests to simulate a kill).
-    Returns the final state: history and best validation metrics.
+
+def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, settings: dict, epochs: int,
+               steps_per_epoch: int, seed: int, lr: float, warmup_epochs: float, min_lr_ratio: float,
+               train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, model_config: dict,
+               classes: tuple[str, ...], resume: bool = False, extra_meta: dict | None = None,
+               stop_after_epochs: int | None = None, progress: bool = True) -> dict:
+    """Drive ``epochs`` epochs of ``steps_per_epoch`` calls to ``train_step``.
+
+    ``settings`` (a JSON-able dict of every option) is stored in the checkpoint; ``--resume``
+    refuses a checkpoint made with different settings. Each param group's learning rate is
+    ``lr_at(...) * group.get("lr_scale", 1)``. Writes ``last.safetensors``, ``best.safetensors``
+    (best validation accuracy), ``log.jsonl`` and ``run.json`` to ``out_dir``.
+    ``stop_after_epochs`` ends the call early (tests use it to simulate a kill).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "history": [], "best": None, "train_config": asdict(cfg)}
+    state = {"epoch": 0, "history": [], "best": None, "train_config": settings}
     last = out / "last.safetensors"
     if resume:
         if not last.exists():
             raise CheckpointError(f"--resume: no checkpoint at {last}")
         state = load_training_state(last, model, optimizer)
-        if state["train_config"] != asdict(cfg):
-            raise CheckpointError(f"--resume: {last} was trained with different settings {state['train_config']}")
-    atomic_write_json(out / "run.json", {"model_config": model_config, "train_config": asdict(cfg),
-                                         "classes": list(classes), **(extra_meta or {})})
-
-    weights = class_weights(train_labels, len(classes), cfg.class_weight)
-    steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = max(1, int(cfg.warmup_epochs * steps_per_epoch))
-    epochs_done_now = 0
-    while state["epoch"] < cfg.epochs:
+        if state["train_config"] != settings:
+            raise CheckpointError(f"--resume: {last} was made with other settings: {state['train_config']}")
+    meta = {"classes": list(classes), **(extra_meta or {})}
+    atomic_write_json(out / "run.json", {"model_config": model_config, "train_config": settings, **meta})
+    total_steps = steps_per_epoch * epochs
+    warmup_steps = max(1, int(warmup_epochs * steps_per_epoch))
+    epochs_run = 0
+    while state["epoch"] < epochs:
         epoch = state["epoch"]
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(train_images), generator=generator).numpy()
+        torch.manual_seed(seed * 100_003 + epoch)  # dropout and any global draw
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         model.train()
         started = time.time()
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    unit="batch", leave=False)
         for step_in_epoch in bar:
-            step = epoch * steps_per_epoch + step_in_epoch
+            base = lr_at(epoch * steps_per_epoch + step_in_epoch, total_steps, warmup_steps, lr, min_lr_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, warmup_steps, cfg)
-            index = order[step_in_epoch * cfg.batch_size:(step_in_epoch + 1) * cfg.batch_size]
-            x = uint8_to_tensor(train_images[index])
-            y = torch.as_tensor(train_labels[index])
-            if cfg.augment:
-                x = augment_batch(x, generator)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+                group["lr"] = base * group.get("lr_scale", 1.0)
+            loss, n, n_correct = train_step(step_in_epoch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            seen += len(index)
-            loss_sum += float(loss.detach()) * len(index)
-            correct += int((logits.argmax(1) == y).sum())
+            seen += n
+            loss_sum += float(loss.detach()) * n
+            correct += n_correct
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
-        train_seconds = time.time() - started
-        val = classification_report(val_labels, predict_arrays(model, val_images), classes)
+        seconds = time.time() - started
+        val = validate()
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"], "lr": optimizer.param_groups[0]["lr"],
-                  "epoch_seconds": train_seconds, "train_img_per_s": seen / train_seconds}
+                  "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"], "lr": base,
+                  "epoch_seconds": seconds, "train_img_per_s": seen / seconds}
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if state["best"] is None or val["accuracy"] > state["best"]["val_acc"]:
             state["best"] = record
-            save_weights(out / "best.safetensors", model, model_config,
-                         extra={"classes": list(classes), "epoch": epoch + 1, "val": val, **(extra_meta or {})})
+            save_weights(out / "best.safetensors", model, model_config, extra={**meta, "epoch": epoch + 1, "val": val})
         save_training_state(last, model, optimizer, state)
         atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.3f} train acc {record['train_acc']:.3f} "
                        f"val acc {record['val_acc']:.4f} macro-F1 {record['val_macro_f1']:.3f} "
-                       f"({train_seconds:.0f} s, {record['train_img_per_s']:.0f} img/s)")
-        if on_epoch is not None:
-            on_epoch(record)
-        epochs_done_now += 1
-        if stop_after_epochs is not None and epochs_done_now >= stop_after_epochs:
+                       f"({seconds:.0f} s, {record['train_img_per_s']:.0f} img/s)")
+        epochs_run += 1
+        if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
             break
     return state
+
+
+def fit(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+        val_labels: np.ndarray, classes: tuple[str, ...], cfg: TrainConfig, out_dir: str | Path, *,
+        model_config: dict, resume: bool = False, extra_meta: dict | None = None,
+        stop_after_epochs: int | None = None, progress: bool = True) -> dict:
+    """Supervised training on uint8 images (N, H, W, C) with labels (N,); selection on the validation set."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = class_weights(train_labels, len(classes), cfg.class_weight)
+    steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
+    orders: dict[int, np.ndarray] = {}
+
+    def train_step(step: int, generator: torch.Generator) -> tuple[torch.Tensor, int, int]:
+        if step == 0:  # a new epoch: a new permutation from this epoch's generator
+            orders[0] = torch.randperm(len(train_images), generator=generator).numpy()
+        index = orders[0][step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        x = uint8_to_tensor(train_images[index])
+        y = torch.as_tensor(train_labels[index])
+        if cfg.augment:
+            x = augment_batch(x, generator)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+        return loss, len(index), int((logits.argmax(1) == y).sum())
+
+    def validate() -> dict:
+        return classification_report(val_labels, predict_arrays(model, val_images), classes)
+
+    return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                      seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
+                      train_step=train_step, validate=validate, out_dir=out_dir, model_config=model_config,
+                      classes=classes, resume=resume, extra_meta=extra_meta,
+                      stop_after_epochs=stop_after_epochs, progress=progress)

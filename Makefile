@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   -> create .venv if missing, install, predict + explain the bundled sample images
+#   make test  -> same set-up, then the whole test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := .cache/data
+SHARED_DATA := ../shared/data
+
+.PHONY: run test setup data clean
+
+$(BIN)/emoadapt: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(BIN)/emoadapt
+
+setup: $(BIN)/emoadapt
+
+# Unpack the research datasets (if ../shared/data exists) into a git-ignored cache, reused when present.
+data:
+	@if [ -x $(SHARED_DATA)/unpack.sh ]; then $(SHARED_DATA)/unpack.sh $(DATA) >/dev/null; \
+	else echo "note: $(SHARED_DATA) not found; tests that need real datasets will be skipped"; fi
+
+run: setup
+	$(BIN)/emoadapt demo --out out/demo
+
+# pytest exits 5 when it collects no test: treat that as a failure too.
+test: setup data
+	@$(BIN)/python -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
+
+clean:
+	rm -rf out .pytest_cache
