@@ -74,8 +74,8 @@ def decode_image(
         raise ImageDecodeError(label, "not-an-image", "Pillow does not recognise the format") from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(label, "too-many-pixels", str(exc)) from None
-    except Exception as exc:  # a header so broken that Pillow fails while identifying it
-        raise ImageDecodeError(label, "corrupt", f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # a header so broken (or cut short) that Pillow fails while identifying it
+        raise ImageDecodeError(label, _failure_reason(exc), f"{type(exc).__name__}: {exc}") from None
 
     width, height = image.size
     if width <= 0 or height <= 0:
@@ -92,8 +92,7 @@ def decode_image(
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(label, "too-many-pixels", str(exc)) from None
     except OSError as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-        raise ImageDecodeError(label, reason, str(exc)) from None
+        raise ImageDecodeError(label, _failure_reason(exc), str(exc)) from None
     except Exception as exc:  # Pillow raises SyntaxError, ValueError, struct.error... on bad data
         raise ImageDecodeError(label, "corrupt", f"{type(exc).__name__}: {exc}") from None
 
@@ -102,6 +101,36 @@ def decode_image(
     except Exception as exc:  # broken EXIF block: the pixels are fine, the orientation is unknown
         raise ImageDecodeError(label, "corrupt", f"unreadable EXIF orientation: {exc}") from None
     return _convert(image, mode, background, label)
+
+
+def probe_image(source: ImageSource, *, name: str | None = None) -> dict[str, object]:
+    """Read only the header of an image: ``{"width", "height", "mode", "format"}``, with width and
+    height as displayed (EXIF rotation by 90° swaps them). Pixels are not decoded, so this is fast
+    and safe on any file; it raises :class:`ImageDecodeError` (``missing``, ``empty``,
+    ``not-an-image``, ``too-many-pixels``, ``truncated``, ``corrupt``) when the header is unreadable."""
+    label, data = _read_bytes(source, name)
+    if len(data) == 0:
+        raise ImageDecodeError(label, "empty", "the file has zero bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            # PNG keeps EXIF after the pixels unless it is already in the header: never load() here
+            has_exif = image.format != "PNG" or "exif" in image.info
+            if has_exif and image.getexif().get(0x0112) in (5, 6, 7, 8):  # Orientation: transposed
+                width, height = height, width
+            return {"width": width, "height": height, "mode": image.mode, "format": image.format}
+    except UnidentifiedImageError:
+        raise ImageDecodeError(label, "not-an-image", "Pillow does not recognise the format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(label, "too-many-pixels", str(exc)) from None
+    except Exception as exc:
+        raise ImageDecodeError(label, _failure_reason(exc), f"{type(exc).__name__}: {exc}") from None
+
+
+def _failure_reason(exc: Exception) -> str:
+    """``truncated`` when Pillow ran out of data (``image file is truncated``, ``Truncated File
+    Read``), else ``corrupt``."""
+    return "truncated" if "truncated" in str(exc).lower() else "corrupt"
 
 
 def _read_bytes(source: ImageSource, name: str | None) -> tuple[str, bytes]:

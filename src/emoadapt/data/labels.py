@@ -16,3 +16,25 @@ def fer_to_ier_indices() -> list[tuple[int, int]]:
     """Pairs ``(fer_index, ier_index)`` for the mapped classes, in IER order."""
     return [(FER_CLASSES.index(f), IER_CLASSES.index(i)) for i in IER_CLASSES
             for f, j in FER_TO_IER.items() if j == i]
+
+
+#: Mikels et al. (2005) emotion categories used by FI, ArtPhoto and IAPSa.
+MIKELS_CLASSES: tuple[str, ...] = ("amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear",
+                                   "sadness")
+
+#: Mikels category → IER class. The four positive categories (amusement, awe, contentment,
+#: excitement) all become ``happy``: the IER label set has one positive class, and awe is rated
+#: positive in Mikels et al. ``fear`` has no IER class (as FER ``fear`` has none) and is dropped.
+MIKELS_TO_IER: dict[str, str] = {"amusement": "happy", "awe": "happy", "contentment": "happy",
+                                 "excitement": "happy", "sadness": "sad", "disgust": "hate", "anger": "anger"}
+
+
+def identity_or_fer_map(classes: tuple[str, ...] | list[str]) -> dict[str, str] | None:
+    """The IER map a generic dataset gets from its class names: identity when they are IER
+    classes, :data:`FER_TO_IER` when they are FER classes, else ``None``."""
+    names = set(classes)
+    if names and names <= set(IER_CLASSES):
+        return {c: c for c in IER_CLASSES}
+    if names and names <= set(FER_CLASSES):
+        return dict(FER_TO_IER)
+    return None

@@ -2,7 +2,7 @@
 kill gives the same result as an uninterrupted run), per-epoch metrics to JSONL, atomic
 ``last``/``best`` checkpoints, a progress bar with live loss and accuracy.
 
-A command supplies ``train_step(batch_index, generator) -> (loss, n, correct)`` for one optimisation
+A command supplies ``train_step(epoch, batch_index, generator) -> (loss, n, correct)`` for one optimisation
 step and ``validate() -> report``; :func:`run_epochs` does the rest."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tens
     return torch.tensor(weights / (weights * counts).sum() * counts.sum(), dtype=torch.float32)
 
 
-StepFn = Callable[[int, torch.Generator], tuple[torch.Tensor, int, int]]
+StepFn = Callable[[int, int, torch.Generator], tuple[torch.Tensor, int, int]]
 
 
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, settings: dict, epochs: int,
@@ -113,7 +113,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
             base = lr_at(epoch * steps_per_epoch + step_in_epoch, total_steps, warmup_steps, lr, min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = base * group.get("lr_scale", 1.0)
-            loss, n, n_correct = train_step(step_in_epoch, generator)
+            loss, n, n_correct = train_step(epoch, step_in_epoch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -156,7 +156,7 @@ def fit(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarr
     steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
     orders: dict[int, np.ndarray] = {}
 
-    def train_step(step: int, generator: torch.Generator) -> tuple[torch.Tensor, int, int]:
+    def train_step(epoch: int, step: int, generator: torch.Generator) -> tuple[torch.Tensor, int, int]:
         if step == 0:  # a new epoch: a new permutation from this epoch's generator
             orders[0] = torch.randperm(len(train_images), generator=generator).numpy()
         index = orders[0][step * cfg.batch_size:(step + 1) * cfg.batch_size]

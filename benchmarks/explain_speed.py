@@ -1,0 +1,95 @@
+"""Time one DnCShap explanation at depths 8 and 9 (torch, and onnxruntime when installed).
+
+    python benchmarks/explain_speed.py --weights RUN/best.safetensors [--image FILE] [--depths 8 9]
+    python benchmarks/explain_speed.py --preset fer-cpu          # random weights, for a smoke run
+
+Prints a markdown table: backend, depth, regions, model evaluations, seconds, evaluations per
+second. The ONNX model is exported to a temporary file with torch's TorchScript exporter (which
+needs the ``onnx`` package but not ``onnxscript``); install with ``pip install -e '.[onnx]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import warnings
+
+import torch
+
+from emoadapt.data.decode import decode_image
+from emoadapt.data.transforms import image_to_tensor
+from emoadapt.explain import DnCShap
+from emoadapt.models.registry import create_model, load_model
+
+
+def _model(args: argparse.Namespace) -> torch.nn.Module:
+    model = load_model(args.weights)[0] if args.weights else create_model(args.preset)
+    return model.eval()
+
+
+def _image(args: argparse.Namespace, model: torch.nn.Module) -> torch.Tensor:
+    size, channels = model.config.input_size, model.config.in_chans
+    if args.image:
+        return image_to_tensor(decode_image(args.image, mode="L" if channels == 1 else "RGB"), size, channels)
+    return torch.rand(channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _onnx_session(model: torch.nn.Module, image: torch.Tensor, folder: str, threads: int):
+    """An onnxruntime session of ``model`` with a dynamic batch (ImportError without onnxruntime)."""
+    import onnxruntime as ort
+
+    path = os.path.join(folder, "model.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (image[None],), path, dynamo=False, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _time(forward, image: torch.Tensor, depth: int, batch_size: int, repeat: int) -> tuple[int, int, float]:
+    """(regions, evaluations, best wall seconds over ``repeat`` runs) of one explanation."""
+    explainer = DnCShap(forward, depth=depth, batch_size=batch_size)
+    runs = [explainer.attribute(image) for _ in range(repeat)]
+    return len(runs[0].values), runs[0].evaluations, min(r.seconds for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="a .safetensors weights file")
+    source.add_argument("--preset", help="a registry preset with random weights (smoke runs)")
+    parser.add_argument("--image", help="image to explain (default: random pixels)")
+    parser.add_argument("--depths", type=int, nargs="+", default=[8, 9])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the best time is reported")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = _model(args)
+    image = _image(args, model)
+    print(f"model: {args.weights or args.preset}, input {tuple(image.shape)}, batch {args.batch_size}, "
+          f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
+    print("| backend | depth | regions | evaluations | seconds | evaluations/s |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        backends = [("torch", lambda: model),
+                    ("onnxruntime", lambda: _onnx_session(model, image, folder, args.threads))]
+        for name, make in backends:
+            try:
+                forward = make()
+            except Exception as exc:  # onnxruntime missing, or an operator the exporter cannot convert
+                print(f"| {name} | – | – | – | unavailable: {type(exc).__name__}: {str(exc)[:80]} | – |")
+                continue
+            for depth in args.depths:
+                regions, evaluations, seconds = _time(forward, image, depth, args.batch_size, args.repeat)
+                rate = evaluations / seconds
+                print(f"| {name} | {depth} | {regions} | {evaluations} | {seconds:.3f} | {rate:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

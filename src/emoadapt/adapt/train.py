@@ -1,0 +1,226 @@
+"""``emoadapt adapt``: adapt a FER network to generic images, same architecture (SPEC §3).
+
+    L = CE(target images, 4 IER classes) + α · CE(source faces, 4 mapped classes) + λ(p) · D(f_S, f_T)
+
+Each step draws a target batch and a source batch of the same size and runs them through the
+network together; ``f`` are the activations at ``layer`` (spatially averaged when it is a map);
+``D`` is one of :data:`emoadapt.adapt.DISCREPANCIES`; ``λ(p)`` is constant or ramps up as
+``λ · (2 / (1 + exp(−10 p)) − 1)`` with training progress ``p`` ∈ [0, 1] (DANN's schedule), so
+the discrepancy does not pull features together before they carry class information.
+Source faces whose FER class has no IER class (fear, neutral, surprise) feed ``D`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.labels import FER_CLASSES, FER_TO_IER, IER_CLASSES
+from ..data.transforms import uint8_to_tensor
+from ..models.emonet import EmoNet
+from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config, STAGE_ENDS, load_imagenet_backbone
+from ..models.registry import build_from_config, load_model
+from ..training.augment import augment_batch
+from ..training.loop import run_epochs
+from ..training.metrics import classification_report, predict_arrays
+from . import make_discrepancy
+
+IMAGENET_INIT = "imagenet-mobilenetv2"
+
+
+@dataclass
+class AdaptConfig:
+    """Every option of an adaptation run (stored in its checkpoints).
+
+    Attributes:
+        init: a FER weights file, or ``imagenet-mobilenetv2`` (ImageNet MobileNetV2, new head).
+        input_size: input side in px for the adapted model (pool-head EmoNets run at any size).
+        rgb: give a grey EmoNet RGB input (first conv replicated / 3: grey faces give the same output).
+        head: ``new`` (fresh 4-class layer) or ``mapped`` (the FER rows happy, sad, disgust, angry).
+        discrepancy: ``mmd``, ``linear-mmd``, ``coral`` or ``none``; ``lam`` its weight λ.
+        lam_schedule: ``ramp`` (DANN) or ``constant``.
+        alpha: weight of the source classification term (0 = no source CE).
+        layer: tap whose activations ``D`` compares (default ``pre_logits``).
+        freeze: freeze the network up to and including this tap (``none`` = train all).
+        backbone_lr_scale: learning-rate factor for everything except the classifier.
+        source_limit: at most this many FER2013 Training faces as the source domain.
+    """
+
+    init: str = IMAGENET_INIT
+    input_size: int = 128
+    rgb: bool = True
+    head: str = "new"
+    discrepancy: str = "mmd"
+    lam: float = 1.0
+    lam_schedule: str = "ramp"
+    alpha: float = 0.5
+    layer: str = "pre_logits"
+    freeze: str = "none"
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    augment: bool = True
+    source_limit: int = 6000
+    seed: int = 0
+    threads: int = 0
+
+
+def build_start_model(cfg: AdaptConfig) -> nn.Module:
+    """The network adaptation starts from, with a 4-class IER head and the requested input."""
+    if cfg.init == IMAGENET_INIT:
+        if cfg.head == "mapped":
+            raise ValueError("--head mapped needs a FER checkpoint as --init")
+        config = MobileNetV2Config(num_classes=len(IER_CLASSES), input_size=cfg.input_size)
+        return load_imagenet_backbone(MobileNetV2(config))
+    fer_model, extra = load_model(cfg.init)
+    classes = tuple(extra.get("classes", FER_CLASSES))
+    config = dict(fer_model.config.to_dict(), input_size=cfg.input_size)
+    if isinstance(fer_model, EmoNet) and config["head"] == "flatten" and cfg.input_size != fer_model.config.input_size:
+        raise ValueError("a flatten-head EmoNet only runs at its training size; pass --input-size "
+                         f"{fer_model.config.input_size}")
+    model = build_from_config(config)
+    model.load_state_dict(fer_model.state_dict())
+    if cfg.rgb and isinstance(model, EmoNet) and model.config.in_chans == 1:
+        model = _grey_to_rgb(model)
+    old = model.classifier if isinstance(model, EmoNet) else model.classifier[-1]
+    model.reset_classifier(len(IER_CLASSES))
+    if cfg.head == "mapped":
+        new = model.classifier if isinstance(model, EmoNet) else model.classifier[-1]
+        rows = [classes.index(fer) for ier in IER_CLASSES for fer, to in FER_TO_IER.items() if to == ier]
+        with torch.no_grad():
+            new.weight.copy_(old.weight[rows])
+            new.bias.copy_(old.bias[rows])
+    return model
+
+
+def _grey_to_rgb(model: EmoNet) -> EmoNet:
+    """Same network on RGB input: conv1 weights replicated / 3, so an RGB image whose three channels
+    are equal gives exactly the grey model's output (normalisation mean/std are replicated)."""
+    config = dict(model.config.to_dict(), in_chans=3, mean=model.config.mean * 3 if len(model.config.mean) == 1
+                  else model.config.mean, std=model.config.std * 3 if len(model.config.std) == 1 else model.config.std)
+    state = model.state_dict()
+    first = "blocks.0.0.weight"
+    state[first] = state[first].repeat(1, 3, 1, 1) / 3
+    rgb = build_from_config(config)
+    rgb.load_state_dict(state)
+    return rgb
+
+
+def frozen_modules(model: nn.Module, upto: str) -> list[nn.Module]:
+    """The modules that compute taps up to and including ``upto`` (``none`` → nothing)."""
+    if upto == "none":
+        return []
+    if isinstance(model, EmoNet):
+        if upto not in ("b1", "b2", "b3", "b4", "b5"):
+            raise ValueError(f"--freeze for this network: none or b1…b5, got {upto!r}")
+        count = int(upto[1:])
+        return list(model.blocks[:count]) + list(model.branches[:max(0, count - 1)] if count == 5 else [])
+    if upto not in STAGE_ENDS:
+        raise ValueError(f"--freeze for mobilenetv2: none or {', '.join(STAGE_ENDS)}, got {upto!r}")
+    return list(model.features[:STAGE_ENDS[upto]])
+
+
+def param_groups(model: nn.Module, cfg: AdaptConfig, frozen: list[nn.Module]) -> list[dict]:
+    frozen_ids = {id(p) for m in frozen for p in m.parameters()}
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    head_ids = {id(p) for p in (model.classifier.parameters())}
+    head = [p for p in model.parameters() if id(p) in head_ids]
+    body = [p for p in model.parameters() if id(p) not in head_ids and id(p) not in frozen_ids]
+    return [{"params": body, "lr_scale": cfg.backbone_lr_scale}, {"params": head, "lr_scale": 1.0}]
+
+
+def lam_at(progress: float, cfg: AdaptConfig) -> float:
+    if cfg.lam_schedule == "constant":
+        return cfg.lam
+    if cfg.lam_schedule == "ramp":
+        return cfg.lam * (2 / (1 + math.exp(-10 * progress)) - 1)
+    raise ValueError(f"lam_schedule must be ramp or constant, got {cfg.lam_schedule!r}")
+
+
+def map_source_labels(fer_labels: np.ndarray) -> np.ndarray:
+    """FER class indices → IER indices, −1 where the FER class has no IER class."""
+    table = np.full(len(FER_CLASSES), -1, dtype=np.int64)
+    for fer, ier in FER_TO_IER.items():
+        table[FER_CLASSES.index(fer)] = IER_CLASSES.index(ier)
+    return table[fer_labels]
+
+
+def _pooled(features: torch.Tensor) -> torch.Tensor:
+    return features.mean(dim=(2, 3)) if features.ndim == 4 else features
+
+
+def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndarray, np.ndarray],
+          source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
+          progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None) -> dict:
+    """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
+
+    Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
+    to ``out_dir``; returns the run state (history, best record)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = model if model is not None else build_start_model(cfg)
+    frozen = frozen_modules(model, cfg.freeze)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg, frozen), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    discrepancy = make_discrepancy(cfg.discrepancy)
+    (xt, yt), (xv, yv), (xs, ys_fer) = target_train, target_val, source
+    ys = map_source_labels(ys_fer)
+    steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    order: dict[str, np.ndarray] = {}
+
+    def train_step(epoch: int, step: int, generator: torch.Generator):
+        if step == 0:
+            order["target"] = torch.randperm(len(xt), generator=generator).numpy()
+            for m in frozen:
+                m.eval()
+        t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        s_index = torch.randint(len(xs), (len(t_index),), generator=generator).numpy()
+        x = uint8_to_tensor(np.concatenate([xt[t_index], _match_channels(xs[s_index], xt.shape[-1])]))
+        if cfg.augment:
+            x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
+        out = model.forward_taps(x, (cfg.layer, "logits"))
+        n = len(t_index)
+        logits_t, logits_s = out["logits"][:n], out["logits"][n:]
+        y_t = torch.as_tensor(yt[t_index])
+        loss = F.cross_entropy(logits_t, y_t, label_smoothing=cfg.label_smoothing)
+        y_s = torch.as_tensor(ys[s_index])
+        mapped = y_s >= 0
+        if cfg.alpha > 0 and bool(mapped.any()):
+            loss = loss + cfg.alpha * F.cross_entropy(logits_s[mapped], y_s[mapped], label_smoothing=cfg.label_smoothing)
+        if cfg.discrepancy != "none" and cfg.lam > 0:
+            feats = _pooled(out[cfg.layer])
+            progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
+            loss = loss + lam_at(progress_now, cfg) * discrepancy(feats[n:], feats[:n])
+        return loss, n, int((logits_t.argmax(1) == y_t).sum())
+
+    def validate() -> dict:
+        return classification_report(yv, predict_arrays(model, xv), IER_CLASSES)
+
+    return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                      seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
+                      train_step=train_step, validate=validate, out_dir=out_dir,
+                      model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
+                      extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
+                      progress=progress)
+
+
+def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """Grey (…, 1) faces → (…, 3) when the target is RGB."""
+    if images.shape[-1] == channels:
+        return images
+    if images.shape[-1] == 1 and channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    raise ValueError(f"cannot match {images.shape[-1]} source channels to {channels} target channels")

@@ -1,0 +1,82 @@
+"""``emoadapt explain`` on a folder with good and corrupt images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emoadapt.cli import main
+from emoadapt.models.emonet import EmoNet, EmoNetConfig
+from emoadapt.training.checkpoint import save_weights
+
+CLASSES = ["happy", "sad", "hate", "anger"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def weights(tmp_path):
+    torch.manual_seed(0)
+    model = EmoNet(EmoNetConfig(in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool",
+                                hidden=(16,), num_classes=4)).eval()
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, model, model.config.to_dict(), {"classes": CLASSES})
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(images / "a.png")
+    Image.fromarray(rng.integers(0, 256, (36, 36), dtype=np.uint8)).save(images / "sub" / "b.jpg")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (images / "notes.txt").write_text("not an image, not picked up from a folder")
+    return images
+
+
+def test_explain_folder_with_a_corrupt_file(tmp_path, folder, weights, capsys):
+    out = tmp_path / "out"
+    status = main(["explain", str(folder), "--out", str(out), "--weights", str(weights), "--depth", "3",
+                   "--layers", "all", "--no-progress"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "broken.png" in captured.err and "notes.txt" not in captured.err
+    assert "explained 2 of 3 images (1 failed)" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.json", "a.npy", "a_layers.png", "a_overlay.png", "b.json", "b.npy", "b_layers.png", "b_overlay.png"]
+    data = json.loads((out / "a.json").read_text())
+    assert data["target_name"] in CLASSES and data["depth"] == 3 and data["evaluations"] == 16
+    assert abs(sum(data["values"]) - (data["full_value"] - data["base_value"])) < 1e-6
+    assert np.load(out / "a.npy").shape == (32, 32)
+
+
+def test_explain_globs_folders_and_reference_variant(tmp_path, folder, weights, capsys):
+    out = tmp_path / "out"
+    status = main(["explain", str(folder / "*.png"), str(folder / "sub" / "b.jpg"), "--out", str(out),
+                   "--weights", str(weights), "--depth", "2", "--variant", "reference", "--baseline", "0.5",
+                   "--no-progress"])
+    assert status == 1  # the glob also matches broken.png
+    status = main(["explain", str(folder / "a.*"), str(folder / "sub"), "--out", str(out), "--weights",
+                   str(weights), "--depth", "2", "--variant", "reference", "--baseline", "0.5", "--no-progress"])
+    assert status == 0
+    data = json.loads((out / "a.json").read_text())
+    assert (data["variant"], data["baseline"]) == ("reference", "constant(0.5)")
+    assert "explained 2 of 2 images (0 failed)" in capsys.readouterr().out
+
+
+def test_explain_rejects_unknown_layers(tmp_path, folder, weights, capsys):
+    status = main(["explain", str(folder), "--out", str(tmp_path / "o"), "--weights", str(weights),
+                   "--layers", "b9"])
+    assert status == 2 and "unknown layer(s) b9" in capsys.readouterr().err
