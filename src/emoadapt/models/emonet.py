@@ -58,6 +58,21 @@ class EmoNetConfig:
         return asdict(self)
 
 
+def _max_pool_to(in_side: int, out_side: int) -> nn.Module:
+    """Max-pool an (in_side × in_side) map to (out_side × out_side).
+
+    A plain ``MaxPool2d`` when its windows equal those of ``AdaptiveMaxPool2d`` (always when
+    ``in_side`` is a multiple of ``out_side``; also e.g. 3 → 2 with kernel 2, stride 1), because
+    ONNX has no adaptive max-pool with uneven windows; ``AdaptiveMaxPool2d`` otherwise.
+    """
+    stride = max(1, in_side // out_side)
+    kernel = in_side - (out_side - 1) * stride
+    adaptive = [(i * in_side // out_side, -(-(i + 1) * in_side // out_side)) for i in range(out_side)]
+    if kernel > 0 and adaptive == [(i * stride, i * stride + kernel) for i in range(out_side)]:
+        return nn.MaxPool2d(kernel, stride)
+    return nn.AdaptiveMaxPool2d(out_side)
+
+
 def _conv(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm)]
     if batch_norm:
@@ -90,15 +105,14 @@ class EmoNet(nn.Module):
             self.blocks.append(nn.Sequential(*layers))
             cin = cout
 
-        side = config.input_size
-        for _ in BLOCKS:
-            side //= 2
+        sides = [config.input_size // 2 ** (k + 1) for k in range(len(BLOCKS))]  # pooled B1..B5 sides
+        side = sides[4]
         self.feature_size = side  # spatial side of B5 / merged
         self.branches = nn.ModuleList()
         if config.residual:
-            for cout in widths[:4]:
+            for cout, block_side in zip(widths[:4], sides[:4]):
                 self.branches.append(nn.Sequential(
-                    nn.AdaptiveMaxPool2d(2 * side),
+                    _max_pool_to(block_side, 2 * side),
                     *_conv(cout, widths[4], config.batch_norm),
                     nn.MaxPool2d(2),
                 ))
