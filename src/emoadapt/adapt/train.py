@@ -47,9 +47,13 @@ class AdaptConfig:
         lam_schedule: ``ramp`` (DANN) or ``constant``.
         alpha: weight of the source classification term (0 = no source CE).
         layer: tap whose activations ``D`` compares (default ``pre_logits``).
-        freeze: freeze the network up to and including this tap (``none`` = train all).
+        freeze: freeze the network up to and including this tap (``none`` = train all);
+            ``features`` freezes every conv layer and trains only the dense head on cached features
+            (one forward pass per image and view, then seconds per epoch: the fast CPU protocol).
         backbone_lr_scale: learning-rate factor for everything except the classifier.
         source_limit: at most this many FER2013 Training faces as the source domain.
+        bottleneck: width of the dense layer added before the classifier of an ImageNet
+            MobileNetV2 (the layer ``D`` acts on when the convolutions are frozen); 0 = none.
     """
 
     init: str = IMAGENET_INIT
@@ -72,16 +76,20 @@ class AdaptConfig:
     label_smoothing: float = 0.1
     augment: bool = True
     source_limit: int = 6000
+    bottleneck: int = 256
     seed: int = 0
     threads: int = 0
 
 
 def build_start_model(cfg: AdaptConfig) -> nn.Module:
-    """The network adaptation starts from, with a 4-class IER head and the requested input."""
+    """The network adaptation starts from, with a 4-class IER head and the requested input.
+    New layers are initialised from ``cfg.seed``, so a run is repeatable."""
+    torch.manual_seed(cfg.seed)
     if cfg.init == IMAGENET_INIT:
         if cfg.head == "mapped":
             raise ValueError("--head mapped needs a FER checkpoint as --init")
-        config = MobileNetV2Config(num_classes=len(IER_CLASSES), input_size=cfg.input_size)
+        config = MobileNetV2Config(num_classes=len(IER_CLASSES), input_size=cfg.input_size,
+                                   hidden=(cfg.bottleneck,) if cfg.bottleneck else ())
         return load_imagenet_backbone(MobileNetV2(config))
     fer_model, extra = load_model(cfg.init)
     classes = tuple(extra.get("classes", FER_CLASSES))
@@ -121,6 +129,8 @@ def frozen_modules(model: nn.Module, upto: str) -> list[nn.Module]:
     """The modules that compute taps up to and including ``upto`` (``none`` → nothing)."""
     if upto == "none":
         return []
+    if upto == "features":
+        return [m for name, m in model.named_children() if name in ("blocks", "branches", "features")]
     if isinstance(model, EmoNet):
         if upto not in ("b1", "b2", "b3", "b4", "b5"):
             raise ValueError(f"--freeze for this network: none or b1…b5, got {upto!r}")
@@ -164,11 +174,14 @@ def _pooled(features: torch.Tensor) -> torch.Tensor:
 
 def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndarray, np.ndarray],
           source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None) -> dict:
+          progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None,
+          cached: dict[str, torch.Tensor] | None = None) -> dict:
     """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
 
     Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
-    to ``out_dir``; returns the run state (history, best record)."""
+    to ``out_dir``; returns the run state (history, best record). With ``freeze="features"``,
+    ``cached`` (from :func:`encode_views` on the same start model) skips the encoding, so that
+    several runs (an ablation, several seeds) share it."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = model if model is not None else build_start_model(cfg)
@@ -177,6 +190,10 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     discrepancy = make_discrepancy(cfg.discrepancy)
     (xt, yt), (xv, yv), (xs, ys_fer) = target_train, target_val, source
     ys = map_source_labels(ys_fer)
+    if cfg.freeze == "features":
+        views = cached if cached is not None else encode_views(model, xt, xv, xs, progress=progress)
+        return _adapt_cached(model, optimizer, discrepancy, views, yt, yv, ys, cfg, out_dir,
+                             resume=resume, progress=progress, stop_after_epochs=stop_after_epochs)
     steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
@@ -224,3 +241,83 @@ def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     if images.shape[-1] == 1 and channels == 3:
         return np.repeat(images, 3, axis=-1)
     raise ValueError(f"cannot match {images.shape[-1]} source channels to {channels} target channels")
+
+
+@torch.no_grad()
+def encode(model: nn.Module, images: np.ndarray, batch_size: int = 64, flip: bool = False,
+           progress: bool = False) -> torch.Tensor:
+    """Frozen conv features of uint8 images (N, S, S, C), as the input :meth:`forward_head` expects:
+    (N, C', 1, 1) spatial means for pooling heads, the full (N, C', s, s) map for a flatten head."""
+    from tqdm import tqdm
+
+    model.eval()
+    pooled = getattr(model.config, "head", "pool") == "pool"
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress, leave=False):
+        x = uint8_to_tensor(images[start:start + batch_size])
+        features = model.forward_features(x.flip(3) if flip else x)
+        out.append(features.mean(dim=(2, 3), keepdim=True) if pooled else features)
+    return torch.cat(out)
+
+
+def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarray,
+                 progress: bool = False) -> dict[str, torch.Tensor]:
+    """Frozen features of the target-train and source images (2 views each: as is and mirrored,
+    stacked as (2, N, …)) and of the validation images (1 view)."""
+    xs = _match_channels(xs, xt.shape[-1])
+    return {"target": torch.stack([encode(model, xt, progress=progress), encode(model, xt, flip=True, progress=progress)]),
+            "source": torch.stack([encode(model, xs, progress=progress), encode(model, xs, flip=True, progress=progress)]),
+            "val": encode(model, xv, progress=progress)}
+
+
+def _adapt_cached(model, optimizer, discrepancy, views: dict[str, torch.Tensor], yt: np.ndarray, yv: np.ndarray,
+                  ys: np.ndarray, cfg: AdaptConfig, out_dir, *, resume: bool, progress: bool,
+                  stop_after_epochs: int | None) -> dict:
+    """The ``freeze=features`` protocol: every image is encoded once (and its mirror image, the
+    only augmentation); the dense head trains with the full adaptation loss on the cached features."""
+    views_t, views_s, val_features = views["target"], views["source"], views["val"]
+    xt_count, xs_count = views_t.shape[1], views_s.shape[1]
+    steps_per_epoch = math.ceil(xt_count / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    order: dict[str, np.ndarray] = {}
+
+    def logits_and_features(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = model.forward_head(features, pre_logits=True)
+        return model.forward_from("pre_logits", hidden, {}), hidden
+
+    def train_step(epoch: int, step: int, generator: torch.Generator):
+        if step == 0:
+            order["target"] = torch.randperm(xt_count, generator=generator).numpy()
+            for m in frozen_modules(model, "features"):
+                m.eval()
+        t_index = torch.as_tensor(order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size])
+        s_index = torch.randint(xs_count, (len(t_index),), generator=generator)
+        t_view = torch.randint(2, (len(t_index),), generator=generator)
+        s_view = torch.randint(2, (len(s_index),), generator=generator)
+        n = len(t_index)
+        logits, hidden = logits_and_features(torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]]))
+        y_t = torch.as_tensor(yt[t_index.numpy()])
+        loss = F.cross_entropy(logits[:n], y_t, label_smoothing=cfg.label_smoothing)
+        y_s = torch.as_tensor(ys[s_index.numpy()])
+        mapped = y_s >= 0
+        if cfg.alpha > 0 and bool(mapped.any()):
+            loss = loss + cfg.alpha * F.cross_entropy(logits[n:][mapped], y_s[mapped], label_smoothing=cfg.label_smoothing)
+        if cfg.discrepancy != "none" and cfg.lam > 0:
+            feats = _pooled(hidden) if cfg.layer == "pre_logits" else _pooled(
+                torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]]))
+            progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
+            loss = loss + lam_at(progress_now, cfg) * discrepancy(feats[n:], feats[:n])
+        return loss, n, int((logits[:n].argmax(1) == y_t).sum())
+
+    @torch.no_grad()
+    def validate() -> dict:
+        model.eval()
+        probs = logits_and_features(val_features)[0].softmax(1).numpy()
+        return classification_report(yv, probs, IER_CLASSES)
+
+    return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                      seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
+                      train_step=train_step, validate=validate, out_dir=out_dir,
+                      model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
+                      extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
+                      progress=progress)

@@ -3,8 +3,7 @@ which adds its parser and sets ``run`` to a function ``args -> exit status``."""
 
 from __future__ import annotations
 
-from . import evaluate_cmd, train_fer_cmd
-from . import data_cmd
-from . import explain_cmd
+from . import adapt_cmd, data_cmd, evaluate_cmd, explain_cmd, train_fer_cmd
 
-REGISTERED = [train_fer_cmd.register, evaluate_cmd.register, explain_cmd.register, data_cmd.register]
+REGISTERED = [data_cmd.register, train_fer_cmd.register, adapt_cmd.register, evaluate_cmd.register,
+              explain_cmd.register]

@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("weights", help="a .safetensors weights file (e.g. RUN/best.safetensors)")
     p.add_argument("data", help="dataset folder")
     p.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
-    p.add_argument("--split", default=None, help="split name(s), comma-separated (e.g. PrivateTest)")
+    p.add_argument("--split", default=None, help="split name(s), comma-separated (e.g. PrivateTest, test)")
+    p.add_argument("--manifest", default=None, help="split manifest JSON that defines the splits")
     p.add_argument("--map", choices=("auto", "fer", "ier"), default="auto",
                    help="score in the model's classes (fer) or mapped to the 4 IER classes (ier)")
     p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_model
 
     report = evaluate_model(args.weights, args.data, layout=args.layout,
-                            splits=args.split.split(",") if args.split else None, mapping=args.map,
+                            splits=args.split.split(",") if args.split else None, manifest=args.manifest,
+                            mapping=args.map,
                             tta_flip=args.tta == "flip", out_dir=args.out)
     summary = {k: report[k] for k in ("dataset", "split", "n", "accuracy", "macro_f1")}
     print(json.dumps(summary, indent=2))

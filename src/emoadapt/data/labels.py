@@ -12,6 +12,10 @@ IER_CLASSES: tuple[str, ...] = ("happy", "sad", "hate", "anger")
 FER_TO_IER: dict[str, str] = {"happy": "happy", "sad": "sad", "disgust": "hate", "angry": "anger"}
 
 
+#: Face-dataset label spellings → FER class names (CK+ says ``anger``/``sadness``).
+FACE_ALIASES: dict[str, str] = {"anger": "angry", "sadness": "sad"}
+
+
 def fer_to_ier_indices() -> list[tuple[int, int]]:
     """Pairs ``(fer_index, ier_index)`` for the mapped classes, in IER order."""
     return [(FER_CLASSES.index(f), IER_CLASSES.index(i)) for i in IER_CLASSES

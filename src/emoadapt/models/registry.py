@@ -42,6 +42,9 @@ class Preset:
 
 _PRESETS: dict[str, Preset] = {}
 
+#: The model ``predict``, ``explain``, ``analyze`` and the web app use when none is named.
+DEFAULT_MODEL = "emoadapt-ier"
+
 
 def register(preset: Preset) -> Preset:
     _PRESETS[preset.name] = preset
@@ -129,3 +132,15 @@ register(Preset("fer-cpu", EmoNetConfig(num_classes=7, in_chans=1, input_size=48
 register(Preset("ier-cpu", EmoNetConfig(num_classes=4, in_chans=1, input_size=48, width=0.25, batch_norm=True,
                                         head="pool", hidden=(256,), dropout=0.3).to_dict(), IER_CLASSES,
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
+
+
+def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A weights file path, or the name of a preset with shipped weights (default: the shipped
+    IER model). Returns ``(model in eval mode, metadata)`` where metadata has ``classes``."""
+    spec = DEFAULT_MODEL if spec is None else spec
+    if Path(spec).suffix == ".safetensors" or Path(spec).exists():
+        return load_model(spec)
+    preset = get_preset(str(spec))
+    if preset.weights is None:
+        raise CheckpointError(f"model {spec!r} has no shipped weights; pass a .safetensors file")
+    return load_model(weights_path(preset.weights))

@@ -1,0 +1,67 @@
+"""``emoadapt adapt``: adapt a FER network (or ImageNet MobileNetV2) to generic images with
+L = CE(target) + α·CE(source faces, mapped) + λ·D(f_S, f_T); see ``emoadapt.adapt.train``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..adapt.train import AdaptConfig
+
+    p = sub.add_parser("adapt", help="adapt a FER model to generic images (classification + discrepancy loss)",
+                       description=__doc__.split("\n")[0])
+    p.add_argument("--target", required=True, help="labelled generic images (Emotion6, FI, folder, CSV…)")
+    p.add_argument("--layout", default="auto", help="target layout (default: auto-detect)")
+    p.add_argument("--source", default=None, help="FER2013 folder (default: $EMOADAPT_DATA/fer2013)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
+    p.add_argument("--manifest", default=None, help="reuse this split manifest (JSON) instead of making one")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of a new split (default 0)")
+    p.add_argument("--val", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--folds", type=int, default=0, help="k-fold mode: number of folds (0 = holdout)")
+    p.add_argument("--fold", type=int, default=0, help="k-fold mode: which fold is the test set")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--no-progress", action="store_true")
+    defaults = AdaptConfig()
+    for f in fields(AdaptConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            p.add_argument(flag, type=_bool, default=value, metavar="yes|no", help=f"(default {value})")
+        else:
+            p.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+    p.set_defaults(run=run)
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("yes", "true", "1", "on"):
+        return True
+    if value.lower() in ("no", "false", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..adapt.data import source_faces, target_splits
+    from ..adapt.train import AdaptConfig, adapt, build_start_model
+
+    cfg = AdaptConfig(**{f.name: getattr(args, f.name) for f in fields(AdaptConfig)})
+    model = build_start_model(cfg)
+    size, channels = model.config.input_size, model.config.in_chans
+    out = Path(args.out)
+    target = target_splits(args.target, size, channels, layout=args.layout, manifest=args.manifest,
+                           seed=args.split_seed, val=args.val, test=args.test, folds=args.folds,
+                           fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress)
+    source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
+                          progress=not args.no_progress)
+    state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
+                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model)
+    best = state["best"]
+    print(f"best epoch {best['epoch']}: validation accuracy {best['val_acc']:.4f} -> {out}/best.safetensors")
+    print(f"score the test split once with: emoadapt evaluate {out}/best.safetensors {args.target} "
+          f"--manifest {out}/split.json --split test")
+    return 0

@@ -1,0 +1,102 @@
+"""``emoadapt evaluate``: score a model on any supported dataset and split.
+
+Two ways to score, chosen by ``mapping``:
+
+* ``fer``: in the model's own classes (a FER model on FER2013, JAFFE or CK+48; CK+ spellings
+  ``anger``/``sadness`` are read as ``angry``/``sad``; labels the model lacks, e.g. contempt, are left out);
+* ``ier``: in the 4 IER classes. The dataset is relabelled with its IER map; a FER model's
+  probabilities are restricted to its 4 mapped classes (angry, disgust, happy, sad) and
+  renormalised (the "zero-shot 7→4" protocol).
+
+``auto`` picks ``fer`` when the model has FER classes and the dataset's labels are FER classes,
+else ``ier``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data import open_dataset
+from .data.arrays import load_arrays
+from .data.labels import FACE_ALIASES, FER_CLASSES, FER_TO_IER, IER_CLASSES
+from .data.records import ImageDataset
+from .errors import EmoadaptError
+from .fileio import atomic_write_json
+from .models.registry import resolve_model
+from .training.metrics import classification_report, predict_arrays, save_confusion_png
+
+
+def ier_probs_from_fer(probs: np.ndarray) -> np.ndarray:
+    """(N, 7) FER probabilities → (N, 4) IER probabilities over the mapped classes, renormalised."""
+    columns = [FER_CLASSES.index(fer) for ier in IER_CLASSES for fer, to in FER_TO_IER.items() if to == ier]
+    mapped = probs[:, columns]
+    return mapped / np.clip(mapped.sum(1, keepdims=True), 1e-12, None)
+
+
+def _as_fer_dataset(dataset: ImageDataset) -> ImageDataset:
+    from dataclasses import replace
+
+    samples = [replace(s, label=FACE_ALIASES.get(s.label, s.label)) for s in dataset.samples]
+    samples = [s for s in samples if s.label in FER_CLASSES]
+    return replace(dataset, classes=FER_CLASSES, samples=samples)
+
+
+def choose_mapping(model_classes: Sequence[str], dataset: ImageDataset) -> str:
+    labels = {FACE_ALIASES.get(label, label) for label in dataset.label_counts() if label is not None}
+    fer_model = tuple(model_classes) == FER_CLASSES
+    return "fer" if fer_model and len(labels & set(FER_CLASSES)) >= 2 else "ier"
+
+
+def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str = "auto",
+                   splits: Sequence[str] | None = None, manifest: str | Path | None = None,
+                   mapping: str = "auto", tta_flip: bool = False,
+                   out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset.
+
+    ``manifest`` (a split manifest written by ``data split`` or ``adapt``) assigns the splits that
+    ``splits`` selects. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given.
+    """
+    model, meta = resolve_model(weights)
+    model_classes = tuple(meta.get("classes", ()))
+    dataset = open_dataset(data, layout)
+    if manifest is not None:
+        from .data.splits import apply_manifest, read_manifest
+
+        plan = read_manifest(manifest)
+        mapped = dataset.to_ier_dataset() if dataset.to_ier is not None else dataset
+        try:
+            dataset = apply_manifest(dataset, plan)
+        except EmoadaptError:  # manifests made by `adapt` list only the samples with an IER class
+            dataset = apply_manifest(mapped, plan)
+    if splits:
+        dataset = dataset.split(*splits)
+        if len(dataset) == 0:
+            raise EmoadaptError(f"no images in split(s) {', '.join(splits)} of {data}")
+    mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
+    if mapping == "fer":
+        dataset = _as_fer_dataset(dataset)
+        classes = model_classes
+    else:
+        if dataset.to_ier is None:
+            raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
+        dataset = dataset.to_ier_dataset()
+        classes = IER_CLASSES
+    arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, progress=progress)
+    probs = predict_arrays(model, arrays.images, tta_flip=tta_flip, progress=progress)
+    if mapping == "ier" and model_classes == FER_CLASSES:
+        probs = ier_probs_from_fer(probs)
+    elif tuple(model_classes) != tuple(classes):
+        raise EmoadaptError(f"model classes {model_classes} do not match {classes}; use --map")
+    report = classification_report(arrays.labels, probs, classes)
+    report.update({"dataset": str(data), "layout": dataset.name, "split": ",".join(splits) if splits else "all",
+                   "mapping": mapping, "tta": "flip" if tta_flip else "none", "weights": str(weights),
+                   "failed": arrays.failed})
+    if out_dir is not None:
+        out = Path(out_dir)
+        atomic_write_json(out / "metrics.json", report)
+        save_confusion_png(report, out / "confusion.png", title=f"{Path(data).name} {report['split']}: "
+                           f"accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}")
+    return report
