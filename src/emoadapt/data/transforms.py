@@ -28,7 +28,7 @@ def image_to_uint8(image: Image.Image) -> np.ndarray:
 
 def uint8_to_tensor(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(N, H, W, C) or (H, W, C) uint8 → (N, C, H, W) / (C, H, W) float32 in [0, 1]."""
-    tensor = torch.as_tensor(np.asarray(batch))
+    tensor = torch.from_numpy(np.array(batch, dtype=np.uint8))  # a copy: inputs may be read-only
     tensor = tensor.permute(0, 3, 1, 2) if tensor.ndim == 4 else tensor.permute(2, 0, 1)
     return tensor.float().div_(255.0).contiguous()
 

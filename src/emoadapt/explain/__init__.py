@@ -9,7 +9,7 @@
 from ._base import BatchFunction, Explainer, Explanation
 from .dncshap import DnCShap, Partition, build_partition, max_depth, resolve_baseline
 from .figures import save_layer_grid, save_overlay
-from .layerwise import LAYER_TAPS, LayerDnCShap, explain_layers
+from .layerwise import LAYER_TAPS, LayerDnCShap, explain_layers, layer_taps
 
 __all__ = [
     "BatchFunction",
@@ -21,6 +21,7 @@ __all__ = [
     "Partition",
     "build_partition",
     "explain_layers",
+    "layer_taps",
     "max_depth",
     "resolve_baseline",
     "save_layer_grid",

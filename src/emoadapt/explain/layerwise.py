@@ -20,8 +20,13 @@ import torch
 from ._base import Explanation, eval_mode, paint
 from .dncshap import DnCShap, _single
 
-#: Taps with a spatial feature map (the ones layer-wise DnCShap can partition).
+#: EmoNet's taps with a spatial feature map (the ones layer-wise DnCShap can partition).
 LAYER_TAPS = ("b1", "b2", "b3", "b4", "b5", "merged")
+
+
+def layer_taps(model: torch.nn.Module) -> tuple[str, ...]:
+    """The spatial taps of ``model`` (EmoNet: b1…b5, merged; MobileNetV2: s1…s5)."""
+    return tuple(t for t in getattr(model, "taps", LAYER_TAPS) if t not in ("pre_logits", "logits"))
 
 
 class _RestOfNetwork:
@@ -41,7 +46,7 @@ class LayerDnCShap(DnCShap):
 
     Args:
         model: an EmoNet (anything with ``forward_taps`` and ``forward_from``).
-        tap: one of :data:`LAYER_TAPS`.
+        tap: one of :func:`layer_taps` of the model.
         depth: requested depth; capped so that every region keeps at least one cell of the tap
             (the effective depth is ``Explanation.depth``).
         baseline: ``"zero"`` (activation 0, what a ReLU outputs for "nothing"),
@@ -56,8 +61,8 @@ class LayerDnCShap(DnCShap):
     def __init__(self, model: torch.nn.Module, tap: str, *, depth: int = 6, baseline: Any = "zero",
                  batch_size: int = 64, variant: str = "clean", context: str = "present",
                  class_names: Sequence[str] | None = None):
-        if tap not in LAYER_TAPS:
-            raise ValueError(f"tap must be one of {LAYER_TAPS}, got {tap!r}")
+        if tap not in layer_taps(model):
+            raise ValueError(f"tap must be one of {layer_taps(model)}, got {tap!r}")
         if isinstance(baseline, str) and baseline not in ("zero", "mean-activation"):
             raise ValueError(f"layer baseline must be 'zero', 'mean-activation', a number or a tensor, "
                              f"got {baseline!r}")
@@ -91,14 +96,15 @@ def _device(model: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def explain_layers(model: torch.nn.Module, image: torch.Tensor, taps: Sequence[str] = LAYER_TAPS, *,
+def explain_layers(model: torch.nn.Module, image: torch.Tensor, taps: Sequence[str] | None = None, *,
                    depth: int = 6, target: int | None = None, **options: Any) -> dict[str, Explanation]:
     """Layer-wise DnCShap of ``image`` (C, H, W) at each tap, all for the same target class.
 
     ``options`` go to :class:`LayerDnCShap` (baseline, batch_size, variant, context, class_names).
-    Returns ``{tap: Explanation}`` in the order of ``taps``.
+    Returns ``{tap: Explanation}`` in the order of ``taps`` (default: every :func:`layer_taps`).
     """
     results: dict[str, Explanation] = {}
+    taps = layer_taps(model) if taps is None else taps
     for tap in taps:
         results[tap] = LayerDnCShap(model, tap, depth=depth, **options).attribute(image, target)
         target = results[tap].target

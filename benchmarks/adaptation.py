@@ -1,0 +1,182 @@
+"""Adaptation ablation on Emotion6 (4 IER classes), one rerunnable script (issue: domain adaptation).
+
+    python benchmarks/adaptation.py --part mobilenet [--seeds 0 1 2] [--size 160]
+    python benchmarks/adaptation.py --part emonet --fer runs/fer-cpu/best.safetensors
+    python benchmarks/adaptation.py --part report      # markdown tables from the saved JSON
+
+Protocol: one stratified train/val/test split of the available Emotion6 images (seed 0, 70/15/15,
+manifest in OUT/split.json); every configuration trains with seeds 0,1,2 on train, picks its best
+epoch on val, and is scored on test. The baseline (ImageNet MobileNetV2 features + logistic
+regression, C chosen on val) runs in the same script. Results go to OUT/<part>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoadapt.adapt.data import source_faces, target_splits
+from emoadapt.adapt.train import AdaptConfig, adapt, build_start_model, encode, encode_views
+from emoadapt.data.labels import IER_CLASSES
+from emoadapt.data.locate import dataset_path
+from emoadapt.evaluate import ier_probs_from_fer
+from emoadapt.fileio import atomic_write_json
+from emoadapt.models.registry import load_model
+from emoadapt.training.metrics import classification_report, predict_arrays, save_confusion_png
+
+MOBILENET_CONFIGS = {  # name -> changes to the base AdaptConfig
+    "target-only": {"discrepancy": "none", "alpha": 0.0},
+    "+mmd": {"discrepancy": "mmd", "alpha": 0.0},
+    "+linear-mmd": {"discrepancy": "linear-mmd", "alpha": 0.0},
+    "+coral": {"discrepancy": "coral", "alpha": 0.0},
+    "+source-CE": {"discrepancy": "none", "alpha": 0.5},
+    "+source-CE +mmd": {"discrepancy": "mmd", "alpha": 0.5},
+    "+source-CE +coral": {"discrepancy": "coral", "alpha": 0.5},
+}
+
+
+def _agreement_accuracy(report_labels, probs, agree_mask) -> float:
+    keep = np.asarray(agree_mask, dtype=bool)
+    return float((probs[keep].argmax(1) == report_labels[keep]).mean()) if keep.any() else float("nan")
+
+
+def _vote_agrees(arrays) -> np.ndarray:
+    from emoadapt.data import open_dataset
+
+    meta = {s.path: s.meta.get("vote_agrees") for s in open_dataset(dataset_path("emotion6"), "emotion6").samples}
+    return np.array([bool(meta.get(p)) for p in arrays.paths])
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def linear_probe(model, splits, out: Path) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    feats = {k: encode(model, v.images).flatten(1).numpy() for k, v in splits.items()}
+    best = None
+    for c in (0.01, 0.03, 0.1, 0.3, 1.0):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+        clf.fit(feats["train"], splits["train"].labels)
+        val = float((clf.predict(feats["val"]) == splits["val"].labels).mean())
+        if best is None or val > best[0]:
+            best = (val, c, clf)
+    val, c, clf = best
+    probs = clf.predict_proba(feats["test"])
+    report = classification_report(splits["test"].labels, probs, IER_CLASSES)
+    save_confusion_png(report, out / "confusion-linear-probe.png", title=f"linear probe: test {report['accuracy']:.1%}")
+    return {"C": c, "val_acc": val, "test": report}
+
+
+def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, source, out: Path, cached=None,
+                agree=None) -> dict:
+    results = {}
+    for name, changes in configs.items():
+        rows = []
+        for seed in seeds:
+            cfg = replace(base, seed=seed, **changes)
+            run_dir = out / "runs" / f"{name_prefix}{name.replace(' ', '').replace('+', '_')}-s{seed}"
+            started = time.time()
+            model = build_start_model(cfg)
+            state = adapt((splits["train"].images, splits["train"].labels), (splits["val"].images, splits["val"].labels),
+                          source, cfg, run_dir, progress=False, model=model, cached=cached)
+            best, _ = load_model(run_dir / "best.safetensors")
+            probs = predict_arrays(best, splits["test"].images)
+            report = classification_report(splits["test"].labels, probs, IER_CLASSES)
+            rows.append({"seed": seed, "val_acc": state["best"]["val_acc"], "best_epoch": state["best"]["epoch"],
+                         "test": report, "seconds": time.time() - started, "weights": str(run_dir / "best.safetensors"),
+                         "agree_acc": _agreement_accuracy(splits["test"].labels, probs, agree) if agree is not None else None})
+            print(f"{name_prefix}{name} seed {seed}: val {rows[-1]['val_acc']:.3f} test {report['accuracy']:.3f} "
+                  f"macro-F1 {report['macro_f1']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+        best_row = max(rows, key=lambda r: r["val_acc"])
+        save_confusion_png(best_row["test"], out / f"confusion-{name_prefix}{name.replace(' ', '').replace('+', '_')}.png",
+                           title=f"{name_prefix}{name} (seed {best_row['seed']}): test {best_row['test']['accuracy']:.1%}")
+        results[name] = {"config": asdict(replace(base, **changes)), "runs": rows,
+                         "val_acc": _summary([r["val_acc"] for r in rows]),
+                         "test_acc": _summary([r["test"]["accuracy"] for r in rows]),
+                         "test_macro_f1": _summary([r["test"]["macro_f1"] for r in rows])}
+    return results
+
+
+def part_mobilenet(args, out: Path) -> dict:
+    base = AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="features", epochs=40,
+                       lr=1e-3, source_limit=args.source_limit, threads=args.threads)
+    start = build_start_model(base)
+    splits = target_splits(dataset_path("emotion6"), args.size, 3, layout="emotion6", seed=0,
+                           write_to=out / "split.json", progress=False)
+    source = source_faces(args.size, limit=base.source_limit, seed=0, progress=False)
+    started = time.time()
+    cached = encode_views(start, splits["train"].images, splits["val"].images, source[0])
+    encode_seconds = time.time() - started
+    agree = _vote_agrees(splits["test"])
+    results = {"size": args.size, "split_counts": {k: int(len(v.labels)) for k, v in splits.items()},
+               "encode_seconds": encode_seconds, "test_agree_n": int(agree.sum())}
+    results["linear_probe"] = linear_probe(start, splits, out)
+    print(f"linear probe: test {results['linear_probe']['test']['accuracy']:.3f}", flush=True)
+    results["configs"] = run_configs("mobilenetv2 ", base, MOBILENET_CONFIGS, args.seeds, splits, source, out,
+                                     cached=cached, agree=agree)
+    return results
+
+
+def part_emonet(args, out: Path) -> dict:
+    base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none", epochs=args.emonet_epochs,
+                       lr=1e-3, backbone_lr_scale=0.3, source_limit=args.source_limit, threads=args.threads)
+    fer_model, _ = load_model(args.fer)
+    splits = target_splits(dataset_path("emotion6"), args.emonet_size, 3, layout="emotion6",
+                           manifest=out / "split.json", progress=False)
+    agree = _vote_agrees(splits["test"])
+    grey = {k: v for k, v in splits.items()}
+    zero_shot_x = splits["test"].images.mean(axis=3, keepdims=True).round().astype(np.uint8)  # RGB -> grey
+    from PIL import Image
+
+    size = fer_model.config.input_size
+    zero_shot_x = np.stack([np.asarray(Image.fromarray(a[:, :, 0]).resize((size, size), Image.Resampling.BILINEAR))
+                            for a in zero_shot_x])[:, :, :, None]
+    probs = ier_probs_from_fer(predict_arrays(fer_model, zero_shot_x))
+    results = {"size": args.emonet_size, "zero_shot": classification_report(splits["test"].labels, probs, IER_CLASSES)}
+    print(f"emonet zero-shot: test {results['zero_shot']['accuracy']:.3f}", flush=True)
+    source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
+    configs = {k: MOBILENET_CONFIGS[k] for k in args.emonet_configs}
+    results["configs"] = run_configs("emonet ", base, configs, args.seeds, grey, source, out, agree=agree)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("mobilenet", "emonet"), required=True)
+    parser.add_argument("--out", default="benchmarks/results/adaptation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--size", type=int, default=160, help="MobileNetV2 input size")
+    parser.add_argument("--source-limit", type=int, default=4000)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--fer", default="runs/fer-cpu/best.safetensors", help="FER checkpoint for the EmoNet part")
+    parser.add_argument("--emonet-size", type=int, default=96)
+    parser.add_argument("--emonet-epochs", type=int, default=12)
+    parser.add_argument("--emonet-configs", nargs="+", default=["target-only", "+mmd", "+source-CE +mmd"])
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results = part_mobilenet(args, out) if args.part == "mobilenet" else part_emonet(args, out)
+    results.update({"command": " ".join([Path(sys.executable).name] + sys.argv), "seconds": time.time() - started,
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": torch.get_num_threads()})
+    atomic_write_json(out / f"{args.part}.json", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

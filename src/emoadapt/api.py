@@ -1,0 +1,155 @@
+"""The Python API for notebooks: one call to read an image's emotion, one to explain it.
+
+>>> import emoadapt
+>>> emoadapt.analyze("photo.jpg")
+{'emotion': {'happy': 0.71, 'sad': 0.12, 'hate': 0.05, 'anger': 0.12}, 'dominant_emotion': 'happy'}
+>>> emoadapt.top_emotion("photo.jpg")
+('happy', 0.71)
+>>> explanation = emoadapt.explain("photo.jpg", depth=8)     # DnCShap; .map is (H, W)
+
+Images may be a path, the bytes of a file, a ``PIL.Image`` or a NumPy array (H, W, 3) **in RGB
+order** (OpenCV users: convert from BGR first) or (H, W) grey, uint8 0–255 or float 0–1.
+The default model is the shipped IER model (:data:`emoadapt.models.registry.DEFAULT_MODEL`);
+pass ``model=`` a preset name or a ``.safetensors`` path for another.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.decode import decode_image
+from .data.transforms import image_to_tensor
+from .errors import EmoadaptError
+from .models.registry import resolve_model
+
+ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+
+def to_pil(image: ImageLike) -> Image.Image:
+    """Any supported image input → an RGB ``PIL.Image`` (decoded safely; see the module docstring)."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            if array.size and float(np.nanmax(array)) <= 1.0:
+                array = array * 255.0
+            array = np.clip(np.nan_to_num(array), 0, 255).round().astype(np.uint8)
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
+            return Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array).convert("RGB")
+        raise EmoadaptError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
+    if isinstance(image, (str, Path, bytes, bytearray)):
+        return decode_image(image, mode="RGB")
+    raise EmoadaptError(f"unsupported image type {type(image).__name__}; pass a path, bytes, PIL image or array")
+
+
+class Predictor:
+    """A loaded model with its preprocessing; ``runtime`` is ``torch`` or ``onnx`` (onnxruntime).
+
+    Attributes:
+        model: the torch model (kept for layer-wise explanations even with the ONNX runtime).
+        classes: output class names.
+        input_size, channels: what :meth:`preprocess` produces.
+    """
+
+    def __init__(self, model: str | Path | None = None, runtime: str = "torch", threads: int | None = None):
+        if runtime not in ("torch", "onnx"):
+            raise EmoadaptError(f"runtime must be torch or onnx, got {runtime!r}")
+        if threads:
+            torch.set_num_threads(threads)
+        self.model, meta = resolve_model(model)
+        self.model.eval()
+        self.classes: tuple[str, ...] = tuple(meta.get("classes", ()))
+        self.meta = meta
+        self.input_size = self.model.config.input_size
+        self.channels = self.model.config.in_chans
+        self.runtime = runtime
+        self.session = None
+        if runtime == "onnx":
+            from .export import onnx_session
+
+            self.session = onnx_session(self.model, threads=threads)
+
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """(C, S, S) float32 in [0, 1]: short side resized to S, centre crop, grey or RGB."""
+        return image_to_tensor(to_pil(image), self.input_size, self.channels)
+
+    @torch.inference_mode()
+    def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, C, S, S) in [0, 1] → (N, K) class probabilities."""
+        if self.session is not None:
+            logits = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})[0]
+            return _softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
+        return self.model(batch).softmax(1).numpy()
+
+    def predict(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Class probabilities (N, K) for a list of images."""
+        return self.predict_tensors(torch.stack([self.preprocess(image) for image in images]))
+
+    def analyze(self, image: ImageLike) -> dict[str, Any]:
+        probs = self.predict([image])[0]
+        emotion = {name: float(p) for name, p in zip(self.classes, probs)}
+        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get)}
+
+    def explainer(self, depth: int = 8, baseline: Any = "zero", batch_size: int = 128, variant: str = "clean"):
+        from .explain import DnCShap
+
+        forward = self.session if self.session is not None else self.model
+        return DnCShap(forward, depth=depth, baseline=baseline, batch_size=batch_size, variant=variant,
+                       class_names=self.classes)
+
+    def explain(self, image: ImageLike, *, depth: int = 8, baseline: Any = "zero", target: int | str | None = None,
+                batch_size: int = 128, variant: str = "clean"):
+        """DnCShap explanation (see :class:`emoadapt.explain.Explanation`) of ``target`` (a class
+        name or index; default: the predicted class)."""
+        return self.explainer(depth, baseline, batch_size, variant).attribute(self.preprocess(image),
+                                                                               self._target_index(target))
+
+    def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = 6,
+                       target: int | str | None = None, batch_size: int = 128) -> dict:
+        """Layer-wise DnCShap at each tap (default: all spatial taps of the model)."""
+        from .explain import explain_layers
+
+        return explain_layers(self.model, self.preprocess(image), taps, depth=depth,
+                              target=self._target_index(target), batch_size=batch_size, class_names=self.classes)
+
+    def _target_index(self, target: int | str | None) -> int | None:
+        if isinstance(target, str):
+            if target not in self.classes:
+                raise EmoadaptError(f"unknown class {target!r}; the model's classes are {', '.join(self.classes)}")
+            return self.classes.index(target)
+        return target
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=4)
+def get_predictor(model: str | None = None, runtime: str = "torch") -> Predictor:
+    """A cached :class:`Predictor` (loading a model once per process)."""
+    return Predictor(model, runtime)
+
+
+def analyze(image: ImageLike, model: str | None = None) -> dict[str, Any]:
+    """``{"emotion": {label: probability 0–1}, "dominant_emotion": label}`` for one image."""
+    return get_predictor(None if model is None else str(model)).analyze(image)
+
+
+def top_emotion(image: ImageLike, model: str | None = None) -> tuple[str, float]:
+    """``(label, probability)`` of the most likely emotion."""
+    result = analyze(image, model)
+    label = result["dominant_emotion"]
+    return label, result["emotion"][label]
+
+
+def explain(image: ImageLike, model: str | None = None, **options: Any):
+    """DnCShap explanation of one image (options: depth, baseline, target, batch_size, variant)."""
+    return get_predictor(None if model is None else str(model)).explain(image, **options)

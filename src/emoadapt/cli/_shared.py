@@ -1,0 +1,47 @@
+"""Options and helpers shared by the commands that read images with a model (predict, explain, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "--weights", dest="model", default=None,
+                   help="a .safetensors file or a shipped model name (default: the shipped IER model)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+
+
+def load_predictor(args: argparse.Namespace):
+    from ..api import Predictor
+
+    return Predictor(args.model, runtime=args.runtime, threads=args.threads or None)
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given, folders expanded to their image files (recursive, sorted), globs expanded.
+    A name that matches nothing is kept so that it is reported as missing."""
+    from ..data.folder import IMAGE_EXTENSIONS
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        elif not path.exists() and glob.has_magic(item):
+            paths += [Path(p) for p in sorted(glob.glob(item, recursive=True))]
+        else:
+            paths.append(path)
+    return paths
+
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    """``path``'s stem, made unique among ``used`` with -2, -3… (and recorded there)."""
+    stem, index = path.stem, 2
+    while stem in used:
+        stem, index = f"{path.stem}-{index}", index + 1
+    used.add(stem)
+    return stem

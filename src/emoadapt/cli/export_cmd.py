@@ -1,0 +1,28 @@
+"""``emoadapt export``: write a model as ONNX (dynamic batch axis) for onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (input images in [0, 1], output logits)")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--model", "--weights", dest="model", default=None,
+                   help="a .safetensors file or a shipped model name (default: the shipped IER model)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..export import export_onnx
+    from ..models.registry import resolve_model
+
+    model, meta = resolve_model(args.model)
+    path = export_onnx(model, args.onnx)
+    info = {"onnx": str(path), "input": f"images (N, {model.config.in_chans}, {model.config.input_size}, "
+                                       f"{model.config.input_size}) float32 RGB in [0, 1]",
+            "output": "logits (N, K); softmax for probabilities", "classes": meta.get("classes")}
+    print(json.dumps(info, indent=2))
+    return 0

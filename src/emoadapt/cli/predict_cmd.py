@@ -1,0 +1,69 @@
+"""``emoadapt predict``: emotion probabilities for any number of images, streamed to CSV/JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._shared import add_model_options, expand_inputs, load_predictor, unique_stem
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict the emotion of images (files, folders, globs) into CSV/JSONL",
+                       description="One row per image: path, emotion, prob_<class>…, seconds, error. A file that "
+                                   "cannot be decoded gets an error row; the exit status is 1 if any image failed.")
+    p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB")
+    p.add_argument("--out", default="results.csv", help="output .csv or .jsonl (default results.csv)")
+    add_model_options(p)
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    p.add_argument("--resume", action="store_true", help="skip images that already have a row in --out")
+    p.add_argument("--explain", action="store_true", help="also write a DnCShap overlay PNG per image")
+    p.add_argument("--depth", type=int, default=8, help="DnCShap depth with --explain (default 8)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..errors import EmoadaptError
+    from ..predict import predict_files
+
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise EmoadaptError("no images found in " + ", ".join(args.inputs))
+    predictor = load_predictor(args)
+    out = Path(args.out)
+    on_row = _explainer(predictor, out, args.depth) if args.explain else None
+    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=args.no_progress)
+    failed_so_far = [0]
+
+    def on_batch(n: int, failed: int) -> None:
+        failed_so_far[0] += failed
+        bar.update(n)
+        bar.set_postfix(failed=failed_so_far[0])
+
+    counts = predict_files(predictor, paths, out, batch_size=args.batch_size, resume=args.resume,
+                           on_batch=on_batch, on_row=on_row)
+    bar.close()
+    print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
+          file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _explainer(predictor, out: Path, depth: int):
+    """Per-row hook writing ``<out stem>_explanations/<image stem>_overlay.png``."""
+    from ..explain import save_overlay
+
+    folder = out.with_name(out.stem + "_explanations")
+    explainer = predictor.explainer(depth)
+    used: set[str] = set()
+
+    def on_row(row: dict, image) -> None:
+        explanation = explainer.attribute(image)
+        png = folder / f"{unique_stem(Path(row['path']), used)}_overlay.png"
+        save_overlay(image, explanation, png)
+        row["overlay"] = str(png)
+
+    return on_row

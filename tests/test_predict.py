@@ -1,0 +1,119 @@
+"""Batch prediction, the Python API and ONNX parity, with a tiny model (the shipped one is tested
+in test_shipped.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emoadapt.api import Predictor, to_pil
+from emoadapt.cli import main
+from emoadapt.models.emonet import EmoNet, EmoNetConfig
+from emoadapt.training.checkpoint import save_weights
+
+CLASSES = ["happy", "sad", "hate", "anger"]
+
+
+@pytest.fixture()
+def weights(tmp_path):
+    torch.manual_seed(0)
+    model = EmoNet(EmoNetConfig(in_chans=3, input_size=32, width=0.125, batch_norm=True, head="pool",
+                                hidden=(16,), num_classes=4)).eval()
+    path = tmp_path / "tiny.safetensors"
+    save_weights(path, model, model.config.to_dict(), {"classes": CLASSES})
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(images / name)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return images
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_writes_one_row_per_image_and_reports_bad_files(tmp_path, folder, weights, capsys):
+    out = tmp_path / "results.csv"
+    status = main(["predict", str(folder), "--out", str(out), "--model", str(weights), "--no-progress",
+                   "--batch-size", "2"])
+    assert status == 1  # one image failed
+    rows = _rows(out)
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["a.png", "b.jpg", "broken.jpg", "c.png"]
+    broken = rows[2]
+    assert broken["emotion"] == "" and "broken.jpg" in broken["error"]
+    for row in rows[:2] + rows[3:]:
+        probs = [float(row[f"prob_{c}"]) for c in CLASSES]
+        assert abs(sum(probs) - 1) < 1e-4 and row["emotion"] == CLASSES[int(np.argmax(probs))]
+    assert "1 failed" in capsys.readouterr().err
+
+
+def test_resume_skips_done_images_and_redoes_a_torn_row(tmp_path, folder, weights):
+    out = tmp_path / "results.jsonl"
+    good = [str(folder / n) for n in ("a.png", "b.jpg")]
+    assert main(["predict", *good, "--out", str(out), "--model", str(weights), "--no-progress"]) == 0
+    first = out.read_text().splitlines()
+    out.write_text(first[0] + "\n" + first[1][:20])  # killed while writing the second row
+    assert main(["predict", str(folder / "*.png"), *good, "--out", str(out), "--model", str(weights),
+                 "--no-progress", "--resume"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in rows) == ["a.png", "b.jpg", "c.png"]
+    assert rows[0] == json.loads(first[0])
+
+
+def test_predict_with_explanations_writes_overlays(tmp_path, folder, weights):
+    out = tmp_path / "r.csv"
+    assert main(["predict", str(folder / "a.png"), "--out", str(out), "--model", str(weights), "--explain",
+                 "--depth", "3", "--no-progress"]) == 0
+    assert (tmp_path / "r_explanations" / "a_overlay.png").stat().st_size > 0
+
+
+def test_api_analyze_and_explain(weights, folder):
+    predictor = Predictor(str(weights))
+    result = predictor.analyze(folder / "a.png")
+    assert set(result["emotion"]) == set(CLASSES)
+    assert abs(sum(result["emotion"].values()) - 1) < 1e-5
+    assert result["dominant_emotion"] == max(result["emotion"], key=result["emotion"].get)
+    explanation = predictor.explain(folder / "a.png", depth=4, target="anger")
+    assert explanation.target_name == "anger" and explanation.map.shape == (32, 32)
+    with pytest.raises(ValueError, match="unknown class"):
+        predictor.explain(folder / "a.png", target="joy")
+
+
+def test_to_pil_accepts_arrays_in_rgb_order_and_rejects_bad_shapes():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 255
+    assert to_pil(rgb).getpixel((0, 0)) == (255, 0, 0)
+    assert to_pil(np.full((4, 5), 0.5)).getpixel((0, 0)) == (128, 128, 128)
+    with pytest.raises(ValueError, match="shape"):
+        to_pil(np.zeros((2, 3, 4, 5)))
+
+
+def test_onnx_runtime_matches_torch(weights, folder):
+    pytest.importorskip("onnxruntime")
+    images = [folder / "a.png", folder / "b.jpg", folder / "c.png"]
+    torch_probs = Predictor(str(weights)).predict(images)
+    onnx_probs = Predictor(str(weights), runtime="onnx").predict(images)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4, rtol=0)
+
+
+def test_export_command_writes_a_dynamic_batch_model(tmp_path, weights, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "m.onnx"
+    assert main(["export", "--onnx", str(path), "--model", str(weights)]) == 0
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"images": np.random.rand(5, 3, 32, 32).astype(np.float32)})[0]
+    assert logits.shape == (5, 4)
+    assert json.loads(capsys.readouterr().out)["classes"] == CLASSES
