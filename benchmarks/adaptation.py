@@ -2,7 +2,8 @@
 
     python benchmarks/adaptation.py --part mobilenet [--seeds 0 1 2] [--size 160]
     python benchmarks/adaptation.py --part emonet --fer runs/fer-cpu/best.safetensors
-    python benchmarks/adaptation.py --part report      # markdown tables from the saved JSON
+    python benchmarks/adaptation.py --part kfold --config "+source-CE +mmd"   # 5-fold CV of one config
+    python benchmarks/report.py                        # markdown tables from the saved JSON
 
 Protocol: one stratified train/val/test split of the available Emotion6 images (seed 0, 70/15/15,
 manifest in OUT/split.json); every configuration trains with seeds 0,1,2 on train, picks its best
@@ -137,7 +138,6 @@ def part_emonet(args, out: Path) -> dict:
     splits = target_splits(dataset_path("emotion6"), args.emonet_size, 3, layout="emotion6",
                            manifest=out / "split.json", progress=False)
     agree = _vote_agrees(splits["test"])
-    grey = {k: v for k, v in splits.items()}
     zero_shot_x = splits["test"].images.mean(axis=3, keepdims=True).round().astype(np.uint8)  # RGB -> grey
     from PIL import Image
 
@@ -149,13 +149,56 @@ def part_emonet(args, out: Path) -> dict:
     print(f"emonet zero-shot: test {results['zero_shot']['accuracy']:.3f}", flush=True)
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
     configs = {k: MOBILENET_CONFIGS[k] for k in args.emonet_configs}
-    results["configs"] = run_configs("emonet ", base, configs, args.seeds, grey, source, out, agree=agree)
+    results["configs"] = run_configs("emonet ", base, configs, args.seeds, splits, source, out, agree=agree)
     return results
+
+
+def part_kfold(args, out: Path) -> dict:
+    """5-fold cross-validation of one configuration (``--config``) with the cached-feature protocol:
+    every Emotion6 image and source face is encoded once, then each fold indexes the cache."""
+    from emoadapt.adapt.train import _match_channels
+
+    base = replace(AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="features", epochs=40,
+                               lr=1e-3, source_limit=args.source_limit, threads=args.threads),
+                   **MOBILENET_CONFIGS[args.config])
+    start = build_start_model(base)
+    folds = {k: target_splits(dataset_path("emotion6"), args.size, 3, layout="emotion6", folds=5, fold_index=k,
+                              seed=0, write_to=out / "folds.json", progress=False) for k in range(5)}
+    everything = {p: (img, label) for k in range(5) for a in folds[k].values()
+                  for p, img, label in zip(a.paths, a.images, a.labels)}
+    paths = sorted(everything)
+    images = np.stack([everything[p][0] for p in paths])
+    index = {p: i for i, p in enumerate(paths)}
+    xs, ys = source_faces(args.size, limit=base.source_limit, seed=0, progress=False)
+    started = time.time()
+    views = torch.stack([encode(start, images), encode(start, images, flip=True)])
+    xs3 = _match_channels(xs, 3)
+    source_views = torch.stack([encode(start, xs3), encode(start, xs3, flip=True)])
+    encode_seconds = time.time() - started
+    rows = []
+    for k in range(5):
+        pick = {name: np.array([index[p] for p in folds[k][name].paths]) for name in ("train", "val", "test")}
+        cached = {"target": views[:, pick["train"]], "source": source_views, "val": views[0, pick["val"]]}
+        model = build_start_model(base)
+        run_dir = out / "runs" / f"kfold-{args.config.replace(' ', '').replace('+', '_')}-fold{k}"
+        state = adapt((images[pick["train"]], folds[k]["train"].labels), (images[pick["val"]], folds[k]["val"].labels),
+                      (xs, ys), base, run_dir, progress=False, model=model, cached=cached)
+        best, _ = load_model(run_dir / "best.safetensors")
+        with torch.no_grad():
+            hidden = best.forward_head(views[0, pick["test"]], pre_logits=True)
+            probs = best.forward_from("pre_logits", hidden, {}).softmax(1).numpy()
+        report = classification_report(folds[k]["test"].labels, probs, IER_CLASSES)
+        rows.append({"fold": k, "val_acc": state["best"]["val_acc"], "test": report})
+        print(f"fold {k}: val {rows[-1]['val_acc']:.3f} test {report['accuracy']:.3f}", flush=True)
+    return {"config": args.config, "size": args.size, "encode_seconds": encode_seconds, "folds": rows,
+            "test_acc": _summary([r["test"]["accuracy"] for r in rows]),
+            "test_macro_f1": _summary([r["test"]["macro_f1"] for r in rows])}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("mobilenet", "emonet"), required=True)
+    parser.add_argument("--part", choices=("mobilenet", "emonet", "kfold"), required=True)
+    parser.add_argument("--config", default="+source-CE +mmd", help="configuration for --part kfold")
     parser.add_argument("--out", default="benchmarks/results/adaptation")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=160, help="MobileNetV2 input size")
@@ -171,7 +214,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    results = part_mobilenet(args, out) if args.part == "mobilenet" else part_emonet(args, out)
+    parts = {"mobilenet": part_mobilenet, "emonet": part_emonet, "kfold": part_kfold}
+    results = parts[args.part](args, out)
     results.update({"command": " ".join([Path(sys.executable).name] + sys.argv), "seconds": time.time() - started,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": torch.get_num_threads()})
     atomic_write_json(out / f"{args.part}.json", results)

@@ -6,32 +6,23 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from emoadapt.cli import main
-from emoadapt.models.emonet import EmoNet, EmoNetConfig
-from emoadapt.training.checkpoint import save_weights
+from conftest import TINY_CLASSES as CLASSES
+from conftest import save_tiny_model
 
-CLASSES = ["happy", "sad", "hate", "anger"]
+from emoadapt.cli import main
+
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (see conftest.one_thread)."""
 
 
 @pytest.fixture()
 def weights(tmp_path):
-    torch.manual_seed(0)
-    model = EmoNet(EmoNetConfig(in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool",
-                                hidden=(16,), num_classes=4)).eval()
-    path = tmp_path / "tiny.safetensors"
-    save_weights(path, model, model.config.to_dict(), {"classes": CLASSES})
-    return path
+    return save_tiny_model(tmp_path / "tiny.safetensors", in_chans=1)
 
 
 @pytest.fixture()

@@ -14,11 +14,8 @@ from emoadapt.explain.dncshap import TIE_TOLERANCE
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (see conftest.one_thread)."""
 
 
 def tiny_cnn(seed: int, channels: int = 3, height: int = 8, width: int = 6, classes: int = 3) -> torch.nn.Module:

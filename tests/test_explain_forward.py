@@ -12,11 +12,8 @@ from emoadapt.explain import BatchFunction, DnCShap
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (see conftest.one_thread)."""
 
 
 def tiny_cnn(seed: int = 0) -> torch.nn.Module:

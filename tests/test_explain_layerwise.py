@@ -17,11 +17,8 @@ EFFECTIVE_DEPTH_AT_4 = {"b1": 4, "b2": 4, "b3": 4, "b4": 2, "b5": 0, "merged": 0
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+
+from conftest import TINY_CLASSES as CLASSES
+from conftest import save_tiny_model
 
 from emoadapt.api import Predictor, to_pil
 from emoadapt.cli import main
-from emoadapt.models.emonet import EmoNet, EmoNetConfig
-from emoadapt.training.checkpoint import save_weights
-
-CLASSES = ["happy", "sad", "hate", "anger"]
-
 
 @pytest.fixture()
 def weights(tmp_path):
-    torch.manual_seed(0)
-    model = EmoNet(EmoNetConfig(in_chans=3, input_size=32, width=0.125, batch_norm=True, head="pool",
-                                hidden=(16,), num_classes=4)).eval()
-    path = tmp_path / "tiny.safetensors"
-    save_weights(path, model, model.config.to_dict(), {"classes": CLASSES})
-    return path
+    return save_tiny_model(tmp_path / "tiny.safetensors")
 
 
 @pytest.fixture()

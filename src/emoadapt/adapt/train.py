@@ -209,23 +209,40 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         if cfg.augment:
             x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
         out = model.forward_taps(x, (cfg.layer, "logits"))
-        n = len(t_index)
-        logits_t, logits_s = out["logits"][:n], out["logits"][n:]
-        y_t = torch.as_tensor(yt[t_index])
-        loss = F.cross_entropy(logits_t, y_t, label_smoothing=cfg.label_smoothing)
-        y_s = torch.as_tensor(ys[s_index])
-        mapped = y_s >= 0
-        if cfg.alpha > 0 and bool(mapped.any()):
-            loss = loss + cfg.alpha * F.cross_entropy(logits_s[mapped], y_s[mapped], label_smoothing=cfg.label_smoothing)
-        if cfg.discrepancy != "none" and cfg.lam > 0:
-            feats = _pooled(out[cfg.layer])
-            progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
-            loss = loss + lam_at(progress_now, cfg) * discrepancy(feats[n:], feats[:n])
-        return loss, n, int((logits_t.argmax(1) == y_t).sum())
+        progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
+        return adaptation_loss(out["logits"], _pooled(out[cfg.layer]), torch.as_tensor(yt[t_index]),
+                               torch.as_tensor(ys[s_index]), progress_now, cfg, discrepancy)
 
     def validate() -> dict:
         return classification_report(yv, predict_arrays(model, xv), IER_CLASSES)
 
+    return _run(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
+                progress=progress, stop_after_epochs=stop_after_epochs)
+
+
+def adaptation_loss(logits: torch.Tensor, features: torch.Tensor, y_t: torch.Tensor, y_s: torch.Tensor,
+                    progress: float, cfg: AdaptConfig, discrepancy: nn.Module) -> tuple[torch.Tensor, int, int]:
+    """L = CE(target) + α·CE(mapped source) + λ(progress)·D(f_S, f_T) for one joint batch.
+
+    Args:
+        logits: (n_t + n_s, 4), target rows first.
+        features: (n_t + n_s, D) the compared features, same order.
+        y_t: (n_t,) IER labels; y_s: (n_s,) IER labels, −1 for faces without an IER class.
+    Returns:
+        (loss, n_t, number of correct target predictions).
+    """
+    n = len(y_t)
+    loss = F.cross_entropy(logits[:n], y_t, label_smoothing=cfg.label_smoothing)
+    mapped = y_s >= 0
+    if cfg.alpha > 0 and bool(mapped.any()):
+        loss = loss + cfg.alpha * F.cross_entropy(logits[n:][mapped], y_s[mapped], label_smoothing=cfg.label_smoothing)
+    if cfg.discrepancy != "none" and cfg.lam > 0:
+        loss = loss + lam_at(progress, cfg) * discrepancy(features[n:], features[:n])
+    return loss, n, int((logits[:n].argmax(1) == y_t).sum())
+
+
+def _run(model, optimizer, cfg: AdaptConfig, steps_per_epoch: int, train_step, validate, out_dir, *, resume: bool,
+         progress: bool, stop_after_epochs: int | None) -> dict:
     return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
                       seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
                       train_step=train_step, validate=validate, out_dir=out_dir,
@@ -294,20 +311,12 @@ def _adapt_cached(model, optimizer, discrepancy, views: dict[str, torch.Tensor],
         s_index = torch.randint(xs_count, (len(t_index),), generator=generator)
         t_view = torch.randint(2, (len(t_index),), generator=generator)
         s_view = torch.randint(2, (len(s_index),), generator=generator)
-        n = len(t_index)
-        logits, hidden = logits_and_features(torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]]))
-        y_t = torch.as_tensor(yt[t_index.numpy()])
-        loss = F.cross_entropy(logits[:n], y_t, label_smoothing=cfg.label_smoothing)
-        y_s = torch.as_tensor(ys[s_index.numpy()])
-        mapped = y_s >= 0
-        if cfg.alpha > 0 and bool(mapped.any()):
-            loss = loss + cfg.alpha * F.cross_entropy(logits[n:][mapped], y_s[mapped], label_smoothing=cfg.label_smoothing)
-        if cfg.discrepancy != "none" and cfg.lam > 0:
-            feats = _pooled(hidden) if cfg.layer == "pre_logits" else _pooled(
-                torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]]))
-            progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
-            loss = loss + lam_at(progress_now, cfg) * discrepancy(feats[n:], feats[:n])
-        return loss, n, int((logits[:n].argmax(1) == y_t).sum())
+        features = torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]])
+        logits, hidden = logits_and_features(features)
+        compared = hidden if cfg.layer == "pre_logits" else features
+        progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
+        return adaptation_loss(logits, _pooled(compared), torch.as_tensor(yt[t_index.numpy()]),
+                               torch.as_tensor(ys[s_index.numpy()]), progress_now, cfg, discrepancy)
 
     @torch.no_grad()
     def validate() -> dict:
@@ -315,9 +324,5 @@ def _adapt_cached(model, optimizer, discrepancy, views: dict[str, torch.Tensor],
         probs = logits_and_features(val_features)[0].softmax(1).numpy()
         return classification_report(yv, probs, IER_CLASSES)
 
-    return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                      seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
-                      train_step=train_step, validate=validate, out_dir=out_dir,
-                      model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
-                      extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
-                      progress=progress)
+    return _run(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
+                progress=progress, stop_after_epochs=stop_after_epochs)

@@ -1,0 +1,38 @@
+"""``emoadapt serve``: start the web app (:func:`emoadapt.serve.create_app`) with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="start the web app (upload an image, see its emotion and explanation)",
+                       description="Serves the page at / and the JSON API at /api/predict and /api/explain "
+                                   "(docs at /docs). Needs the 'web' extra: pip install 'emoadapt[web]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--model", "--weights", dest="model", default=None,
+                   help="a .safetensors file or a shipped model name (default: the shipped IER model)")
+    p.add_argument("--max-upload-mb", type=float, default=10, help="largest upload in MiB (default 10)")
+    p.add_argument("--timeout", type=float, default=30, help="seconds per request in the model (default 30)")
+    p.add_argument("--concurrency", type=int, default=2, help="model jobs at once (default 2)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import EmoadaptError
+
+    try:
+        import uvicorn
+
+        from ..serve import create_app
+    except ImportError as exc:
+        raise EmoadaptError(f"the web app needs the 'web' extra ({exc.name} is missing): "
+                            "pip install 'emoadapt[web]'") from None
+    from ..api import Predictor
+
+    predictor = Predictor(args.model)  # load now: a bad --model fails here, not at the first request
+    app = create_app(predictor, model=args.model, max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
+                     max_concurrency=args.concurrency)
+    uvicorn.run(app, host=args.host, port=args.port)
+    return 0
