@@ -56,6 +56,11 @@ def _vote_agrees(arrays) -> np.ndarray:
     return np.array([bool(meta.get(p)) for p in arrays.paths])
 
 
+def slug(text: str) -> str:
+    """A file-name-safe form of a configuration name ("mobilenetv2 +source-CE +mmd" -> "mobilenetv2_source-CE_mmd")."""
+    return "_".join(part.strip("+") for part in text.split())
+
+
 def _summary(values: list[float]) -> dict:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
@@ -88,7 +93,7 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
         rows = []
         for seed in seeds:
             cfg = replace(base, seed=seed, **changes)
-            run_dir = out / "runs" / f"{name_prefix}{name.replace(' ', '').replace('+', '_')}-s{seed}"
+            run_dir = out / "runs" / f"{slug(name_prefix + name)}-s{seed}"
             started = time.time()
             model = build_start_model(cfg)
             state = adapt((splits["train"].images, splits["train"].labels), (splits["val"].images, splits["val"].labels),
@@ -102,7 +107,7 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
             print(f"{name_prefix}{name} seed {seed}: val {rows[-1]['val_acc']:.3f} test {report['accuracy']:.3f} "
                   f"macro-F1 {report['macro_f1']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
         best_row = max(rows, key=lambda r: r["val_acc"])
-        save_confusion_png(best_row["test"], out / f"confusion-{name_prefix}{name.replace(' ', '').replace('+', '_')}.png",
+        save_confusion_png(best_row["test"], out / f"confusion-{slug(name_prefix + name)}.png",
                            title=f"{name_prefix}{name} (seed {best_row['seed']}): test {best_row['test']['accuracy']:.1%}")
         results[name] = {"config": asdict(replace(base, **changes)), "runs": rows,
                          "val_acc": _summary([r["val_acc"] for r in rows]),
@@ -180,7 +185,7 @@ def part_kfold(args, out: Path) -> dict:
         pick = {name: np.array([index[p] for p in folds[k][name].paths]) for name in ("train", "val", "test")}
         cached = {"target": views[:, pick["train"]], "source": source_views, "val": views[0, pick["val"]]}
         model = build_start_model(base)
-        run_dir = out / "runs" / f"kfold-{args.config.replace(' ', '').replace('+', '_')}-fold{k}"
+        run_dir = out / "runs" / f"kfold-{slug(args.config)}-fold{k}"
         state = adapt((images[pick["train"]], folds[k]["train"].labels), (images[pick["val"]], folds[k]["val"].labels),
                       (xs, ys), base, run_dir, progress=False, model=model, cached=cached)
         best, _ = load_model(run_dir / "best.safetensors")

@@ -18,6 +18,7 @@ import torch
 from ..data.labels import FER_CLASSES, IER_CLASSES
 from ..errors import CheckpointError
 from .emonet import EmoNet, EmoNetConfig, emonet_from_dict
+from .mobilenetv2 import MobileNetV2Config
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,15 @@ register(Preset("paper", EmoNetConfig(num_classes=7).to_dict(), FER_CLASSES,
                 description="SPEC §2 exactly: 224 px RGB, VGG-16 B1–B5 + R1–R4, no BN, flatten-2048-2048 (74.7 M params)"))
 register(Preset("fer-cpu", EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.25, batch_norm=True,
                                         head="pool", hidden=(256,), dropout=0.3).to_dict(), FER_CLASSES,
+                weights="fer-cpu.safetensors",
                 description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)"))
 register(Preset("ier-cpu", EmoNetConfig(num_classes=4, in_chans=1, input_size=48, width=0.25, batch_norm=True,
                                         head="pool", hidden=(256,), dropout=0.3).to_dict(), IER_CLASSES,
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
+register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
+                weights="emoadapt-ier.safetensors",
+                description="shipped IER model: ImageNet MobileNetV2 (160 px RGB) + 256-d head adapted with MMD "
+                            "from FER2013 faces to Emotion6"))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:

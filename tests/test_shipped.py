@@ -1,0 +1,63 @@
+"""The shipped models: present, small, documented, loadable without pickles, and as accurate as
+their model cards say (on the real datasets, when present)."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import skip_without
+
+from emoadapt.api import Predictor
+from emoadapt.data.labels import FER_CLASSES, IER_CLASSES
+from emoadapt.models.registry import DEFAULT_MODEL, get_preset, sha256, weights_path
+
+WEIGHTS = Path(str(resources.files("emoadapt") / "weights"))
+SAMPLES = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
+SPLIT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "adaptation" / "split.json"
+
+
+def _card_metric(name: str, key: str) -> float:
+    """A number recorded in the model card's metrics block (```json … ```)."""
+    card = (WEIGHTS / f"{name}.md").read_text()
+    block = re.search(r"```json\n(.*?)\n```", card, re.S)
+    return float(json.loads(block.group(1))[key])
+
+
+@pytest.mark.parametrize("name, classes", [(DEFAULT_MODEL, IER_CLASSES), ("fer-cpu", FER_CLASSES)])
+def test_shipped_weights_are_small_documented_and_load(name, classes):
+    path = weights_path(get_preset(name).weights)
+    assert path.stat().st_size < 20 * 2**20
+    card = (WEIGHTS / f"{name}.md").read_text()
+    assert sha256(path) in card, "the model card must state the sha256 of the weights it describes"
+    predictor = Predictor(name)
+    assert predictor.classes == classes
+
+
+def test_default_model_predicts_the_bundled_samples():
+    probs = Predictor().predict(SAMPLES)
+    assert probs.shape == (len(SAMPLES), 4)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_default_model_accuracy_on_the_emotion6_test_split_matches_its_card():
+    from emoadapt.evaluate import evaluate_model
+
+    root = skip_without("emotion6")
+    report = evaluate_model(None, root, layout="emotion6", manifest=SPLIT, splits=["test"], progress=False)
+    assert report["accuracy"] == pytest.approx(_card_metric(DEFAULT_MODEL, "emotion6_test_accuracy"), abs=0.005)
+    # it must beat the linear probe on the same frozen features and split (benchmarks/adaptation.py)
+    probe = json.loads((SPLIT.parent / "mobilenet.json").read_text())["linear_probe"]["test"]["accuracy"]
+    assert report["accuracy"] > probe
+
+
+def test_fer_model_accuracy_on_privatetest_matches_its_card():
+    from emoadapt.evaluate import evaluate_model
+
+    root = skip_without("fer2013")
+    report = evaluate_model("fer-cpu", root, layout="fer2013", splits=["PrivateTest"], progress=False)
+    assert report["accuracy"] == pytest.approx(_card_metric("fer-cpu", "privatetest_accuracy"), abs=0.002)
