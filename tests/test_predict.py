@@ -96,7 +96,7 @@ def test_to_pil_accepts_arrays_in_rgb_order_and_rejects_bad_shapes():
 def test_onnx_runtime_matches_torch(weights, folder):
     pytest.importorskip("onnxruntime")
     images = [folder / "a.png", folder / "b.jpg", folder / "c.png"]
-    torch_probs = Predictor(str(weights)).predict(images)
+    torch_probs = Predictor(str(weights), runtime="torch").predict(images)
     onnx_probs = Predictor(str(weights), runtime="onnx").predict(images)
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4, rtol=0)
 

@@ -61,3 +61,10 @@ def test_fer_model_accuracy_on_privatetest_matches_its_card():
     root = skip_without("fer2013")
     report = evaluate_model("fer-cpu", root, layout="fer2013", splits=["PrivateTest"], progress=False)
     assert report["accuracy"] == pytest.approx(_card_metric("fer-cpu", "privatetest_accuracy"), abs=0.002)
+
+
+def test_onnx_and_torch_agree_on_the_real_sample_images():
+    pytest.importorskip("onnxruntime")
+    torch_probs = Predictor(runtime="torch").predict(SAMPLES)
+    onnx_probs = Predictor(runtime="onnx").predict(SAMPLES)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4, rtol=0)

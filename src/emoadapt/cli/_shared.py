@@ -10,7 +10,8 @@ from pathlib import Path
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--weights", dest="model", default=None,
                    help="a .safetensors file or a shipped model name (default: the shipped IER model)")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                   help="inference engine (default auto: onnxruntime when installed, else torch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
 
 
