@@ -14,18 +14,17 @@ import argparse
 import os
 import platform
 import tempfile
-import warnings
 
 import torch
 
 from emoadapt.data.decode import decode_image
 from emoadapt.data.transforms import image_to_tensor
 from emoadapt.explain import DnCShap
-from emoadapt.models.registry import create_model, load_model
+from emoadapt.models.registry import create_model, resolve_model
 
 
 def _model(args: argparse.Namespace) -> torch.nn.Module:
-    model = load_model(args.weights)[0] if args.weights else create_model(args.preset)
+    model = resolve_model(args.weights)[0] if args.weights else create_model(args.preset)
     return model.eval()
 
 
@@ -36,18 +35,16 @@ def _image(args: argparse.Namespace, model: torch.nn.Module) -> torch.Tensor:
     return torch.rand(channels, size, size, generator=torch.Generator().manual_seed(0))
 
 
-def _onnx_session(model: torch.nn.Module, image: torch.Tensor, folder: str, threads: int):
-    """An onnxruntime session of ``model`` with a dynamic batch (ImportError without onnxruntime)."""
+def _onnx_session(model: torch.nn.Module, folder: str, threads: int):
+    """An onnxruntime session of ``model`` (ImportError without onnxruntime)."""
     import onnxruntime as ort
 
-    path = os.path.join(folder, "model.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (image[None],), path, dynamo=False, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}})
+    from emoadapt.export import export_onnx
+
+    path = export_onnx(model, os.path.join(folder, "model.onnx"))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _time(forward, image: torch.Tensor, depth: int, batch_size: int, repeat: int) -> tuple[int, int, float]:
@@ -60,7 +57,7 @@ def _time(forward, image: torch.Tensor, depth: int, batch_size: int, repeat: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--weights", help="a .safetensors weights file")
+    source.add_argument("--weights", help="a .safetensors weights file or a shipped model name")
     source.add_argument("--preset", help="a registry preset with random weights (smoke runs)")
     parser.add_argument("--image", help="image to explain (default: random pixels)")
     parser.add_argument("--depths", type=int, nargs="+", default=[8, 9])
@@ -78,7 +75,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         backends = [("torch", lambda: model),
-                    ("onnxruntime", lambda: _onnx_session(model, image, folder, args.threads))]
+                    ("onnxruntime", lambda: _onnx_session(model, folder, args.threads))]
         for name, make in backends:
             try:
                 forward = make()

@@ -62,9 +62,20 @@ def adaptation_tables(data: dict) -> str:
     return "\n".join(lines)
 
 
+def kfold_table(data: dict) -> str:
+    lines = [f"Command: `{data['command']}` — {data['date']}.", "",
+             "| fold | val acc | test acc | test macro-F1 |", "|---|---|---|---|"]
+    for row in data["folds"]:
+        lines.append(f"| {row['fold']} | {pct(row['val_acc'])} | {pct(row['test']['accuracy'])} | "
+                     f"{row['test']['macro_f1']:.3f} |")
+    lines.append(f"| **mean ± std** | | **{pct(data['test_acc']['mean'])} ± {pct(data['test_acc']['std'])}** | "
+                 f"{data['test_macro_f1']['mean']:.3f} ± {data['test_macro_f1']['std']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     for name, render in (("fer.json", fer_tables), ("adaptation/mobilenet.json", adaptation_tables),
-                         ("adaptation/emonet.json", adaptation_tables)):
+                         ("adaptation/kfold.json", kfold_table), ("adaptation/emonet.json", adaptation_tables)):
         path = RESULTS / name
         if path.exists():
             print(f"### {name}\n")
