@@ -48,6 +48,13 @@ def test_both_protocols_train_and_write_checkpoints(tmp_path, fer_checkpoint, fr
     assert all(np.isfinite(h["train_loss"]) for h in state["history"])
 
 
+def test_discrepancy_on_several_layers(tmp_path, fer_checkpoint):
+    path, _ = fer_checkpoint
+    state = adapt(_arrays(32, 3, 4, 1), _arrays(16, 3, 4, 2), _arrays(40, 1, 7, 3),
+                  _config(path, epochs=1, layer="b3,merged,pre_logits"), tmp_path / "run", progress=False)
+    assert np.isfinite(state["history"][0]["train_loss"])
+
+
 def test_full_fine_tuning_learns_the_target_task(tmp_path, fer_checkpoint):
     path, _ = fer_checkpoint
     train = _arrays(96, 3, 4, 1)

@@ -46,7 +46,9 @@ class AdaptConfig:
         discrepancy: ``mmd``, ``linear-mmd``, ``coral`` or ``none``; ``lam`` its weight λ.
         lam_schedule: ``ramp`` (DANN) or ``constant``.
         alpha: weight of the source classification term (0 = no source CE).
-        layer: tap whose activations ``D`` compares (default ``pre_logits``).
+        layer: tap(s) whose activations ``D`` compares, comma-separated (default ``pre_logits``;
+            e.g. ``merged,pre_logits`` sums D over both). With ``freeze=features`` only
+            ``pre_logits`` adapts; any other name compares the frozen features.
         freeze: freeze the network up to and including this tap (``none`` = train all);
             ``features`` freezes every conv layer and trains only the dense head on cached features
             (one forward pass per image and view, then seconds per epoch: the fast CPU protocol).
@@ -197,6 +199,7 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
+    layers = tuple(tap.strip() for tap in cfg.layer.split(",") if tap.strip())
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:
@@ -208,9 +211,9 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         x = uint8_to_tensor(np.concatenate([xt[t_index], _match_channels(xs[s_index], xt.shape[-1])]))
         if cfg.augment:
             x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
-        out = model.forward_taps(x, (cfg.layer, "logits"))
+        out = model.forward_taps(x, (*layers, "logits"))
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
-        return adaptation_loss(out["logits"], _pooled(out[cfg.layer]), torch.as_tensor(yt[t_index]),
+        return adaptation_loss(out["logits"], [_pooled(out[tap]) for tap in layers], torch.as_tensor(yt[t_index]),
                                torch.as_tensor(ys[s_index]), progress_now, cfg, discrepancy)
 
     def validate() -> dict:
@@ -220,13 +223,13 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
                 progress=progress, stop_after_epochs=stop_after_epochs)
 
 
-def adaptation_loss(logits: torch.Tensor, features: torch.Tensor, y_t: torch.Tensor, y_s: torch.Tensor,
+def adaptation_loss(logits: torch.Tensor, features: list[torch.Tensor], y_t: torch.Tensor, y_s: torch.Tensor,
                     progress: float, cfg: AdaptConfig, discrepancy: nn.Module) -> tuple[torch.Tensor, int, int]:
-    """L = CE(target) + α·CE(mapped source) + λ(progress)·D(f_S, f_T) for one joint batch.
+    """L = CE(target) + α·CE(mapped source) + λ(progress)·Σ_layers D(f_S, f_T) for one joint batch.
 
     Args:
         logits: (n_t + n_s, 4), target rows first.
-        features: (n_t + n_s, D) the compared features, same order.
+        features: per compared layer, (n_t + n_s, D) features in the same order.
         y_t: (n_t,) IER labels; y_s: (n_s,) IER labels, −1 for faces without an IER class.
     Returns:
         (loss, n_t, number of correct target predictions).
@@ -237,7 +240,7 @@ def adaptation_loss(logits: torch.Tensor, features: torch.Tensor, y_t: torch.Ten
     if cfg.alpha > 0 and bool(mapped.any()):
         loss = loss + cfg.alpha * F.cross_entropy(logits[n:][mapped], y_s[mapped], label_smoothing=cfg.label_smoothing)
     if cfg.discrepancy != "none" and cfg.lam > 0:
-        loss = loss + lam_at(progress, cfg) * discrepancy(features[n:], features[:n])
+        loss = loss + lam_at(progress, cfg) * sum(discrepancy(f[n:], f[:n]) for f in features)
     return loss, n, int((logits[:n].argmax(1) == y_t).sum())
 
 
@@ -313,9 +316,9 @@ def _adapt_cached(model, optimizer, discrepancy, views: dict[str, torch.Tensor],
         s_view = torch.randint(2, (len(s_index),), generator=generator)
         features = torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]])
         logits, hidden = logits_and_features(features)
-        compared = hidden if cfg.layer == "pre_logits" else features
+        compared = [hidden if tap.strip() == "pre_logits" else features for tap in cfg.layer.split(",")]
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
-        return adaptation_loss(logits, _pooled(compared), torch.as_tensor(yt[t_index.numpy()]),
+        return adaptation_loss(logits, [_pooled(f) for f in compared], torch.as_tensor(yt[t_index.numpy()]),
                                torch.as_tensor(ys[s_index.numpy()]), progress_now, cfg, discrepancy)
 
     @torch.no_grad()
