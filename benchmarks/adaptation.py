@@ -138,7 +138,7 @@ def part_mobilenet(args, out: Path) -> dict:
 
 def part_emonet(args, out: Path) -> dict:
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none", epochs=args.emonet_epochs,
-                       lr=1e-3, backbone_lr_scale=0.3, source_limit=args.source_limit, threads=args.threads)
+                       lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit, threads=args.threads)
     fer_model, _ = load_model(args.fer)
     splits = target_splits(dataset_path("emotion6"), args.emonet_size, 3, layout="emotion6",
                            manifest=out / "split.json", progress=False)
@@ -210,8 +210,8 @@ def main(argv=None) -> int:
     parser.add_argument("--source-limit", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--fer", default="runs/fer-cpu/best.safetensors", help="FER checkpoint for the EmoNet part")
-    parser.add_argument("--emonet-size", type=int, default=96)
-    parser.add_argument("--emonet-epochs", type=int, default=12)
+    parser.add_argument("--emonet-size", type=int, default=64)
+    parser.add_argument("--emonet-epochs", type=int, default=15)
     parser.add_argument("--emonet-configs", nargs="+", default=["target-only", "+mmd", "+source-CE +mmd"])
     args = parser.parse_args(argv)
     if args.threads:
