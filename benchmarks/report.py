@@ -41,7 +41,8 @@ def fer_tables(data: dict) -> str:
 
 
 def adaptation_tables(data: dict) -> str:
-    lines = [f"Command: `{data['command']}` — {data['date']}; split counts {data.get('split_counts', '')}.", ""]
+    counts = f"; split counts {data['split_counts']}" if "split_counts" in data else ""
+    lines = [f"Command: `{data['command']}` — {data['date']}{counts}.", ""]
     if "linear_probe" in data:
         lp = data["linear_probe"]
         lines.append(f"Linear probe (ImageNet MobileNetV2 {data['size']} px features + logistic regression, C={lp['C']} "
