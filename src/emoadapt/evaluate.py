@@ -66,11 +66,12 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         from .data.splits import apply_manifest, read_manifest
 
         plan = read_manifest(manifest)
-        mapped = dataset.to_ier_dataset() if dataset.to_ier is not None else dataset
         try:
             dataset = apply_manifest(dataset, plan)
         except EmoadaptError:  # manifests made by `adapt` list only the samples with an IER class
-            dataset = apply_manifest(mapped, plan)
+            if dataset.to_ier is None:
+                raise
+            dataset = apply_manifest(dataset.to_ier_dataset(), plan)
     if splits:
         dataset = dataset.split(*splits)
         if len(dataset) == 0:
