@@ -54,7 +54,10 @@ def main(weights: str) -> int:
 
 "+flip" averages the prediction with that of the mirrored face (`emoadapt evaluate --tta flip`);
 flip TTA was chosen on PublicTest (it raises PublicTest accuracy), so the PrivateTest figure with
-flip is the one to quote for this model; the plain figure is kept for comparison. CK+48 and JAFFE are zero-shot
+flip is the one to quote for this model; the plain figure is kept for comparison. The weights'
+metadata says `tta: flip`, so `emoadapt predict`, `emoadapt.analyze` and the web app average over
+the mirror image for this model; `emoadapt evaluate` applies TTA only with `--tta flip`, and
+DnCShap explains the plain (un-mirrored) prediction. CK+48 and JAFFE are zero-shot
 (never trained on; every subject unseen); CK+'s contempt images are left out (no such class).
 Measured by `{data['command']}` on {data['date']}.
 

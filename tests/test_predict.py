@@ -109,3 +109,17 @@ def test_export_command_writes_a_dynamic_batch_model(tmp_path, weights, capsys):
     logits = session.run(None, {"images": np.random.rand(5, 3, 32, 32).astype(np.float32)})[0]
     assert logits.shape == (5, 4)
     assert json.loads(capsys.readouterr().out)["classes"] == CLASSES
+
+
+def test_a_model_whose_card_uses_flip_tta_is_predicted_with_it(tmp_path, folder):
+    from emoadapt.models.registry import load_model
+    from emoadapt.training.checkpoint import save_weights
+
+    plain = save_tiny_model(tmp_path / "plain.safetensors")
+    model, extra = load_model(plain)
+    flipped = tmp_path / "flip.safetensors"
+    save_weights(flipped, model, model.config.to_dict(), {**extra, "tta": "flip"})
+    x = Predictor(str(plain), runtime="torch").preprocess(folder / "a.png")[None]
+    base = Predictor(str(plain), runtime="torch")
+    expected = (base.predict_tensors(x) + base.predict_tensors(x.flip(3))) / 2
+    np.testing.assert_allclose(Predictor(str(flipped), runtime="torch").predict_tensors(x), expected, atol=1e-6)

@@ -77,6 +77,8 @@ class Predictor:
         self.model.eval()
         self.classes: tuple[str, ...] = tuple(meta.get("classes", ()))
         self.meta = meta
+        #: test-time augmentation the model card quotes its accuracy with ("flip" or "none")
+        self.tta = meta.get("tta", "none")
         self.input_size = self.model.config.input_size
         self.channels = self.model.config.in_chans
         self.runtime = runtime
@@ -90,9 +92,14 @@ class Predictor:
         """(C, S, S) float32 in [0, 1]: short side resized to S, centre crop, grey or RGB."""
         return image_to_tensor(to_pil(image), self.input_size, self.channels)
 
-    @torch.inference_mode()
     def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, C, S, S) in [0, 1] → (N, K) class probabilities."""
+        """(N, C, S, S) in [0, 1] → (N, K) class probabilities; with the model's ``tta == "flip"``
+        the average over the image and its mirror image."""
+        probs = self._probs(batch)
+        return (probs + self._probs(batch.flip(3))) / 2 if self.tta == "flip" else probs
+
+    @torch.inference_mode()
+    def _probs(self, batch: torch.Tensor) -> np.ndarray:
         if self.session is not None:
             logits = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})[0]
             return _softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
