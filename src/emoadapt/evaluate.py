@@ -21,7 +21,7 @@ import numpy as np
 
 from .data import open_dataset
 from .data.arrays import load_arrays
-from .data.labels import FACE_ALIASES, FER_CLASSES, FER_TO_IER, IER_CLASSES
+from .data.labels import FACE_ALIASES, FER_CLASSES, IER_CLASSES, fer_classes_in_ier_order
 from .data.records import ImageDataset
 from .errors import EmoadaptError
 from .fileio import atomic_write_json
@@ -31,7 +31,7 @@ from .training.metrics import classification_report, predict_arrays, save_confus
 
 def ier_probs_from_fer(probs: np.ndarray) -> np.ndarray:
     """(N, 7) FER probabilities → (N, 4) IER probabilities over the mapped classes, renormalised."""
-    columns = [FER_CLASSES.index(fer) for ier in IER_CLASSES for fer, to in FER_TO_IER.items() if to == ier]
+    columns = [FER_CLASSES.index(fer) for fer in fer_classes_in_ier_order()]
     mapped = probs[:, columns]
     return mapped / np.clip(mapped.sum(1, keepdims=True), 1e-12, None)
 

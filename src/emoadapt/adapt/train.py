@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.labels import FER_CLASSES, FER_TO_IER, IER_CLASSES
+from ..data.labels import FER_CLASSES, FER_TO_IER, IER_CLASSES, fer_classes_in_ier_order
 from ..data.transforms import uint8_to_tensor
 from ..models.emonet import EmoNet
 from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config, STAGE_ENDS, load_imagenet_backbone
@@ -107,7 +107,7 @@ def build_start_model(cfg: AdaptConfig) -> nn.Module:
     model.reset_classifier(len(IER_CLASSES))
     if cfg.head == "mapped":
         new = model.classifier if isinstance(model, EmoNet) else model.classifier[-1]
-        rows = [classes.index(fer) for ier in IER_CLASSES for fer, to in FER_TO_IER.items() if to == ier]
+        rows = [classes.index(fer) for fer in fer_classes_in_ier_order()]
         with torch.no_grad():
             new.weight.copy_(old.weight[rows])
             new.bias.copy_(old.bias[rows])

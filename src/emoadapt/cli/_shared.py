@@ -24,14 +24,13 @@ def load_predictor(args: argparse.Namespace):
 def expand_inputs(items: list[str]) -> list[Path]:
     """Files as given, folders expanded to their image files (recursive, sorted), globs expanded.
     A name that matches nothing is kept so that it is reported as missing."""
-    from ..data.folder import IMAGE_EXTENSIONS
+    from ..data.folder import is_image_file
 
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+            paths += sorted(p for p in path.rglob("*") if is_image_file(p))
         elif not path.exists() and glob.has_magic(item):
             paths += [Path(p) for p in sorted(glob.glob(item, recursive=True))]
         else:

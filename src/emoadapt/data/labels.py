@@ -16,10 +16,9 @@ FER_TO_IER: dict[str, str] = {"happy": "happy", "sad": "sad", "disgust": "hate",
 FACE_ALIASES: dict[str, str] = {"anger": "angry", "sadness": "sad"}
 
 
-def fer_to_ier_indices() -> list[tuple[int, int]]:
-    """Pairs ``(fer_index, ier_index)`` for the mapped classes, in IER order."""
-    return [(FER_CLASSES.index(f), IER_CLASSES.index(i)) for i in IER_CLASSES
-            for f, j in FER_TO_IER.items() if j == i]
+def fer_classes_in_ier_order() -> list[str]:
+    """The FER class behind each IER class, in IER output order: happy, sad, disgust, angry."""
+    return [next(fer for fer, to in FER_TO_IER.items() if to == ier) for ier in IER_CLASSES]
 
 
 #: Mikels et al. (2005) emotion categories used by FI, ArtPhoto and IAPSa.
