@@ -3,6 +3,8 @@
     python benchmarks/adaptation.py --part mobilenet [--seeds 0 1 2] [--size 160]
     python benchmarks/adaptation.py --part emonet --fer runs/fer-cpu/best.safetensors
     python benchmarks/adaptation.py --part kfold --config "+source-CE +mmd"   # 5-fold CV of one config
+    python benchmarks/adaptation.py --part finetune     # MobileNetV2 stage s5 fine-tuned on cached s4 views
+    python benchmarks/adaptation.py --part distill --teacher T.safetensors   # EmoNet + distillation from T
     python benchmarks/report.py                        # markdown tables from the saved JSON
 
 Protocol: one stratified train/val/test split of the available Emotion6 images (seed 0, 70/15/15,
@@ -87,7 +89,7 @@ def linear_probe(model, splits, out: Path) -> dict:
 
 
 def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, source, out: Path, cached=None,
-                agree=None) -> dict:
+                agree=None, distill=None) -> dict:
     results = {}
     for name, changes in configs.items():
         rows = []
@@ -97,7 +99,7 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
             started = time.time()
             model = build_start_model(cfg)
             state = adapt((splits["train"].images, splits["train"].labels), (splits["val"].images, splits["val"].labels),
-                          source, cfg, run_dir, progress=False, model=model, cached=cached)
+                          source, cfg, run_dir, progress=False, model=model, cached=cached, distill=distill)
             best, _ = load_model(run_dir / "best.safetensors")
             probs = predict_arrays(best, splits["test"].images)
             report = classification_report(splits["test"].labels, probs, IER_CLASSES)
@@ -136,6 +138,33 @@ def part_mobilenet(args, out: Path) -> dict:
     return results
 
 
+FINETUNE_CONFIGS = {k: MOBILENET_CONFIGS[k] for k in ("target-only", "+mmd", "+source-CE +mmd")}
+
+
+def part_finetune(args, out: Path) -> dict:
+    """MobileNetV2 with its last stage (s5) and head trained: the s4 activations of every image are
+    cached in ``--views`` views (as is, mirrored, random resized crops), the same split as
+    ``--part mobilenet``."""
+    base = AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="s4", views=args.views,
+                       epochs=args.finetune_epochs, lr=1e-3, backbone_lr_scale=0.1, source_limit=args.source_limit,
+                       threads=args.threads)
+    start = build_start_model(base)
+    splits = target_splits(dataset_path("emotion6"), args.size, 3, layout="emotion6", manifest=out / "split.json",
+                           progress=False)
+    source = source_faces(args.size, limit=base.source_limit, seed=0, progress=False)
+    started = time.time()
+    cached = encode_views(start, splits["train"].images, splits["val"].images, source[0], tap="s4",
+                          views=args.views, seed=0)
+    encode_seconds = time.time() - started
+    print(f"encoded s4 views in {encode_seconds:.0f} s", flush=True)
+    agree = _vote_agrees(splits["test"])
+    results = {"size": args.size, "views": args.views, "encode_seconds": encode_seconds,
+               "test_agree_n": int(agree.sum())}
+    results["configs"] = run_configs("mobilenetv2-s5 ", base, FINETUNE_CONFIGS, args.seeds, splits, source, out,
+                                     cached=cached, agree=agree)
+    return results
+
+
 def part_emonet(args, out: Path) -> dict:
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none", epochs=args.emonet_epochs,
                        lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit, threads=args.threads)
@@ -155,6 +184,62 @@ def part_emonet(args, out: Path) -> dict:
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
     configs = {k: MOBILENET_CONFIGS[k] for k in args.emonet_configs}
     results["configs"] = run_configs("emonet ", base, configs, args.seeds, splits, source, out, agree=agree)
+    return results
+
+
+DISTILL_CONFIGS = {  # the paper's loss plus β·KD from the teacher (β = --kd-weight)
+    "target-only +kd": {"discrepancy": "none", "alpha": 0.0},
+    "+mmd +kd": {"discrepancy": "mmd", "alpha": 0.0},
+    "+source-CE +mmd +kd": {"discrepancy": "mmd", "alpha": 0.5},
+}
+
+
+def unlabelled_emotion6(size: int) -> np.ndarray:
+    """Emotion6 images of the two keywords without an IER class (fear, surprise): never in the
+    4-class train/val/test split, used unlabelled, (N, size, size, 3) uint8."""
+    from emoadapt.data import open_dataset
+    from emoadapt.data.arrays import load_arrays
+
+    dataset = open_dataset(dataset_path("emotion6"), "emotion6")
+    return load_arrays(dataset.subset(lambda s: s.label in ("fear", "surprise"), name="emotion6-fear-surprise"),
+                       size, 3, progress=False).images
+
+
+def part_distill(args, out: Path) -> dict:
+    """The paper-structure EmoNet adapted from its own FER training (``--fer``), full fine-tune at
+    ``--emonet-size`` RGB, with the paper's loss plus distillation from an IER ``--teacher`` over a
+    fixed bank of ``--views`` augmented views of the training images and of the unlabelled
+    fear/surprise images. The teacher was trained on the same train split only."""
+    from emoadapt.adapt.train import distillation_bank
+
+    teacher, _ = load_model(args.teacher)
+    base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
+                       epochs=args.emonet_epochs, lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit,
+                       threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
+                       kd_temperature=args.kd_temperature, views=args.views)
+    size = teacher.config.input_size
+    big = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
+                        progress=False)
+    splits = target_splits(dataset_path("emotion6"), args.emonet_size, 3, layout="emotion6",
+                           manifest=out / "split.json", progress=False)
+    if list(big["train"].paths) != list(splits["train"].paths):
+        raise RuntimeError("teacher-size and student-size training arrays are not in the same order")
+    started = time.time()
+    unlabelled = unlabelled_emotion6(size)
+    bank = distillation_bank(teacher, big["train"].images, unlabelled, views=args.views, seed=0,
+                             student_size=args.emonet_size)
+    bank_seconds = time.time() - started
+    teacher_acc = {name: float((predict_arrays(teacher, big[name].images).argmax(1) == big[name].labels).mean())
+                   for name in ("val", "test")}
+    print(f"teacher bank: {len(big['train'].labels)} + {len(unlabelled)} unlabelled images x {args.views} views "
+          f"in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
+    agree = _vote_agrees(splits["test"])
+    source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
+    configs = {k: DISTILL_CONFIGS[k] for k in args.distill_configs}
+    results = {"size": args.emonet_size, "views": args.views, "teacher": str(args.teacher),
+               "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)), "bank_seconds": bank_seconds}
+    results["configs"] = run_configs("emonet ", base, configs, args.seeds, splits, source, out, agree=agree,
+                                     distill=bank)
     return results
 
 
@@ -202,13 +287,19 @@ def part_kfold(args, out: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("mobilenet", "emonet", "kfold"), required=True)
+    parser.add_argument("--part", choices=("mobilenet", "emonet", "kfold", "finetune", "distill"), required=True)
     parser.add_argument("--config", default="+source-CE +mmd", help="configuration for --part kfold")
     parser.add_argument("--out", default="benchmarks/results/adaptation")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=160, help="MobileNetV2 input size")
     parser.add_argument("--source-limit", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--views", type=int, default=8, help="cached views per training image (--part finetune)")
+    parser.add_argument("--finetune-epochs", type=int, default=20)
+    parser.add_argument("--teacher", default=None, help="IER model that teaches the EmoNet (--part distill)")
+    parser.add_argument("--kd-weight", type=float, default=1.0)
+    parser.add_argument("--kd-temperature", type=float, default=2.0)
+    parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
     parser.add_argument("--fer", default="runs/fer-cpu/best.safetensors", help="FER checkpoint for the EmoNet part")
     parser.add_argument("--emonet-size", type=int, default=64)
     parser.add_argument("--emonet-epochs", type=int, default=15)
@@ -219,7 +310,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    parts = {"mobilenet": part_mobilenet, "emonet": part_emonet, "kfold": part_kfold}
+    parts = {"mobilenet": part_mobilenet, "emonet": part_emonet, "kfold": part_kfold, "finetune": part_finetune, "distill": part_distill}
     results = parts[args.part](args, out)
     results.update({"command": " ".join([Path(sys.executable).name] + sys.argv), "seconds": time.time() - started,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": torch.get_num_threads()})

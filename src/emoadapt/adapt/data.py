@@ -12,6 +12,8 @@ from ..data import open_dataset
 from ..data.arrays import ArrayData, load_arrays
 from ..data.fer2013 import read_fer2013
 from ..data.locate import dataset_path
+from ..data.folder import is_image_file
+from ..data.records import ImageDataset, Sample
 from ..data.splits import apply_manifest, kfold_dataset, read_manifest, split_dataset, write_manifest
 from ..errors import EmoadaptError
 from ..training.fer import subsample
@@ -62,3 +64,22 @@ def source_faces(size: int, *, root: str | Path | None = None, limit: int = 6000
         images = np.stack([np.asarray(Image.fromarray(face[:, :, 0]).resize((size, size), Image.Resampling.BILINEAR))
                            for face in images])[:, :, :, None]
     return images, labels
+
+
+def unlabelled_images(path: str | Path, size: int, *, progress: bool = True) -> np.ndarray:
+    """Every image under ``path`` (a file or a folder, searched recursively; labels ignored) as
+    (N, size, size, 3) uint8, for distillation. Files that do not decode are reported and skipped."""
+    import warnings
+
+    root = Path(path)
+    if not root.exists():
+        raise EmoadaptError(f"{root} does not exist")
+    files = sorted(p for p in root.rglob("*") if is_image_file(p)) if root.is_dir() else [root]
+    if not files:
+        raise EmoadaptError(f"{root}: no image files found")
+    dataset = ImageDataset(name="unlabelled", root=str(root), classes=(),
+                           samples=[Sample(str(p), None) for p in files])
+    arrays = load_arrays(dataset, size, 3, progress=progress)
+    for failed, reason in arrays.failed:
+        warnings.warn(f"skipped {failed}: {reason}", stacklevel=2)
+    return arrays.images

@@ -8,6 +8,11 @@ network together; ``f`` are the activations at ``layer`` (spatially averaged whe
 ``λ · (2 / (1 + exp(−10 p)) − 1)`` with training progress ``p`` ∈ [0, 1] (DANN's schedule), so
 the discrepancy does not pull features together before they carry class information.
 Source faces whose FER class has no IER class (fear, neutral, surprise) feed ``D`` only.
+
+Optional distillation (``kd_weight`` > 0, full fine-tuning): a trained IER ``teacher`` labels a
+fixed bank of augmented views of the target images and of extra unlabelled images, and the loss
+gains ``β · T² · KL(teacher_T ‖ student_T)`` over those views — the way a small network such as the
+paper-structure EmoNet learns what an ImageNet-initialised model sees in scenes.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ class AdaptConfig:
         source_limit: at most this many FER2013 Training faces as the source domain.
         bottleneck: width of the dense layer added before the classifier of an ImageNet
             MobileNetV2 (the layer ``D`` acts on when the convolutions are frozen); 0 = none.
+        views: cached protocols (``freeze=features``, or a MobileNetV2 stage ``s1``…``s4``, whose
+            activations are cached and the later stages fine-tuned): views per target image —
+            2 = as is + mirrored; more adds random resized crops (:mod:`emoadapt.adapt.views`).
+            With distillation: the views per image in the teacher's bank.
+        teacher: IER model (weights file or registry name) for distillation; ``kd_weight`` β,
+            ``kd_temperature`` T. Needs ``freeze=none``.
     """
 
     init: str = IMAGENET_INIT
@@ -79,6 +90,10 @@ class AdaptConfig:
     augment: bool = True
     source_limit: int = 6000
     bottleneck: int = 256
+    views: int = 2
+    teacher: str = ""
+    kd_weight: float = 0.0
+    kd_temperature: float = 2.0
     seed: int = 0
     threads: int = 0
 
@@ -174,32 +189,65 @@ def _pooled(features: torch.Tensor) -> torch.Tensor:
     return features.mean(dim=(2, 3)) if features.ndim == 4 else features
 
 
+def cached_tap(model: nn.Module, cfg: AdaptConfig) -> str | None:
+    """The activation the cached protocol stores (``features`` or a MobileNetV2 stage), or
+    ``None`` when every step runs the whole network (``freeze=none``, EmoNet blocks)."""
+    if cfg.freeze == "features":
+        return "features"
+    if isinstance(model, MobileNetV2) and cfg.freeze in STAGE_ENDS and cfg.freeze != "s5":
+        return cfg.freeze
+    return None
+
+
 def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndarray, np.ndarray],
           source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None,
-          cached: dict[str, torch.Tensor] | None = None) -> dict:
+          cached: dict[str, torch.Tensor] | None = None, distill: dict[str, np.ndarray] | None = None) -> dict:
     """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
 
     Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
-    to ``out_dir``; returns the run state (history, best record). With ``freeze="features"``,
-    ``cached`` (from :func:`encode_views` on the same start model) skips the encoding, so that
-    several runs (an ablation, several seeds) share it."""
+    to ``out_dir``; returns the run state (history, best record). In the cached protocols
+    (:func:`cached_tap`), ``cached`` (from :func:`encode_views` on the same start model) skips the
+    encoding, so that several runs (an ablation, several seeds) share it. ``distill`` is a teacher
+    bank from :func:`distillation_bank` (needed when ``cfg.kd_weight`` > 0)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = model if model is not None else build_start_model(cfg)
+    tap = cached_tap(model, cfg)
+    if cfg.kd_weight > 0 and (distill is None or tap is not None):
+        raise ValueError("distillation (kd_weight > 0) needs freeze=none and a teacher bank (distillation_bank)")
     frozen = frozen_modules(model, cfg.freeze)
     optimizer = torch.optim.AdamW(param_groups(model, cfg, frozen), lr=cfg.lr, weight_decay=cfg.weight_decay)
     discrepancy = make_discrepancy(cfg.discrepancy)
     (xt, yt), (xv, yv), (xs, ys_fer) = target_train, target_val, source
     ys = map_source_labels(ys_fer)
-    if cfg.freeze == "features":
-        views = cached if cached is not None else encode_views(model, xt, xv, xs, progress=progress)
-        return _adapt_cached(model, optimizer, discrepancy, views, yt, yv, ys, cfg, out_dir,
+    if tap is not None:
+        views = cached if cached is not None else encode_views(model, xt, xv, xs, tap=tap, views=cfg.views,
+                                                               seed=0, progress=progress)
+        return _adapt_cached(model, tap, optimizer, discrepancy, views, yt, yv, ys, cfg, out_dir,
                              resume=resume, progress=progress, stop_after_epochs=stop_after_epochs)
     steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
     layers = tuple(tap.strip() for tap in cfg.layer.split(",") if tap.strip())
+    # Without distillation, source faces always share the batch (and its batch-norm statistics),
+    # as in the recorded ablation; a distillation run leaves them out when no term uses them.
+    use_source = distill is None or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
+
+    def target_batch(t_index: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Target pixels (n, C, S, S) and, when distilling, the teacher's logits (n, 4)."""
+        if distill is None:
+            return uint8_to_tensor(xt[t_index]), None
+        view = torch.randint(distill["target_views"].shape[0], (len(t_index),), generator=generator).numpy()
+        return (uint8_to_tensor(distill["target_views"][view, t_index]),
+                torch.as_tensor(distill["target_logits"][view, t_index]))
+
+    def unlabelled_batch(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        bank = distill["unlabelled_views"]
+        count = count if bank.shape[1] else 0
+        index = torch.randint(max(1, bank.shape[1]), (count,), generator=generator).numpy()
+        view = torch.randint(bank.shape[0], (count,), generator=generator).numpy()
+        return uint8_to_tensor(bank[view, index]), torch.as_tensor(distill["unlabelled_logits"][view, index])
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:
@@ -207,20 +255,80 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
             for m in frozen:
                 m.eval()
         t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        s_index = torch.randint(len(xs), (len(t_index),), generator=generator).numpy()
-        x = uint8_to_tensor(np.concatenate([xt[t_index], _match_channels(xs[s_index], xt.shape[-1])]))
-        if cfg.augment:
+        s_index = (torch.randint(len(xs), (len(t_index),), generator=generator).numpy() if use_source
+                   else np.zeros(0, dtype=np.int64))
+        x_target, teacher_target = target_batch(t_index, generator)
+        x = torch.cat([x_target, uint8_to_tensor(_match_channels(xs[s_index], xt.shape[-1]))])
+        if cfg.augment and distill is None:
             x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
+        if distill is not None:
+            x_unlabelled, teacher_unlabelled = unlabelled_batch(len(t_index), generator)
+            x = torch.cat([x, x_unlabelled])
         out = model.forward_taps(x, (*layers, "logits"))
+        labelled = len(t_index) + len(s_index)
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
-        return adaptation_loss(out["logits"], [_pooled(out[tap]) for tap in layers], torch.as_tensor(yt[t_index]),
-                               torch.as_tensor(ys[s_index]), progress_now, cfg, discrepancy)
+        loss, n, correct = adaptation_loss(out["logits"][:labelled], [_pooled(out[tap][:labelled]) for tap in layers],
+                                           torch.as_tensor(yt[t_index]), torch.as_tensor(ys[s_index]), progress_now,
+                                           cfg, discrepancy)
+        if distill is not None:
+            student = torch.cat([out["logits"][:len(t_index)], out["logits"][labelled:]])
+            loss = loss + cfg.kd_weight * distillation_loss(student, torch.cat([teacher_target, teacher_unlabelled]),
+                                                            cfg.kd_temperature)
+        return loss, n, correct
 
     def validate() -> dict:
         return classification_report(yv, predict_arrays(model, xv), IER_CLASSES)
 
     return _run(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
                 progress=progress, stop_after_epochs=stop_after_epochs)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's soft-target loss: T² · KL(softmax(teacher/T) ‖ softmax(student/T)), mean over rows.
+
+    Args:
+        student_logits, teacher_logits: (n, classes).
+    """
+    if len(student_logits) == 0:
+        return student_logits.sum() * 0.0
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+@torch.no_grad()
+def distillation_bank(teacher: nn.Module, target_images: np.ndarray, unlabelled_images: np.ndarray, *, views: int,
+                      seed: int, student_size: int, student_channels: int = 3, batch_size: int = 64,
+                      progress: bool = False) -> dict[str, np.ndarray]:
+    """What a student needs to learn from ``teacher``: for every target-train and unlabelled image,
+    ``views`` augmented views (:mod:`emoadapt.adapt.views`), rendered at the teacher's input size
+    for its logits and at ``student_size`` for the student.
+
+    Args:
+        target_images, unlabelled_images: (N, S, S, 3) uint8 at (at least) the teacher's size.
+    Returns:
+        ``target_views`` (V, N, s, s, C) uint8, ``target_logits`` (V, N, 4) float32, and the same
+        for ``unlabelled``.
+    """
+    from tqdm import tqdm
+
+    from .views import crop_boxes, render_views
+
+    teacher.eval()
+    size = teacher.config.input_size
+    bank = {}
+    for name, images, offset in (("target", target_images, 0), ("unlabelled", unlabelled_images, 1)):
+        boxes = crop_boxes(len(images), views, seed + offset)
+        student = render_views(images, boxes, student_size)
+        if student_channels == 1 and student.shape[-1] == 3:
+            student = np.round(student.mean(axis=-1, keepdims=True)).astype(np.uint8)
+        logits = np.zeros((views, len(images), len(IER_CLASSES)), dtype=np.float32)
+        for v in tqdm(range(views), desc=f"teacher on {name} views", disable=not progress, leave=False):
+            seen = render_views(images, boxes[v:v + 1], size)[0]
+            for start in range(0, len(seen), batch_size):
+                logits[v, start:start + batch_size] = teacher(uint8_to_tensor(seen[start:start + batch_size])).numpy()
+        bank[f"{name}_views"], bank[f"{name}_logits"] = student, logits
+    return bank
 
 
 def adaptation_loss(logits: torch.Tensor, features: list[torch.Tensor], y_t: torch.Tensor, y_s: torch.Tensor,
@@ -265,9 +373,10 @@ def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
 
 @torch.no_grad()
 def encode(model: nn.Module, images: np.ndarray, batch_size: int = 64, flip: bool = False,
-           progress: bool = False) -> torch.Tensor:
-    """Frozen conv features of uint8 images (N, S, S, C), as the input :meth:`forward_head` expects:
-    (N, C', 1, 1) spatial means for pooling heads, the full (N, C', s, s) map for a flatten head."""
+           progress: bool = False, tap: str = "features") -> torch.Tensor:
+    """Frozen activations of uint8 images (N, S, S, C). ``tap="features"``: what
+    :meth:`forward_head` expects — (N, C', 1, 1) spatial means for pooling heads, the full
+    (N, C', s, s) map for a flatten head. A MobileNetV2 stage (``s1``…``s4``): its output map."""
     from tqdm import tqdm
 
     model.eval()
@@ -275,48 +384,73 @@ def encode(model: nn.Module, images: np.ndarray, batch_size: int = 64, flip: boo
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="encoding", disable=not progress, leave=False):
         x = uint8_to_tensor(images[start:start + batch_size])
-        features = model.forward_features(x.flip(3) if flip else x)
-        out.append(features.mean(dim=(2, 3), keepdim=True) if pooled else features)
+        x = x.flip(3) if flip else x
+        if tap == "features":
+            features = model.forward_features(x)
+            out.append(features.mean(dim=(2, 3), keepdim=True) if pooled else features)
+        else:
+            out.append(model.forward_to(tap, x))
     return torch.cat(out)
 
 
-def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarray,
-                 progress: bool = False) -> dict[str, torch.Tensor]:
-    """Frozen features of the target-train and source images (2 views each: as is and mirrored,
-    stacked as (2, N, …)) and of the validation images (1 view)."""
+def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarray, *, tap: str = "features",
+                 views: int = 2, seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Frozen activations at ``tap`` of the target-train images (``views`` views, stacked as
+    (V, N, …): as is, mirrored, then random resized crops from ``seed``), the source images
+    (as is and mirrored: (2, N_s, …)) and the validation images (1 view)."""
+    from .views import crop_boxes, render_views
+
     xs = _match_channels(xs, xt.shape[-1])
-    return {"target": torch.stack([encode(model, xt, progress=progress), encode(model, xt, flip=True, progress=progress)]),
-            "source": torch.stack([encode(model, xs, progress=progress), encode(model, xs, flip=True, progress=progress)]),
-            "val": encode(model, xv, progress=progress)}
+    target = [encode(model, xt, progress=progress, tap=tap)]
+    if views >= 2:
+        target.append(encode(model, xt, flip=True, progress=progress, tap=tap))
+    if views > 2:
+        boxes = crop_boxes(len(xt), views, seed)[2:]
+        for v in range(len(boxes)):
+            rendered = render_views(xt, boxes[v:v + 1], xt.shape[1])[0]
+            target.append(encode(model, rendered, progress=progress, tap=tap))
+    return {"target": torch.stack(target),
+            "source": torch.stack([encode(model, xs, progress=progress, tap=tap),
+                                   encode(model, xs, flip=True, progress=progress, tap=tap)]),
+            "val": encode(model, xv, progress=progress, tap=tap)}
 
 
-def _adapt_cached(model, optimizer, discrepancy, views: dict[str, torch.Tensor], yt: np.ndarray, yv: np.ndarray,
-                  ys: np.ndarray, cfg: AdaptConfig, out_dir, *, resume: bool, progress: bool,
+def head_from(model: nn.Module, tap: str, activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, pre-logits hidden) from a cached activation at ``tap`` (see :func:`encode`)."""
+    if tap != "features":
+        activation = model.features[STAGE_ENDS[tap]:](activation)
+    hidden = model.forward_head(activation, pre_logits=True)
+    return model.forward_from("pre_logits", hidden, {}), hidden
+
+
+def _adapt_cached(model, tap: str, optimizer, discrepancy, views: dict[str, torch.Tensor], yt: np.ndarray,
+                  yv: np.ndarray, ys: np.ndarray, cfg: AdaptConfig, out_dir, *, resume: bool, progress: bool,
                   stop_after_epochs: int | None) -> dict:
-    """The ``freeze=features`` protocol: every image is encoded once (and its mirror image, the
-    only augmentation); the dense head trains with the full adaptation loss on the cached features."""
+    """The cached protocols: every image is encoded once up to ``tap`` (in each of its views: the
+    only augmentation); the layers after ``tap`` train with the full adaptation loss on the cache."""
     views_t, views_s, val_features = views["target"], views["source"], views["val"]
     xt_count, xs_count = views_t.shape[1], views_s.shape[1]
     steps_per_epoch = math.ceil(xt_count / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
-
-    def logits_and_features(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = model.forward_head(features, pre_logits=True)
-        return model.forward_from("pre_logits", hidden, {}), hidden
+    # The head-only protocol keeps source rows in every batch (as in the recorded ablation, where
+    # they draw on the dropout stream); fine-tuning stages leaves them out when no term uses them.
+    use_source = tap == "features" or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:
             order["target"] = torch.randperm(xt_count, generator=generator).numpy()
-            for m in frozen_modules(model, "features"):
+            for m in frozen_modules(model, cfg.freeze):
                 m.eval()
         t_index = torch.as_tensor(order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size])
         s_index = torch.randint(xs_count, (len(t_index),), generator=generator)
-        t_view = torch.randint(2, (len(t_index),), generator=generator)
-        s_view = torch.randint(2, (len(s_index),), generator=generator)
+        t_view = torch.randint(views_t.shape[0], (len(t_index),), generator=generator)
+        s_view = torch.randint(views_s.shape[0], (len(s_index),), generator=generator)
+        if not use_source:  # drawn all the same, so that the random stream does not depend on it
+            s_index, s_view = s_index[:0], s_view[:0]
         features = torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]])
-        logits, hidden = logits_and_features(features)
-        compared = [hidden if tap.strip() == "pre_logits" else features for tap in cfg.layer.split(",")]
+        logits, hidden = head_from(model, tap, features)
+        compared = [hidden if name.strip() == "pre_logits" else features for name in cfg.layer.split(",")]
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
         return adaptation_loss(logits, [_pooled(f) for f in compared], torch.as_tensor(yt[t_index.numpy()]),
                                torch.as_tensor(ys[s_index.numpy()]), progress_now, cfg, discrepancy)
@@ -324,7 +458,7 @@ def _adapt_cached(model, optimizer, discrepancy, views: dict[str, torch.Tensor],
     @torch.no_grad()
     def validate() -> dict:
         model.eval()
-        probs = logits_and_features(val_features)[0].softmax(1).numpy()
+        probs = torch.cat([head_from(model, tap, chunk)[0] for chunk in val_features.split(256)]).softmax(1).numpy()
         return classification_report(yv, probs, IER_CLASSES)
 
     return _run(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,

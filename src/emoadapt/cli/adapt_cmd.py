@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", type=float, default=0.15)
     p.add_argument("--folds", type=int, default=0, help="k-fold mode: number of folds (0 = holdout)")
     p.add_argument("--fold", type=int, default=0, help="k-fold mode: which fold is the test set")
+    p.add_argument("--unlabelled", default=None,
+                   help="with --kd-weight: extra unlabelled images (file or folder) the teacher labels")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--no-progress", action="store_true")
     defaults = AdaptConfig()
@@ -58,10 +60,33 @@ def run(args: argparse.Namespace) -> int:
                            fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress)
     source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
                           progress=not args.no_progress)
+    distill = _teacher_bank(args, cfg, out, size, channels) if cfg.kd_weight > 0 else None
     state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
-                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model)
+                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, distill=distill)
     best = state["best"]
     print(f"best epoch {best['epoch']}: validation accuracy {best['val_acc']:.4f} -> {out}/best.safetensors")
     print(f"score the test split once with: emoadapt evaluate {out}/best.safetensors {args.target} "
           f"--manifest {out}/split.json --split test")
     return 0
+
+
+def _teacher_bank(args: argparse.Namespace, cfg, out, size: int, channels: int) -> dict:
+    """The teacher's logits on augmented views of the training images (same split, at the
+    teacher's input size) and of ``--unlabelled`` images; views are drawn from seed 0."""
+    import numpy as np
+
+    from ..adapt.data import target_splits, unlabelled_images
+    from ..adapt.train import distillation_bank
+    from ..errors import EmoadaptError
+    from ..models.registry import resolve_model
+
+    if not cfg.teacher:
+        raise EmoadaptError("--kd-weight needs --teacher MODEL (a weights file or a shipped model name)")
+    teacher, _ = resolve_model(cfg.teacher)
+    teacher_size = teacher.config.input_size
+    train = target_splits(args.target, teacher_size, 3, layout=args.layout, manifest=out / "split.json",
+                          fold_index=args.fold, progress=not args.no_progress)["train"]
+    extra = (unlabelled_images(args.unlabelled, teacher_size, progress=not args.no_progress) if args.unlabelled
+             else np.zeros((0, teacher_size, teacher_size, 3), np.uint8))
+    return distillation_bank(teacher, train.images, extra, views=cfg.views, seed=0, student_size=size,
+                             student_channels=channels, progress=not args.no_progress)

@@ -108,6 +108,13 @@ class MobileNetV2(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features((x - self.mean) / self.std)
 
+    def forward_to(self, tap: str, x: torch.Tensor) -> torch.Tensor:
+        """The activation at stage ``tap`` (``s1``…``s5``) of images ``x`` (N, 3, H, W) in [0, 1];
+        :meth:`forward_from` continues from it."""
+        if tap not in STAGE_ENDS:
+            raise ValueError(f"unknown stage {tap!r}; choose from {', '.join(STAGE_ENDS)}")
+        return self.features[:STAGE_ENDS[tap]]((x - self.mean) / self.std)
+
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         h = self.dense(features.mean(dim=(2, 3)))
         return h if pre_logits else self.classifier(h)
