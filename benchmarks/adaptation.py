@@ -31,8 +31,8 @@ from emoadapt.adapt.train import AdaptConfig, adapt, build_start_model, encode, 
 from emoadapt.data.labels import IER_CLASSES
 from emoadapt.data.locate import dataset_path
 from emoadapt.evaluate import ier_probs_from_fer
-from emoadapt.fileio import atomic_write_json
-from emoadapt.models.registry import load_model
+from emoadapt.fileio import atomic_path, atomic_write_json
+from emoadapt.models.registry import load_model, sha256
 from emoadapt.training.metrics import classification_report, predict_arrays, save_confusion_png
 
 MOBILENET_CONFIGS = {  # name -> changes to the base AdaptConfig
@@ -191,7 +191,14 @@ DISTILL_CONFIGS = {  # the paper's loss plus β·KD from the teacher (β = --kd-
     "target-only +kd": {"discrepancy": "none", "alpha": 0.0},
     "+mmd +kd": {"discrepancy": "mmd", "alpha": 0.0},
     "+source-CE +mmd +kd": {"discrepancy": "mmd", "alpha": 0.5},
-}
+    "target-only +kd +hint": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None},
+    "+mmd +kd +hint": {"discrepancy": "mmd", "alpha": 0.0, "kd_hint_weight": None},
+    # a new 1280-wide dense layer whose output must match the teacher's 1280 ImageNet features
+    "target-only +kd +feature-hint": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None,
+                                      "kd_hint_tap": "features", "dense": 1280},
+    "+mmd +kd +feature-hint": {"discrepancy": "mmd", "alpha": 0.0, "kd_hint_weight": None,
+                               "kd_hint_tap": "features", "dense": 1280},
+}  # kd_hint_weight None = --kd-hint-weight
 
 
 def unlabelled_emotion6(size: int) -> np.ndarray:
@@ -226,16 +233,28 @@ def part_distill(args, out: Path) -> dict:
         raise RuntimeError("teacher-size and student-size training arrays are not in the same order")
     started = time.time()
     unlabelled = unlabelled_emotion6(size)
-    bank = distillation_bank(teacher, big["train"].images, unlabelled, views=args.views, seed=0,
-                             student_size=args.emonet_size)
+    bank_file = out / "runs" / f"bank2-{sha256(args.teacher)[:12]}-{args.views}v-{args.emonet_size}px.npz"
+    if bank_file.exists():  # the teacher's views take minutes; they depend only on this file's name
+        with np.load(bank_file) as saved:
+            bank = {k: saved[k] for k in saved.files}
+    else:
+        bank = distillation_bank(teacher, big["train"].images, unlabelled, views=args.views, seed=0,
+                                 student_size=args.emonet_size)
+        bank_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(bank_file, suffix=".npz") as tmp:
+            np.savez(tmp, **bank)
     bank_seconds = time.time() - started
+    for key in ("hidden", "features"):
+        print(f"teacher {key}: width {bank[f'target_{key}'].shape[-1]}, "
+              f"mean square {float(np.square(bank[f'target_{key}']).mean()):.4f}", flush=True)
     teacher_acc = {name: float((predict_arrays(teacher, big[name].images).argmax(1) == big[name].labels).mean())
                    for name in ("val", "test")}
     print(f"teacher bank: {len(big['train'].labels)} + {len(unlabelled)} unlabelled images x {args.views} views "
           f"in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
     agree = _vote_agrees(splits["test"])
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
-    configs = {k: DISTILL_CONFIGS[k] for k in args.distill_configs}
+    configs = {k: {key: args.kd_hint_weight if value is None else value for key, value in DISTILL_CONFIGS[k].items()}
+               for k in args.distill_configs}
     results = {"size": args.emonet_size, "views": args.views, "teacher": str(args.teacher),
                "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)), "bank_seconds": bank_seconds}
     results["configs"] = run_configs("emonet ", base, configs, args.seeds, splits, source, out, agree=agree,
@@ -290,6 +309,7 @@ def main(argv=None) -> int:
     parser.add_argument("--part", choices=("mobilenet", "emonet", "kfold", "finetune", "distill"), required=True)
     parser.add_argument("--config", default="+source-CE +mmd", help="configuration for --part kfold")
     parser.add_argument("--out", default="benchmarks/results/adaptation")
+    parser.add_argument("--tag", default="", help="results go to OUT/<part><tag>.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=160, help="MobileNetV2 input size")
     parser.add_argument("--source-limit", type=int, default=4000)
@@ -299,6 +319,7 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", default=None, help="IER model that teaches the EmoNet (--part distill)")
     parser.add_argument("--kd-weight", type=float, default=1.0)
     parser.add_argument("--kd-temperature", type=float, default=2.0)
+    parser.add_argument("--kd-hint-weight", type=float, default=10.0, help="γ of the +hint configurations")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
     parser.add_argument("--fer", default="runs/fer-cpu/best.safetensors", help="FER checkpoint for the EmoNet part")
     parser.add_argument("--emonet-size", type=int, default=64)
@@ -314,7 +335,7 @@ def main(argv=None) -> int:
     results = parts[args.part](args, out)
     results.update({"command": " ".join([Path(sys.executable).name] + sys.argv), "seconds": time.time() - started,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": torch.get_num_threads()})
-    atomic_write_json(out / f"{args.part}.json", results)
+    atomic_write_json(out / f"{args.part}{args.tag}.json", results)
     return 0
 
 

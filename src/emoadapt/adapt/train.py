@@ -12,7 +12,9 @@ Source faces whose FER class has no IER class (fear, neutral, surprise) feed ``D
 Optional distillation (``kd_weight`` > 0, full fine-tuning): a trained IER ``teacher`` labels a
 fixed bank of augmented views of the target images and of extra unlabelled images, and the loss
 gains ``β · T² · KL(teacher_T ‖ student_T)`` over those views — the way a small network such as the
-paper-structure EmoNet learns what an ImageNet-initialised model sees in scenes.
+paper-structure EmoNet learns what an ImageNet-initialised model sees in scenes — and, with
+``kd_hint_weight`` γ > 0, ``γ · MSE(student pre-logits, teacher pre-logits)`` (a FitNets-style hint
+on the dense layer before the classifier; both must have the same width).
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ class AdaptConfig:
             2 = as is + mirrored; more adds random resized crops (:mod:`emoadapt.adapt.views`).
             With distillation: the views per image in the teacher's bank.
         teacher: IER model (weights file or registry name) for distillation; ``kd_weight`` β,
-            ``kd_temperature`` T. Needs ``freeze=none``.
+            ``kd_temperature`` T, ``kd_hint_weight`` γ. Needs ``freeze=none``.
+        kd_hint_tap: what of the teacher the student's pre-logits must match: ``pre_logits``
+            (its dense layer) or ``features`` (its spatially averaged last conv map, e.g. 1280
+            ImageNet features of MobileNetV2); widths must agree (see ``dense``).
+        dense: with a FER checkpoint as ``init``: replace its dense layers by one new layer of this
+            width (0 = keep them).
     """
 
     init: str = IMAGENET_INIT
@@ -94,6 +101,9 @@ class AdaptConfig:
     teacher: str = ""
     kd_weight: float = 0.0
     kd_temperature: float = 2.0
+    kd_hint_weight: float = 0.0
+    kd_hint_tap: str = "pre_logits"
+    dense: int = 0
     seed: int = 0
     threads: int = 0
 
@@ -114,8 +124,16 @@ def build_start_model(cfg: AdaptConfig) -> nn.Module:
     if isinstance(fer_model, EmoNet) and config["head"] == "flatten" and cfg.input_size != fer_model.config.input_size:
         raise ValueError("a flatten-head EmoNet only runs at its training size; pass --input-size "
                          f"{fer_model.config.input_size}")
+    state = fer_model.state_dict()
+    if cfg.dense:
+        if cfg.head == "mapped":
+            raise ValueError("--head mapped keeps the FER dense layers; it cannot be combined with --dense")
+        config["hidden"] = [cfg.dense]
+        state = {k: v for k, v in state.items() if not k.startswith(("dense.", "classifier."))}
     model = build_from_config(config)
-    model.load_state_dict(fer_model.state_dict())
+    missing, _ = model.load_state_dict(state, strict=not cfg.dense)
+    if cfg.dense:  # the new dense layer and classifier keep their fresh (seeded) initialisation
+        assert all(k.startswith(("dense.", "classifier.")) for k in missing), missing
     if cfg.rgb and isinstance(model, EmoNet) and model.config.in_chans == 1:
         model = _grey_to_rgb(model)
     old = model.classifier if isinstance(model, EmoNet) else model.classifier[-1]
@@ -214,8 +232,17 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         torch.set_num_threads(cfg.threads)
     model = model if model is not None else build_start_model(cfg)
     tap = cached_tap(model, cfg)
-    if cfg.kd_weight > 0 and (distill is None or tap is not None):
-        raise ValueError("distillation (kd_weight > 0) needs freeze=none and a teacher bank (distillation_bank)")
+    distilling = cfg.kd_weight > 0 or cfg.kd_hint_weight > 0
+    if distilling and (distill is None or tap is not None):
+        raise ValueError("distillation (kd_weight or kd_hint_weight > 0) needs freeze=none and a teacher bank "
+                         "(distillation_bank)")
+    hint_key = {"pre_logits": "hidden", "features": "features"}.get(cfg.kd_hint_tap)
+    if hint_key is None:
+        raise ValueError(f"kd_hint_tap must be pre_logits or features, got {cfg.kd_hint_tap!r}")
+    if cfg.kd_hint_weight > 0 and distill[f"target_{hint_key}"].shape[-1] != _hidden_width(model):
+        raise ValueError(f"the hint needs equal widths: teacher {cfg.kd_hint_tap} "
+                         f"{distill[f'target_{hint_key}'].shape[-1]}, student pre-logits {_hidden_width(model)} "
+                         "(set dense to the teacher's width)")
     frozen = frozen_modules(model, cfg.freeze)
     optimizer = torch.optim.AdamW(param_groups(model, cfg, frozen), lr=cfg.lr, weight_decay=cfg.weight_decay)
     discrepancy = make_discrepancy(cfg.discrepancy)
@@ -234,20 +261,16 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     # as in the recorded ablation; a distillation run leaves them out when no term uses them.
     use_source = distill is None or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
 
-    def target_batch(t_index: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Target pixels (n, C, S, S) and, when distilling, the teacher's logits (n, 4)."""
-        if distill is None:
-            return uint8_to_tensor(xt[t_index]), None
-        view = torch.randint(distill["target_views"].shape[0], (len(t_index),), generator=generator).numpy()
-        return (uint8_to_tensor(distill["target_views"][view, t_index]),
-                torch.as_tensor(distill["target_logits"][view, t_index]))
+    def from_bank(name: str, index: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """Pixels (n, C, S, S) of one random view per image of bank ``name`` and what the teacher
+        made of those views: ``logits`` (n, 4) and the hint target (n, H)."""
+        view = torch.randint(distill[f"{name}_views"].shape[0], (len(index),), generator=generator).numpy()
+        taught = {key: torch.as_tensor(distill[f"{name}_{key}"][view, index]).float() for key in ("logits", hint_key)}
+        return uint8_to_tensor(distill[f"{name}_views"][view, index]), taught
 
-    def unlabelled_batch(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        bank = distill["unlabelled_views"]
-        count = count if bank.shape[1] else 0
-        index = torch.randint(max(1, bank.shape[1]), (count,), generator=generator).numpy()
-        view = torch.randint(bank.shape[0], (count,), generator=generator).numpy()
-        return uint8_to_tensor(bank[view, index]), torch.as_tensor(distill["unlabelled_logits"][view, index])
+    def unlabelled_index(count: int, generator: torch.Generator) -> np.ndarray:
+        available = distill["unlabelled_views"].shape[1]
+        return torch.randint(max(1, available), (count if available else 0,), generator=generator).numpy()
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:
@@ -257,23 +280,31 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
         s_index = (torch.randint(len(xs), (len(t_index),), generator=generator).numpy() if use_source
                    else np.zeros(0, dtype=np.int64))
-        x_target, teacher_target = target_batch(t_index, generator)
+        if distill is None:
+            x_target = uint8_to_tensor(xt[t_index])
+        else:
+            x_target, taught_target = from_bank("target", t_index, generator)
         x = torch.cat([x_target, uint8_to_tensor(_match_channels(xs[s_index], xt.shape[-1]))])
         if cfg.augment and distill is None:
             x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
         if distill is not None:
-            x_unlabelled, teacher_unlabelled = unlabelled_batch(len(t_index), generator)
+            x_unlabelled, taught_unlabelled = from_bank("unlabelled", unlabelled_index(len(t_index), generator),
+                                                        generator)
             x = torch.cat([x, x_unlabelled])
-        out = model.forward_taps(x, (*layers, "logits"))
+        out = model.forward_taps(x, tuple(dict.fromkeys((*layers, "pre_logits", "logits"))))
         labelled = len(t_index) + len(s_index)
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
         loss, n, correct = adaptation_loss(out["logits"][:labelled], [_pooled(out[tap][:labelled]) for tap in layers],
                                            torch.as_tensor(yt[t_index]), torch.as_tensor(ys[s_index]), progress_now,
                                            cfg, discrepancy)
         if distill is not None:
-            student = torch.cat([out["logits"][:len(t_index)], out["logits"][labelled:]])
-            loss = loss + cfg.kd_weight * distillation_loss(student, torch.cat([teacher_target, teacher_unlabelled]),
-                                                            cfg.kd_temperature)
+            def taught(tap: str, key: str) -> tuple[torch.Tensor, torch.Tensor]:  # student rows, teacher rows
+                student = torch.cat([out[tap][:len(t_index)], out[tap][labelled:]])
+                return student, torch.cat([taught_target[key], taught_unlabelled[key]])
+            if cfg.kd_weight > 0:
+                loss = loss + cfg.kd_weight * distillation_loss(*taught("logits", "logits"), cfg.kd_temperature)
+            if cfg.kd_hint_weight > 0:
+                loss = loss + cfg.kd_hint_weight * F.mse_loss(*taught("pre_logits", hint_key))
         return loss, n, correct
 
     def validate() -> dict:
@@ -307,8 +338,9 @@ def distillation_bank(teacher: nn.Module, target_images: np.ndarray, unlabelled_
     Args:
         target_images, unlabelled_images: (N, S, S, 3) uint8 at (at least) the teacher's size.
     Returns:
-        ``target_views`` (V, N, s, s, C) uint8, ``target_logits`` (V, N, 4) float32, and the same
-        for ``unlabelled``.
+        ``target_views`` (V, N, s, s, C) uint8; float32 ``target_logits`` (V, N, 4),
+        ``target_hidden`` (V, N, H) (the teacher's pre-logits) and ``target_features`` (V, N, C)
+        (its last conv map, spatially averaged); the same for ``unlabelled``.
     """
     from tqdm import tqdm
 
@@ -316,19 +348,34 @@ def distillation_bank(teacher: nn.Module, target_images: np.ndarray, unlabelled_
 
     teacher.eval()
     size = teacher.config.input_size
+    final_map = "s5" if "s5" in teacher.taps else "merged"  # the last conv map: MobileNetV2 / EmoNet
     bank = {}
     for name, images, offset in (("target", target_images, 0), ("unlabelled", unlabelled_images, 1)):
         boxes = crop_boxes(len(images), views, seed + offset)
         student = render_views(images, boxes, student_size)
         if student_channels == 1 and student.shape[-1] == 3:
             student = np.round(student.mean(axis=-1, keepdims=True)).astype(np.uint8)
-        logits = np.zeros((views, len(images), len(IER_CLASSES)), dtype=np.float32)
+        taught: dict[str, list[np.ndarray]] = {"logits": [], "hidden": [], "features": []}
         for v in tqdm(range(views), desc=f"teacher on {name} views", disable=not progress, leave=False):
             seen = render_views(images, boxes[v:v + 1], size)[0]
-            for start in range(0, len(seen), batch_size):
-                logits[v, start:start + batch_size] = teacher(uint8_to_tensor(seen[start:start + batch_size])).numpy()
-        bank[f"{name}_views"], bank[f"{name}_logits"] = student, logits
+            for start in range(0, max(1, len(seen)), batch_size):
+                batch = seen[start:start + batch_size] if len(seen) else np.zeros((1, size, size, 3), np.uint8)
+                out = teacher.forward_taps(uint8_to_tensor(batch), (final_map, "pre_logits", "logits"))
+                out = {k: t[:len(seen)] for k, t in out.items()}  # no images: keep the widths only
+                taught["logits"].append(out["logits"].numpy())
+                taught["hidden"].append(out["pre_logits"].numpy())
+                taught["features"].append(_pooled(out[final_map]).numpy())
+        bank[f"{name}_views"] = student
+        for key, chunks in taught.items():
+            values = np.concatenate(chunks)
+            bank[f"{name}_{key}"] = values.reshape(views, len(images), values.shape[-1]).astype(np.float32)
     return bank
+
+
+def _hidden_width(model: nn.Module) -> int:
+    """Width of the pre-logits layer (the classifier's input)."""
+    classifier = model.classifier[-1] if isinstance(model.classifier, nn.Sequential) else model.classifier
+    return classifier.in_features
 
 
 def adaptation_loss(logits: torch.Tensor, features: list[torch.Tensor], y_t: torch.Tensor, y_s: torch.Tensor,
