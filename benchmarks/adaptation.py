@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -333,7 +334,7 @@ def main(argv=None) -> int:
     started = time.time()
     parts = {"mobilenet": part_mobilenet, "emonet": part_emonet, "kfold": part_kfold, "finetune": part_finetune, "distill": part_distill}
     results = parts[args.part](args, out)
-    results.update({"command": " ".join([Path(sys.executable).name] + sys.argv), "seconds": time.time() - started,
+    results.update({"command": shlex.join(["python"] + sys.argv), "seconds": time.time() - started,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": torch.get_num_threads()})
     atomic_write_json(out / f"{args.part}{args.tag}.json", results)
     return 0
