@@ -264,13 +264,21 @@ def part_distill(args, out: Path) -> dict:
 
 
 def part_kfold(args, out: Path) -> dict:
-    """5-fold cross-validation of one configuration (``--config``) with the cached-feature protocol:
-    every Emotion6 image and source face is encoded once, then each fold indexes the cache."""
-    from emoadapt.adapt.train import _match_channels
+    """5-fold cross-validation of one configuration (``--config``) with a cached protocol
+    (``--protocol features``: frozen features, head trained; ``s4``: stage s5 fine-tuned on
+    ``--views`` cached views): every Emotion6 image (and source face, when the configuration uses
+    them) is encoded once, then each fold indexes the cache."""
+    from emoadapt.adapt.train import head_from
 
-    base = replace(AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="features", epochs=40,
-                               lr=1e-3, source_limit=args.source_limit, threads=args.threads),
-                   **MOBILENET_CONFIGS[args.config])
+    if args.protocol == "features":
+        base = replace(AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="features", epochs=40,
+                                   lr=1e-3, source_limit=args.source_limit, threads=args.threads),
+                       **MOBILENET_CONFIGS[args.config])
+    else:
+        base = replace(AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="s4", views=args.views,
+                                   epochs=args.finetune_epochs, lr=1e-3, backbone_lr_scale=0.1,
+                                   source_limit=args.source_limit, threads=args.threads),
+                       **FINETUNE_CONFIGS[args.config])
     start = build_start_model(base)
     folds = {k: target_splits(dataset_path("emotion6"), args.size, 3, layout="emotion6", folds=5, fold_index=k,
                               seed=0, write_to=out / "folds.json", progress=False) for k in range(5)}
@@ -279,29 +287,30 @@ def part_kfold(args, out: Path) -> dict:
     paths = sorted(everything)
     images = np.stack([everything[p][0] for p in paths])
     index = {p: i for i, p in enumerate(paths)}
-    xs, ys = source_faces(args.size, limit=base.source_limit, seed=0, progress=False)
+    uses_source = base.alpha > 0 or base.discrepancy != "none" or base.freeze == "features"
+    xs, ys = (source_faces(args.size, limit=base.source_limit, seed=0, progress=False) if uses_source
+              else (images[:1, :, :, :1], np.zeros(1, dtype=np.int64)))  # one stand-in face, never used
+    tap = "features" if base.freeze == "features" else base.freeze
     started = time.time()
-    views = torch.stack([encode(start, images), encode(start, images, flip=True)])
-    xs3 = _match_channels(xs, 3)
-    source_views = torch.stack([encode(start, xs3), encode(start, xs3, flip=True)])
+    cache = encode_views(start, images, images[:1], xs, tap=tap, views=base.views, seed=0)
+    views, source_views = cache["target"], cache["source"]
     encode_seconds = time.time() - started
     rows = []
     for k in range(5):
         pick = {name: np.array([index[p] for p in folds[k][name].paths]) for name in ("train", "val", "test")}
         cached = {"target": views[:, pick["train"]], "source": source_views, "val": views[0, pick["val"]]}
         model = build_start_model(base)
-        run_dir = out / "runs" / f"kfold-{slug(args.config)}-fold{k}"
+        run_dir = out / "runs" / f"kfold-{args.protocol}-{slug(args.config)}-fold{k}"
         state = adapt((images[pick["train"]], folds[k]["train"].labels), (images[pick["val"]], folds[k]["val"].labels),
                       (xs, ys), base, run_dir, progress=False, model=model, cached=cached)
         best, _ = load_model(run_dir / "best.safetensors")
         with torch.no_grad():
-            hidden = best.forward_head(views[0, pick["test"]], pre_logits=True)
-            probs = best.forward_from("pre_logits", hidden, {}).softmax(1).numpy()
-        report = classification_report(folds[k]["test"].labels, probs, IER_CLASSES)
+            probs = torch.cat([head_from(best, tap, chunk)[0] for chunk in views[0, pick["test"]].split(128)])
+        report = classification_report(folds[k]["test"].labels, probs.softmax(1).numpy(), IER_CLASSES)
         rows.append({"fold": k, "val_acc": state["best"]["val_acc"], "test": report})
         print(f"fold {k}: val {rows[-1]['val_acc']:.3f} test {report['accuracy']:.3f}", flush=True)
-    return {"config": args.config, "size": args.size, "encode_seconds": encode_seconds, "folds": rows,
-            "test_acc": _summary([r["test"]["accuracy"] for r in rows]),
+    return {"config": args.config, "protocol": args.protocol, "size": args.size, "encode_seconds": encode_seconds,
+            "folds": rows, "test_acc": _summary([r["test"]["accuracy"] for r in rows]),
             "test_macro_f1": _summary([r["test"]["macro_f1"] for r in rows])}
 
 
@@ -309,6 +318,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("mobilenet", "emonet", "kfold", "finetune", "distill"), required=True)
     parser.add_argument("--config", default="+source-CE +mmd", help="configuration for --part kfold")
+    parser.add_argument("--protocol", choices=("features", "s4"), default="features",
+                        help="--part kfold: frozen features (head trained) or stage s5 fine-tuned on cached s4 views")
     parser.add_argument("--out", default="benchmarks/results/adaptation")
     parser.add_argument("--tag", default="", help="results go to OUT/<part><tag>.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

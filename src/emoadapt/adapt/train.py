@@ -249,9 +249,10 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     (xt, yt), (xv, yv), (xs, ys_fer) = target_train, target_val, source
     ys = map_source_labels(ys_fer)
     if tap is not None:
-        views = cached if cached is not None else encode_views(model, xt, xv, xs, tap=tap, views=cfg.views,
-                                                               seed=0, progress=progress)
-        return _adapt_cached(model, tap, optimizer, discrepancy, views, yt, yv, ys, cfg, out_dir,
+        if cached is None:
+            cached = encode_views(model, xt, xv, xs if _cached_uses_source(tap, cfg) else None, tap=tap,
+                                  views=cfg.views, seed=0, progress=progress)
+        return _adapt_cached(model, tap, optimizer, discrepancy, cached, yt, yv, ys, cfg, out_dir,
                              resume=resume, progress=progress, stop_after_epochs=stop_after_epochs)
     steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -440,14 +441,14 @@ def encode(model: nn.Module, images: np.ndarray, batch_size: int = 64, flip: boo
     return torch.cat(out)
 
 
-def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarray, *, tap: str = "features",
-                 views: int = 2, seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
+def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarray | None, *, tap: str = "features",
+                 views: int = 2, seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor | None]:
     """Frozen activations at ``tap`` of the target-train images (``views`` views, stacked as
     (V, N, …): as is, mirrored, then random resized crops from ``seed``), the source images
-    (as is and mirrored: (2, N_s, …)) and the validation images (1 view)."""
+    (as is and mirrored: (2, N_s, …); ``None`` when ``xs`` is ``None``) and the validation
+    images (1 view)."""
     from .views import crop_boxes, render_views
 
-    xs = _match_channels(xs, xt.shape[-1])
     target = [encode(model, xt, progress=progress, tap=tap)]
     if views >= 2:
         target.append(encode(model, xt, flip=True, progress=progress, tap=tap))
@@ -457,8 +458,9 @@ def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarra
             rendered = render_views(xt, boxes[v:v + 1], xt.shape[1])[0]
             target.append(encode(model, rendered, progress=progress, tap=tap))
     return {"target": torch.stack(target),
-            "source": torch.stack([encode(model, xs, progress=progress, tap=tap),
-                                   encode(model, xs, flip=True, progress=progress, tap=tap)]),
+            "source": None if xs is None else torch.stack([
+                encode(model, _match_channels(xs, xt.shape[-1]), progress=progress, tap=tap),
+                encode(model, _match_channels(xs, xt.shape[-1]), flip=True, progress=progress, tap=tap)]),
             "val": encode(model, xv, progress=progress, tap=tap)}
 
 
@@ -470,19 +472,27 @@ def head_from(model: nn.Module, tap: str, activation: torch.Tensor) -> tuple[tor
     return model.forward_from("pre_logits", hidden, {}), hidden
 
 
+def _cached_uses_source(tap: str, cfg: AdaptConfig) -> bool:
+    """Whether a cached run puts source faces in its batches: always for the head-only protocol
+    (as in the recorded ablation, where they draw on the dropout stream), otherwise only when the
+    source classification term or the discrepancy uses them."""
+    return tap == "features" or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
+
+
 def _adapt_cached(model, tap: str, optimizer, discrepancy, views: dict[str, torch.Tensor], yt: np.ndarray,
                   yv: np.ndarray, ys: np.ndarray, cfg: AdaptConfig, out_dir, *, resume: bool, progress: bool,
                   stop_after_epochs: int | None) -> dict:
     """The cached protocols: every image is encoded once up to ``tap`` (in each of its views: the
     only augmentation); the layers after ``tap`` train with the full adaptation loss on the cache."""
     views_t, views_s, val_features = views["target"], views["source"], views["val"]
-    xt_count, xs_count = views_t.shape[1], views_s.shape[1]
+    xt_count, xs_count = views_t.shape[1], len(ys)  # the random stream is the same whether or not
+    # the source faces were encoded (they are not when no term uses them)
     steps_per_epoch = math.ceil(xt_count / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
-    # The head-only protocol keeps source rows in every batch (as in the recorded ablation, where
-    # they draw on the dropout stream); fine-tuning stages leaves them out when no term uses them.
-    use_source = tap == "features" or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
+    use_source = _cached_uses_source(tap, cfg)
+    if use_source and views_s is None:
+        raise ValueError("this configuration needs the source faces' cached activations")
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:
@@ -492,10 +502,11 @@ def _adapt_cached(model, tap: str, optimizer, discrepancy, views: dict[str, torc
         t_index = torch.as_tensor(order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size])
         s_index = torch.randint(xs_count, (len(t_index),), generator=generator)
         t_view = torch.randint(views_t.shape[0], (len(t_index),), generator=generator)
-        s_view = torch.randint(views_s.shape[0], (len(s_index),), generator=generator)
+        s_view = torch.randint(2, (len(s_index),), generator=generator)
         if not use_source:  # drawn all the same, so that the random stream does not depend on it
             s_index, s_view = s_index[:0], s_view[:0]
-        features = torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]])
+        features = torch.cat([views_t[t_view, t_index], views_s[s_view, s_index]]) if use_source \
+            else views_t[t_view, t_index]
         logits, hidden = head_from(model, tap, features)
         compared = [hidden if name.strip() == "pre_logits" else features for name in cfg.layer.split(",")]
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
