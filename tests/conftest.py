@@ -38,8 +38,9 @@ def one_thread():
 TINY_CLASSES = ["happy", "sad", "hate", "anger"]
 
 
-def save_tiny_model(path: Path, in_chans: int = 3) -> Path:
-    """A tiny random 4-class EmoNet (32 px) saved as a weights file, for CLI, API and web tests."""
+def save_tiny_model(path: Path, in_chans: int = 3, classes=TINY_CLASSES) -> Path:
+    """A tiny random EmoNet (32 px, 4 IER classes unless ``classes`` says otherwise) saved as a
+    weights file, for CLI, API and web tests."""
     import torch
 
     from emoadapt.models.emonet import EmoNet, EmoNetConfig
@@ -47,6 +48,30 @@ def save_tiny_model(path: Path, in_chans: int = 3) -> Path:
 
     torch.manual_seed(0)
     model = EmoNet(EmoNetConfig(in_chans=in_chans, input_size=32, width=0.125, batch_norm=True, head="pool",
-                                hidden=(16,), num_classes=4)).eval()
-    save_weights(path, model, model.config.to_dict(), {"classes": TINY_CLASSES})
+                                hidden=(16,), num_classes=len(classes))).eval()
+    save_weights(path, model, model.config.to_dict(), {"classes": list(classes)})
     return path
+
+
+def write_image(path: Path, rng, mode: str = "RGB", size: int = 32) -> None:
+    """A random ``size`` px RGB or grey (``mode="L"``) image file."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(0, 255, (size, size, 3 if mode == "RGB" else 1), dtype=np.uint8)
+    Image.fromarray(pixels if mode == "RGB" else pixels[:, :, 0], mode).save(path)
+
+
+def write_faces_and_target(root: Path, rng, per_class: int = 7, size: int = 32) -> None:
+    """``root/fer``: FER2013 layout (train/<class>/Training_*.jpg ×2 and test/<class>/PrivateTest_*.jpg,
+    48 px grey, every FER class); ``root/target``: a folder per IER class with ``per_class`` RGB PNGs."""
+    from emoadapt.data.labels import FER_CLASSES, IER_CLASSES
+
+    for label in FER_CLASSES:
+        for i in range(2):
+            write_image(root / "fer" / "train" / label / f"Training_{label}{i}.jpg", rng, "L", 48)
+        write_image(root / "fer" / "test" / label / f"PrivateTest_{label}.jpg", rng, "L", 48)
+    for label in IER_CLASSES:
+        for i in range(per_class):
+            write_image(root / "target" / label / f"{i}.png", rng, size=size)

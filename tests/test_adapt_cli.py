@@ -5,38 +5,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_tiny_model
-from PIL import Image
+from conftest import save_tiny_model, write_faces_and_target, write_image
 
 from emoadapt.cli import main
 from emoadapt.data.labels import FER_CLASSES, IER_CLASSES
-from emoadapt.models.emonet import EmoNet, EmoNetConfig
-from emoadapt.training.checkpoint import read_metadata, save_weights
-
-
-def _image(path: Path, rng, mode="RGB", size=32) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    channels = 3 if mode == "RGB" else 1
-    pixels = rng.integers(0, 255, (size, size, channels), dtype=np.uint8)
-    Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode).save(path)
+from emoadapt.training.checkpoint import read_metadata
 
 
 @pytest.fixture
 def fixtures(tmp_path):
     rng = np.random.default_rng(0)
-    for label in FER_CLASSES:  # FER2013 layout: train/<class>/Training_*.jpg, test/<class>/PrivateTest_*.jpg
-        for i in range(2):
-            _image(tmp_path / "fer" / "train" / label / f"Training_{label}{i}.jpg", rng, "L", 48)
-        _image(tmp_path / "fer" / "test" / label / f"PrivateTest_{label}.jpg", rng, "L", 48)
-    for label in IER_CLASSES:
-        for i in range(7):
-            _image(tmp_path / "target" / label / f"{i}.png", rng)
+    write_faces_and_target(tmp_path, rng)
     for i in range(5):
-        _image(tmp_path / "unlabelled" / "sub" / f"{i}.jpg", rng)
+        write_image(tmp_path / "unlabelled" / "sub" / f"{i}.jpg", rng)
     (tmp_path / "unlabelled" / "broken.jpg").write_bytes(b"not an image")
-    fer = EmoNet(EmoNetConfig(num_classes=7, in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool",
-                              hidden=(16,)))
-    save_weights(tmp_path / "fer.safetensors", fer, fer.config.to_dict(), extra={"classes": list(FER_CLASSES)})
+    save_tiny_model(tmp_path / "fer.safetensors", in_chans=1, classes=FER_CLASSES)
     save_tiny_model(tmp_path / "teacher.safetensors")
     return tmp_path
 

@@ -23,6 +23,7 @@ from .data import open_dataset
 from .data.arrays import load_arrays
 from .data.labels import FACE_ALIASES, FER_CLASSES, IER_CLASSES, fer_classes_in_ier_order
 from .data.records import ImageDataset
+from .data.splits import select_splits
 from .errors import EmoadaptError
 from .fileio import atomic_write_json
 from .models.registry import resolve_model
@@ -61,21 +62,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     """
     model, meta = resolve_model(weights)
     model_classes = tuple(meta.get("classes", ()))
-    dataset = open_dataset(data, layout)
-    if manifest is not None:
-        from .data.splits import apply_manifest, read_manifest
-
-        plan = read_manifest(manifest)
-        try:
-            dataset = apply_manifest(dataset, plan)
-        except EmoadaptError:  # manifests made by `adapt` list only the samples with an IER class
-            if dataset.to_ier is None:
-                raise
-            dataset = apply_manifest(dataset.to_ier_dataset(), plan)
-    if splits:
-        dataset = dataset.split(*splits)
-        if len(dataset) == 0:
-            raise EmoadaptError(f"no images in split(s) {', '.join(splits)} of {data}")
+    dataset = select_splits(open_dataset(data, layout), manifest, splits)
     mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
     if mapping == "fer":
         dataset = _as_fer_dataset(dataset)

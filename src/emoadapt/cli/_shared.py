@@ -15,6 +15,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
 
 
+def add_target_options(p: argparse.ArgumentParser, manifest_help: str) -> None:
+    """``--target``, ``--layout``, ``--manifest`` and ``--source``: the generic images and FER2013 faces
+    of the commands that work across the two domains (adapt, embed)."""
+    p.add_argument("--target", required=True, help="labelled generic images (Emotion6, FI, folder, CSV…)")
+    p.add_argument("--layout", default="auto", help="target layout (default: auto-detect)")
+    p.add_argument("--manifest", default=None, help=manifest_help)
+    p.add_argument("--source", default=None, help="FER2013 folder (default: $EMOADAPT_DATA/fer2013)")
+
+
 def load_predictor(args: argparse.Namespace):
     from ..api import Predictor
 

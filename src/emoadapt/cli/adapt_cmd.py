@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ._shared import add_target_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..adapt.train import AdaptConfig
 
     p = sub.add_parser("adapt", help="adapt a FER model to generic images (classification + discrepancy loss)",
                        description=__doc__.split("\n")[0])
-    p.add_argument("--target", required=True, help="labelled generic images (Emotion6, FI, folder, CSV…)")
-    p.add_argument("--layout", default="auto", help="target layout (default: auto-detect)")
-    p.add_argument("--source", default=None, help="FER2013 folder (default: $EMOADAPT_DATA/fer2013)")
+    add_target_options(p, "reuse this split manifest (JSON) instead of making one")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
-    p.add_argument("--manifest", default=None, help="reuse this split manifest (JSON) instead of making one")
     p.add_argument("--split-seed", type=int, default=0, help="seed of a new split (default 0)")
     p.add_argument("--val", type=float, default=0.15)
     p.add_argument("--test", type=float, default=0.15)

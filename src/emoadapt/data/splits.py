@@ -212,3 +212,23 @@ def fold(dataset: ImageDataset, manifest: SplitManifest, k: int) -> tuple[ImageD
         raise EmoadaptError(f"fold {k} does not exist in this manifest (kind {manifest.kind}, folds {manifest.folds})")
     split = apply_manifest(dataset, manifest)
     return (split.subset(lambda s: s.split != f"fold{k}"), split.subset(lambda s: s.split == f"fold{k}"))
+
+
+def select_splits(dataset: ImageDataset, manifest: str | Path | None = None,
+                  splits: list[str] | tuple[str, ...] | None = None) -> ImageDataset:
+    """``dataset`` with the split names of ``manifest`` (when given), restricted to ``splits``
+    (when given). A manifest made by ``adapt`` lists only the samples with an IER class; it is
+    then applied to the IER-relabelled dataset. Raises when the chosen splits hold no images."""
+    if manifest is not None:
+        plan = read_manifest(manifest)
+        try:
+            dataset = apply_manifest(dataset, plan)
+        except EmoadaptError:
+            if dataset.to_ier is None:
+                raise
+            dataset = apply_manifest(dataset.to_ier_dataset(), plan)
+    if splits:
+        dataset = dataset.split(*splits)
+        if len(dataset) == 0:
+            raise EmoadaptError(f"no images in split(s) {', '.join(splits)} of {dataset.root}")
+    return dataset
