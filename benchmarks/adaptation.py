@@ -226,11 +226,11 @@ def part_distill(args, out: Path) -> dict:
                        threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, views=args.views)
     size = teacher.config.input_size
-    big = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
+    teacher_splits = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
                         progress=False)
     splits = target_splits(dataset_path("emotion6"), args.emonet_size, 3, layout="emotion6",
                            manifest=out / "split.json", progress=False)
-    if list(big["train"].paths) != list(splits["train"].paths):
+    if list(teacher_splits["train"].paths) != list(splits["train"].paths):
         raise RuntimeError("teacher-size and student-size training arrays are not in the same order")
     started = time.time()
     unlabelled = unlabelled_emotion6(size)
@@ -239,7 +239,7 @@ def part_distill(args, out: Path) -> dict:
         with np.load(bank_file) as saved:
             bank = {k: saved[k] for k in saved.files}
     else:
-        bank = distillation_bank(teacher, big["train"].images, unlabelled, views=args.views, seed=0,
+        bank = distillation_bank(teacher, teacher_splits["train"].images, unlabelled, views=args.views, seed=0,
                                  student_size=args.emonet_size)
         bank_file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(bank_file, suffix=".npz") as tmp:
@@ -248,9 +248,9 @@ def part_distill(args, out: Path) -> dict:
     for key in ("hidden", "features"):
         print(f"teacher {key}: width {bank[f'target_{key}'].shape[-1]}, "
               f"mean square {float(np.square(bank[f'target_{key}']).mean()):.4f}", flush=True)
-    teacher_acc = {name: float((predict_arrays(teacher, big[name].images).argmax(1) == big[name].labels).mean())
+    teacher_acc = {name: float((predict_arrays(teacher, teacher_splits[name].images).argmax(1) == teacher_splits[name].labels).mean())
                    for name in ("val", "test")}
-    print(f"teacher bank: {len(big['train'].labels)} + {len(unlabelled)} unlabelled images x {args.views} views "
+    print(f"teacher bank: {len(teacher_splits['train'].labels)} + {len(unlabelled)} unlabelled images x {args.views} views "
           f"in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
     agree = _vote_agrees(splits["test"])
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)

@@ -250,7 +250,7 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     ys = map_source_labels(ys_fer)
     if tap is not None:
         if cached is None:
-            cached = encode_views(model, xt, xv, xs if _cached_uses_source(tap, cfg) else None, tap=tap,
+            cached = encode_views(model, xt, xv, xs if _uses_source(cfg, always=tap == "features") else None, tap=tap,
                                   views=cfg.views, seed=0, progress=progress)
         return _adapt_cached(model, tap, optimizer, discrepancy, cached, yt, yv, ys, cfg, out_dir,
                              resume=resume, progress=progress, stop_after_epochs=stop_after_epochs)
@@ -260,7 +260,7 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     layers = tuple(tap.strip() for tap in cfg.layer.split(",") if tap.strip())
     # Without distillation, source faces always share the batch (and its batch-norm statistics),
     # as in the recorded ablation; a distillation run leaves them out when no term uses them.
-    use_source = distill is None or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
+    use_source = _uses_source(cfg, always=distill is None)
 
     def from_bank(name: str, index: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         """Pixels (n, C, S, S) of one random view per image of bank ``name`` and what the teacher
@@ -472,11 +472,11 @@ def head_from(model: nn.Module, tap: str, activation: torch.Tensor) -> tuple[tor
     return model.forward_from("pre_logits", hidden, {}), hidden
 
 
-def _cached_uses_source(tap: str, cfg: AdaptConfig) -> bool:
-    """Whether a cached run puts source faces in its batches: always for the head-only protocol
-    (as in the recorded ablation, where they draw on the dropout stream), otherwise only when the
-    source classification term or the discrepancy uses them."""
-    return tap == "features" or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
+def _uses_source(cfg: AdaptConfig, *, always: bool) -> bool:
+    """Whether source faces go into the batches: when ``always`` (the protocols whose recorded
+    results had them in every batch), else only when the source classification term or the
+    discrepancy uses them."""
+    return always or cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0)
 
 
 def _adapt_cached(model, tap: str, optimizer, discrepancy, views: dict[str, torch.Tensor], yt: np.ndarray,
@@ -490,7 +490,7 @@ def _adapt_cached(model, tap: str, optimizer, discrepancy, views: dict[str, torc
     steps_per_epoch = math.ceil(xt_count / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
-    use_source = _cached_uses_source(tap, cfg)
+    use_source = _uses_source(cfg, always=tap == "features")  # head-only: as in the recorded ablation
     if use_source and views_s is None:
         raise ValueError("this configuration needs the source faces' cached activations")
 
