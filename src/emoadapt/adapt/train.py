@@ -66,7 +66,8 @@ class AdaptConfig:
         views: cached protocols (``freeze=features``, or a MobileNetV2 stage ``s1``…``s4``, whose
             activations are cached and the later stages fine-tuned): views per target image —
             2 = as is + mirrored; more adds random resized crops (:mod:`emoadapt.adapt.views`).
-            With distillation: the views per image in the teacher's bank.
+            With distillation: the views per image in the teacher's bank. The crops are drawn
+            from seed 0 whatever ``seed`` is, so runs with different seeds share one cache.
         teacher: IER model (weights file or registry name) for distillation; ``kd_weight`` β,
             ``kd_temperature`` T, ``kd_hint_weight`` γ. Needs ``freeze=none``.
         kd_hint_tap: what of the teacher the student's pre-logits must match: ``pre_logits``
