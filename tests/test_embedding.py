@@ -12,7 +12,8 @@ from emoadapt.cli import main
 from emoadapt.data import open_dataset, split_dataset, write_manifest
 from emoadapt.data.labels import FER_CLASSES, IER_CLASSES
 from emoadapt.data.transforms import uint8_to_tensor
-from emoadapt.embedding import collect, embed, fit_images, project, save_embedding_csv, save_embedding_figure
+from emoadapt.data.transforms import fit_images
+from emoadapt.embedding import collect, embed, project, save_embedding_csv, save_embedding_figure
 from emoadapt.errors import EmoadaptError
 from emoadapt.models.registry import load_model
 

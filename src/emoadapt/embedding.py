@@ -16,7 +16,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from .errors import EmoadaptError
@@ -68,20 +67,6 @@ def check_method(method: str) -> None:
         raise EmoadaptError(f"unknown projection method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """uint8 (N, S, S, C) → (N, size, size, channels): grey ↔ RGB and a bilinear resize per image."""
-    if images.shape[1:] == (size, size, channels):
-        return images
-    mode = "L" if channels == 1 else "RGB"
-    fitted = np.zeros((len(images), size, size, channels), dtype=np.uint8)
-    for i, image in enumerate(images):
-        picture = Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image).convert(mode)
-        if picture.size != (size, size):
-            picture = picture.resize((size, size), Image.Resampling.BILINEAR)
-        fitted[i] = np.asarray(picture).reshape(size, size, channels)
-    return fitted
-
-
 @torch.no_grad()
 def collect(model: nn.Module, images: np.ndarray, tap: str, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Activations of ``tap`` for uint8 images (N, S, S, C), fitted to the model's input first.
@@ -89,7 +74,7 @@ def collect(model: nn.Module, images: np.ndarray, tap: str, batch_size: int = 64
     Returns ``(features, predicted)``: (N, D) float32 (a 4-D activation is averaged over its
     spatial positions) and (N,) int64 argmax of the logits.
     """
-    from .data.transforms import uint8_to_tensor
+    from .data.transforms import fit_images, uint8_to_tensor
 
     check_tap(model, tap)
     model.eval()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..data import open_dataset
 from ..data.arrays import ArrayData, load_arrays
@@ -14,6 +13,7 @@ from ..data.fer2013 import read_fer2013
 from ..data.locate import dataset_path
 from ..data.folder import is_image_file
 from ..data.records import ImageDataset, Sample
+from ..data.transforms import fit_images
 from ..data.splits import apply_manifest, kfold_dataset, read_manifest, split_dataset, write_manifest
 from ..errors import EmoadaptError
 from ..training.fer import subsample
@@ -60,10 +60,7 @@ def source_faces(size: int, *, root: str | Path | None = None, limit: int = 6000
     fer = read_fer2013(root or dataset_path("fer2013")).split("Training")
     arrays = load_arrays(fer, 48, 1, progress=progress)
     images, labels = subsample(arrays.images, arrays.labels, limit, seed)
-    if size != 48:
-        images = np.stack([np.asarray(Image.fromarray(face[:, :, 0]).resize((size, size), Image.Resampling.BILINEAR))
-                           for face in images])[:, :, :, None]
-    return images, labels
+    return fit_images(images, size, 1), labels
 
 
 def unlabelled_images(path: str | Path, size: int, *, progress: bool = True) -> np.ndarray:

@@ -37,3 +37,17 @@ def image_to_tensor(image: Image.Image, size: int, channels: int) -> torch.Tenso
     """Decoded image → (C, size, size) float tensor in [0, 1]; ``channels`` is 1 (grey) or 3 (RGB)."""
     image = image.convert("L" if channels == 1 else "RGB")
     return uint8_to_tensor(image_to_uint8(resize_center_crop(image, size)))
+
+
+def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """uint8 (N, S, S, C) → (N, size, size, channels): grey ↔ RGB and a bilinear resize per image."""
+    if images.shape[1:] == (size, size, channels):
+        return images
+    mode = "L" if channels == 1 else "RGB"
+    fitted = np.zeros((len(images), size, size, channels), dtype=np.uint8)
+    for i, image in enumerate(images):
+        picture = Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image).convert(mode)
+        if picture.size != (size, size):
+            picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+        fitted[i] = np.asarray(picture).reshape(size, size, channels)
+    return fitted
