@@ -90,7 +90,9 @@ def linear_probe(model, splits, out: Path) -> dict:
 
 
 def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, source, out: Path, cached=None,
-                agree=None, distill=None) -> dict:
+                agree=None, distill=None, resume: bool = False) -> dict:
+    """Train every configuration with every seed; score its best-validation checkpoint on the test
+    split. ``resume``: continue runs whose folder already holds a checkpoint."""
     results = {}
     for name, changes in configs.items():
         rows = []
@@ -100,7 +102,8 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
             started = time.time()
             model = build_start_model(cfg)
             state = adapt((splits["train"].images, splits["train"].labels), (splits["val"].images, splits["val"].labels),
-                          source, cfg, run_dir, progress=False, model=model, cached=cached, distill=distill)
+                          source, cfg, run_dir, progress=False, model=model, cached=cached, distill=distill,
+                          resume=resume and (run_dir / "last.safetensors").exists())
             best, _ = load_model(run_dir / "best.safetensors")
             probs = predict_arrays(best, splits["test"].images)
             report = classification_report(splits["test"].labels, probs, IER_CLASSES)
@@ -217,14 +220,17 @@ def part_distill(args, out: Path) -> dict:
     """The paper-structure EmoNet adapted from its own FER training (``--fer``), full fine-tune at
     ``--emonet-size`` RGB, with the paper's loss plus distillation from an IER ``--teacher`` over a
     fixed bank of ``--views`` augmented views of the training images and of the unlabelled
-    fear/surprise images. The teacher was trained on the same train split only."""
-    from emoadapt.adapt.train import distillation_bank
+    fear/surprise images (``--kd-mode bank``), or over fresh crops (blended with ``--mixup``)
+    that the teacher labels at every step (``--kd-mode online``). The teacher was trained on the
+    same train split only."""
+    from emoadapt.adapt.distill import online_teacher
 
     teacher, _ = load_model(args.teacher)
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
                        epochs=args.emonet_epochs, lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit,
                        threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
-                       kd_temperature=args.kd_temperature, views=args.views)
+                       kd_temperature=args.kd_temperature, views=args.views, kd_mode=args.kd_mode,
+                       mixup=args.mixup)
     size = teacher.config.input_size
     teacher_splits = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
                         progress=False)
@@ -234,33 +240,48 @@ def part_distill(args, out: Path) -> dict:
         raise RuntimeError("teacher-size and student-size training arrays are not in the same order")
     started = time.time()
     unlabelled = unlabelled_emotion6(size)
-    bank_file = out / "runs" / f"bank2-{sha256(args.teacher)[:12]}-{args.views}v-{args.emonet_size}px.npz"
-    if bank_file.exists():  # the teacher's views take minutes; they depend only on this file's name
-        with np.load(bank_file) as saved:
-            bank = {k: saved[k] for k in saved.files}
+    if args.kd_mode == "online":  # fresh crops every step, labelled by the teacher as they come
+        bank = online_teacher(teacher, teacher_splits["train"].images, unlabelled, threads=args.threads or None)
     else:
-        bank = distillation_bank(teacher, teacher_splits["train"].images, unlabelled, views=args.views, seed=0,
-                                 student_size=args.emonet_size)
-        bank_file.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(bank_file, suffix=".npz") as tmp:
-            np.savez(tmp, **bank)
+        bank = _teacher_bank(args, teacher, teacher_splits["train"].images, unlabelled, out)
     bank_seconds = time.time() - started
-    for key in ("hidden", "features"):
-        print(f"teacher {key}: width {bank[f'target_{key}'].shape[-1]}, "
-              f"mean square {float(np.square(bank[f'target_{key}']).mean()):.4f}", flush=True)
     teacher_acc = {name: float((predict_arrays(teacher, teacher_splits[name].images).argmax(1) == teacher_splits[name].labels).mean())
                    for name in ("val", "test")}
-    print(f"teacher bank: {len(teacher_splits['train'].labels)} + {len(unlabelled)} unlabelled images x {args.views} views "
-          f"in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
+    views = "fresh crops" if args.kd_mode == "online" else f"{args.views} views"
+    print(f"teacher ({args.kd_mode}): {len(teacher_splits['train'].labels)} + {len(unlabelled)} unlabelled images x "
+          f"{views} in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
     agree = _vote_agrees(splits["test"])
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
     configs = {k: {key: args.kd_hint_weight if value is None else value for key, value in DISTILL_CONFIGS[k].items()}
                for k in args.distill_configs}
-    results = {"size": args.emonet_size, "views": args.views, "teacher": str(args.teacher),
+    results = {"size": args.emonet_size, "kd_mode": args.kd_mode, "mixup": args.mixup,
+               "views": args.views if args.kd_mode == "bank" else None, "teacher": str(args.teacher),
                "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)), "bank_seconds": bank_seconds}
-    results["configs"] = run_configs("emonet ", base, configs, args.seeds, splits, source, out, agree=agree,
-                                     distill=bank)
+    prefix = "emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
+    results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
+                                     distill=bank, resume=args.resume)
     return results
+
+
+def _teacher_bank(args, teacher, train_images: np.ndarray, unlabelled: np.ndarray, out: Path) -> dict:
+    """The teacher's fixed bank of views (cached in OUT/runs: the teacher's views take minutes;
+    they depend only on the file's name)."""
+    from emoadapt.adapt.train import distillation_bank
+
+    bank_file = out / "runs" / f"bank2-{sha256(args.teacher)[:12]}-{args.views}v-{args.emonet_size}px.npz"
+    if bank_file.exists():
+        with np.load(bank_file) as saved:
+            bank = {k: saved[k] for k in saved.files}
+    else:
+        bank = distillation_bank(teacher, train_images, unlabelled, views=args.views, seed=0,
+                                 student_size=args.emonet_size)
+        bank_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(bank_file, suffix=".npz") as tmp:
+            np.savez(tmp, **bank)
+    for key in ("hidden", "features"):
+        print(f"teacher {key}: width {bank[f'target_{key}'].shape[-1]}, "
+              f"mean square {float(np.square(bank[f'target_{key}']).mean()):.4f}", flush=True)
+    return bank
 
 
 def part_kfold(args, out: Path) -> dict:
@@ -321,6 +342,8 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", choices=("features", "s4"), default="features",
                         help="--part kfold: frozen features (head trained) or stage s5 fine-tuned on cached s4 views")
     parser.add_argument("--out", default="benchmarks/results/adaptation")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue runs whose folder in OUT/runs already holds a checkpoint (--part distill)")
     parser.add_argument("--tag", default="", help="results go to OUT/<part><tag>.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=160, help="MobileNetV2 input size")
@@ -332,6 +355,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kd-weight", type=float, default=1.0)
     parser.add_argument("--kd-temperature", type=float, default=2.0)
     parser.add_argument("--kd-hint-weight", type=float, default=10.0, help="γ of the +hint configurations")
+    parser.add_argument("--kd-mode", choices=("bank", "online"), default="bank",
+                        help="--part distill: fixed bank of --views views, or fresh crops labelled online")
+    parser.add_argument("--mixup", type=float, default=0.0, help="--kd-mode online: Beta(mixup, mixup) blends")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
     parser.add_argument("--fer", default="runs/fer-cpu/best.safetensors", help="FER checkpoint for the EmoNet part")
     parser.add_argument("--emonet-size", type=int, default=64)

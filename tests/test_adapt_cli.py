@@ -45,3 +45,13 @@ def test_distillation_without_a_teacher_is_a_clear_error(fixtures, capsys, one_t
     rc = main(_adapt_args(fixtures, "--kd-weight", "1"))
     err = capsys.readouterr().err
     assert rc != 0 and "--teacher" in err and "Traceback" not in err
+
+
+def test_adapt_with_an_online_teacher_and_mixup(fixtures, one_thread):
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        rc = main(_adapt_args(fixtures, "--teacher", str(fixtures / "teacher.safetensors"), "--kd-weight", "1",
+                              "--kd-hint-weight", "1", "--kd-mode", "online", "--mixup", "1",
+                              "--unlabelled", str(fixtures / "unlabelled"), "--discrepancy", "none", "--alpha", "0"))
+    assert rc == 0
+    adapt_config = read_metadata(fixtures / "run" / "best.safetensors")["extra"]["adapt"]
+    assert adapt_config["kd_mode"] == "online" and adapt_config["mixup"] == 1.0

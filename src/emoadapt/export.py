@@ -12,20 +12,37 @@ from .errors import EmoadaptError
 from .fileio import atomic_path
 
 
-def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
-    """Write ``model`` (input (N, C, S, S) in [0, 1] → logits (N, K)) as ONNX with a dynamic batch axis."""
+class _Taps(torch.nn.Module):
+    """``model`` with the named taps as its outputs, for export."""
+
+    def __init__(self, model: torch.nn.Module, taps: tuple[str, ...]):
+        super().__init__()
+        self.model, self.taps = model, taps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model.forward_taps(x, self.taps)
+        return tuple(out[name] for name in self.taps)
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17,
+                taps: tuple[str, ...] = ("logits",)) -> Path:
+    """Write ``model`` (input ``images`` (N, C, S, S) in [0, 1]) as ONNX with a dynamic batch axis;
+    its outputs are the named ``taps`` (default: ``logits`` (N, K)), e.g. ``("pre_logits", "logits")``."""
     model.eval()
     size, channels = model.config.input_size, model.config.in_chans
     example = torch.rand(1, channels, size, size)
+    exported = model if taps == ("logits",) else _Taps(model, taps)
     with atomic_path(path, suffix=".onnx") as tmp:
-        torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+        torch.onnx.export(exported, (example,), str(tmp), input_names=["images"], output_names=list(taps),
+                          dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in taps}},
+                          opset_version=opset, dynamo=False)
     return Path(path)
 
 
-def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: str | Path | None = None):
-    """An onnxruntime session of ``model``, exported once into a cache keyed by its weights."""
+def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: str | Path | None = None,
+                 taps: tuple[str, ...] = ("logits",)):
+    """An onnxruntime session of ``model`` (outputs: ``taps``), exported once into a cache keyed by
+    its weights and the taps."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -37,9 +54,11 @@ def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: 
     torch.save(model.state_dict(), buffer)
     digest.update(buffer.getvalue())
     digest.update(repr(model.config).encode())
+    if taps != ("logits",):
+        digest.update(repr(taps).encode())
     path = Path(cache_dir or DEFAULT_CACHE) / "onnx" / f"{digest.hexdigest()[:16]}.onnx"
     if not path.exists():
-        export_onnx(model, path)
+        export_onnx(model, path, taps=taps)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

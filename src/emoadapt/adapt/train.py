@@ -37,6 +37,7 @@ from ..training.augment import augment_batch
 from ..training.loop import run_epochs
 from ..training.metrics import classification_report, predict_arrays
 from . import make_discrepancy
+from .distill import OnlineTeacher, function_matching
 
 IMAGENET_INIT = "imagenet-mobilenetv2"
 
@@ -75,6 +76,10 @@ class AdaptConfig:
             ImageNet features of MobileNetV2); widths must agree (see ``dense``).
         dense: with a FER checkpoint as ``init``: replace its dense layers by one new layer of this
             width (0 = keep them).
+        kd_mode: ``bank`` (a fixed bank of ``views`` views per image, labelled by the teacher once)
+            or ``online`` (fresh crops every step, labelled by the teacher as they come:
+            :mod:`emoadapt.adapt.distill`); ``mixup``: Beta(mixup, mixup) blend of two crops for
+            the online mode's unlabelled views (0 = no blend).
     """
 
     init: str = IMAGENET_INIT
@@ -105,6 +110,8 @@ class AdaptConfig:
     kd_hint_weight: float = 0.0
     kd_hint_tap: str = "pre_logits"
     dense: int = 0
+    kd_mode: str = "bank"
+    mixup: float = 0.0
     seed: int = 0
     threads: int = 0
 
@@ -221,14 +228,16 @@ def cached_tap(model: nn.Module, cfg: AdaptConfig) -> str | None:
 def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndarray, np.ndarray],
           source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None,
-          cached: dict[str, torch.Tensor] | None = None, distill: dict[str, np.ndarray] | None = None) -> dict:
+          cached: dict[str, torch.Tensor] | None = None,
+          distill: dict[str, np.ndarray] | OnlineTeacher | None = None) -> dict:
     """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
 
     Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
     to ``out_dir``; returns the run state (history, best record). In the cached protocols
     (:func:`cached_tap`), ``cached`` (from :func:`encode_views` on the same start model) skips the
     encoding, so that several runs (an ablation, several seeds) share it. ``distill`` is a teacher
-    bank from :func:`distillation_bank` (needed when ``cfg.kd_weight`` > 0)."""
+    bank from :func:`distillation_bank` (``kd_mode=bank``) or an :class:`~emoadapt.adapt.distill.OnlineTeacher`
+    (``kd_mode=online``; its images at the teacher's size), needed when ``cfg.kd_weight`` > 0."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = model if model is not None else build_start_model(cfg)
@@ -236,10 +245,22 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     distilling = cfg.kd_weight > 0 or cfg.kd_hint_weight > 0
     if distilling and (distill is None or tap is not None):
         raise ValueError("distillation (kd_weight or kd_hint_weight > 0) needs freeze=none and a teacher bank "
-                         "(distillation_bank)")
+                         "(distillation_bank) or an online teacher (distill.online_teacher)")
+    if cfg.kd_mode not in ("bank", "online"):
+        raise ValueError(f"kd_mode must be bank or online, got {cfg.kd_mode!r}")
+    if distilling and isinstance(distill, OnlineTeacher) != (cfg.kd_mode == "online"):
+        raise ValueError(f"kd_mode={cfg.kd_mode} needs " + ("an OnlineTeacher" if cfg.kd_mode == "online"
+                                                           else "a teacher bank from distillation_bank"))
     hint_key = {"pre_logits": "hidden", "features": "features"}.get(cfg.kd_hint_tap)
     if hint_key is None:
         raise ValueError(f"kd_hint_tap must be pre_logits or features, got {cfg.kd_hint_tap!r}")
+    if isinstance(distill, OnlineTeacher):
+        frozen = frozen_modules(model, cfg.freeze)
+        return function_matching(
+            model, distill, target_train[1], target_val, (source[0], map_source_labels(source[1])), cfg, out_dir,
+            optimizer=torch.optim.AdamW(param_groups(model, cfg, frozen), lr=cfg.lr, weight_decay=cfg.weight_decay),
+            discrepancy=make_discrepancy(cfg.discrepancy), use_source=_uses_source(cfg, always=False), resume=resume,
+            progress=progress, stop_after_epochs=stop_after_epochs)
     if cfg.kd_hint_weight > 0 and distill[f"target_{hint_key}"].shape[-1] != _hidden_width(model):
         raise ValueError(f"the hint needs equal widths: teacher {cfg.kd_hint_tap} "
                          f"{distill[f'target_{hint_key}'].shape[-1]}, student pre-logits {_hidden_width(model)} "

@@ -33,14 +33,21 @@ def crop_boxes(count: int, views: int, seed: int, *, scale: tuple[float, float] 
     if views >= 2:
         boxes[1, :, 4] = 1.0
     for v in range(2, views):
-        area = rng.uniform(*scale, size=count)
-        aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=count))
-        width = np.minimum(np.sqrt(area * aspect), 1.0)
-        height = np.minimum(np.sqrt(area / aspect), 1.0)
-        x0 = rng.uniform(0, 1, size=count) * (1 - width)
-        y0 = rng.uniform(0, 1, size=count) * (1 - height)
-        boxes[v] = np.stack([x0, y0, x0 + width, y0 + height, rng.uniform(size=count) < 0.5], axis=1)
+        boxes[v] = random_boxes(rng, count, scale=scale, ratio=ratio)
     return boxes
+
+
+def random_boxes(rng: np.random.Generator, count: int, *, scale: tuple[float, float] = (0.35, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
+    """``count`` random resized crop boxes (area fraction in ``scale``, aspect in ``ratio``,
+    mirrored half of the time), (count, 5) as in :func:`crop_boxes`."""
+    area = rng.uniform(*scale, size=count)
+    aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=count))
+    width = np.minimum(np.sqrt(area * aspect), 1.0)
+    height = np.minimum(np.sqrt(area / aspect), 1.0)
+    x0 = rng.uniform(0, 1, size=count) * (1 - width)
+    y0 = rng.uniform(0, 1, size=count) * (1 - height)
+    return np.stack([x0, y0, x0 + width, y0 + height, rng.uniform(size=count) < 0.5], axis=1)
 
 
 def render_views(images: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=0, help="k-fold mode: number of folds (0 = holdout)")
     p.add_argument("--fold", type=int, default=0, help="k-fold mode: which fold is the test set")
     p.add_argument("--unlabelled", default=None,
-                   help="with --kd-weight: extra unlabelled images (file or folder) the teacher labels")
+                   help="with --teacher: extra unlabelled images (file or folder) the teacher labels")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--no-progress", action="store_true")
     defaults = AdaptConfig()
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                            fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress)
     source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
                           progress=not args.no_progress)
-    distill = _teacher_bank(args, cfg, out, size, channels) if cfg.kd_weight > 0 else None
+    distill = _teacher(args, cfg, out, size, channels) if cfg.kd_weight > 0 or cfg.kd_hint_weight > 0 else None
     state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
                   source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, distill=distill)
     best = state["best"]
@@ -69,23 +69,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _teacher_bank(args: argparse.Namespace, cfg, out, size: int, channels: int) -> dict:
-    """The teacher's logits on augmented views of the training images (same split, at the
-    teacher's input size) and of ``--unlabelled`` images; views are drawn from seed 0."""
+def _teacher(args: argparse.Namespace, cfg, out, size: int, channels: int):
+    """``--kd-mode bank``: the teacher's logits on augmented views of the training images (same
+    split, at the teacher's input size) and of ``--unlabelled`` images, views drawn from seed 0.
+    ``--kd-mode online``: the teacher and those images, for fresh crops at every step."""
     import numpy as np
 
     from ..adapt.data import target_splits, unlabelled_images
+    from ..adapt.distill import online_teacher
     from ..adapt.train import distillation_bank
     from ..errors import EmoadaptError
     from ..models.registry import resolve_model
 
     if not cfg.teacher:
-        raise EmoadaptError("--kd-weight needs --teacher MODEL (a weights file or a shipped model name)")
+        raise EmoadaptError("--kd-weight / --kd-hint-weight need --teacher MODEL (a weights file or a shipped "
+                            "model name)")
     teacher, _ = resolve_model(cfg.teacher)
     teacher_size = teacher.config.input_size
     train = target_splits(args.target, teacher_size, 3, layout=args.layout, manifest=out / "split.json",
                           fold_index=args.fold, progress=not args.no_progress)["train"]
     extra = (unlabelled_images(args.unlabelled, teacher_size, progress=not args.no_progress) if args.unlabelled
              else np.zeros((0, teacher_size, teacher_size, 3), np.uint8))
+    if cfg.kd_mode == "online":
+        return online_teacher(teacher, train.images, extra, threads=cfg.threads or None)
     return distillation_bank(teacher, train.images, extra, views=cfg.views, seed=0, student_size=size,
                              student_channels=channels, progress=not args.no_progress)

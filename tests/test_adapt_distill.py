@@ -1,0 +1,86 @@
+"""Online distillation (function matching): fresh crops, mixup blends, the teacher asked every step."""
+
+import numpy as np
+import pytest
+import torch
+
+from emoadapt.adapt.distill import OnlineTeacher, crops, mixed_views, online_teacher
+from emoadapt.adapt.train import adapt
+from emoadapt.models.emonet import EmoNet, EmoNetConfig
+from emoadapt.training.metrics import predict_arrays
+
+from test_adapt_train import _arrays, _config, fer_checkpoint  # noqa: F401 (fixture)
+from test_adapt_views import BandTeacher, _last_model
+
+
+def _flat_pool(count: int = 4, side: int = 40) -> np.ndarray:
+    """Image i is one flat grey value 60·i: any crop of it keeps that value."""
+    return np.stack([np.full((side, side, 3), 60 * i, np.uint8) for i in range(count)])
+
+
+def test_crops_cut_the_same_box_at_both_sizes():
+    image = np.zeros((1, 40, 40, 3), np.uint8)
+    image[0, :20, :20] = 255  # a bright top-left quarter
+    boxes = np.array([[0.0, 0.0, 0.5, 0.5, 0.0], [0.5, 0.5, 1.0, 1.0, 0.0]])  # that quarter, the opposite one
+    big, small = crops(np.repeat(image, 2, axis=0), boxes, (32, 8))
+    assert big.shape == (2, 3, 32, 32) and small.shape == (2, 3, 8, 8)
+    for views in (big, small):  # (the bilinear filter blurs the box's edge a little)
+        assert float(views[0].mean()) > 0.9 and float(views[1].mean()) < 0.1
+
+
+def test_mixed_views_blend_two_crops_and_agree_across_sizes():
+    pool, rng = _flat_pool(), np.random.default_rng(0)
+    plain_big, plain_small = mixed_views(pool, 50, rng, 0.0, (24, 8))
+    levels = {round(float(v) * 255) for v in plain_big.mean(dim=(1, 2, 3))}
+    assert levels <= {0, 60, 120, 180}  # no blend: one flat image per view
+    big, small = mixed_views(pool, 200, rng, 1.0, (24, 8))
+    assert big.shape == (200, 3, 24, 24) and small.shape == (200, 3, 8, 8)
+    values = big.mean(dim=(1, 2, 3)) * 255
+    off_level = (values - (values / 60).round() * 60).abs()
+    assert float((off_level > 5).float().mean()) > 0.5  # most blends fall between the flat levels
+    torch.testing.assert_close(big.mean(dim=(1, 2, 3)), small.mean(dim=(1, 2, 3)), atol=1e-4, rtol=0)
+
+
+def test_the_student_follows_an_online_teacher_that_disagrees_with_every_label(tmp_path, fer_checkpoint):
+    path, _ = fer_checkpoint
+    train, val, source = _arrays(96, 3, 4, 1), _arrays(32, 3, 4, 2), _arrays(40, 1, 7, 3)
+    permutation = np.array([1, 2, 3, 0])
+    band = BandTeacher(permutation)
+    teacher = OnlineTeacher(lambda x: band.forward_taps(x, ("pre_logits", "logits")), 32, train[0], val[0])
+    agreement = {}
+    for name, weight in (("plain", 0.0), ("kd", 8.0)):
+        cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=weight, teacher="band",
+                      kd_mode="online", mixup=0.0)
+        adapt(train, val, source, cfg, tmp_path / name, progress=False, distill=teacher if weight else None)
+        model = _last_model(cfg, tmp_path / name)
+        agreement[name] = float((predict_arrays(model, val[0]).argmax(1) == permutation[val[1]]).mean())
+    assert agreement["kd"] > agreement["plain"] + 0.3, agreement
+
+
+def test_the_kd_mode_must_match_what_teaches(tmp_path, fer_checkpoint):
+    path, _ = fer_checkpoint
+    train, val, source = _arrays(8, 3, 4, 1), _arrays(8, 3, 4, 2), _arrays(8, 1, 7, 3)
+    band = BandTeacher([0, 1, 2, 3])
+    teacher = OnlineTeacher(lambda x: band.forward_taps(x, ("pre_logits", "logits")), 32, train[0], val[0])
+    with pytest.raises(ValueError, match="teacher bank"):
+        adapt(train, val, source, _config(path, kd_weight=1.0), tmp_path / "bank", progress=False, distill=teacher)
+    with pytest.raises(ValueError, match="OnlineTeacher"):
+        adapt(train, val, source, _config(path, kd_weight=1.0, kd_mode="online"), tmp_path / "online",
+              progress=False, distill={"target_views": train[0][None]})
+    with pytest.raises(ValueError, match="kd_mode"):
+        adapt(train, val, source, _config(path, kd_mode="offline"), tmp_path / "typo", progress=False)
+
+
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_the_onnx_teacher_answers_like_the_pytorch_model(tmp_path, in_chans):
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = EmoNet(EmoNetConfig(in_chans=in_chans, input_size=32, width=0.125, batch_norm=True, head="pool",
+                                hidden=(16,), num_classes=4)).eval()
+    images = _arrays(6, 3, 4, 1)[0]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    fast = online_teacher(model, images, images[:0], cache_dir=tmp_path).predict(x)
+    slow = online_teacher(model, images, images[:0], use_onnx=False).predict(x)
+    assert fast["pre_logits"].shape == (6, 16) and fast["logits"].shape == (6, 4)
+    for key in ("pre_logits", "logits"):
+        torch.testing.assert_close(fast[key], slow[key], atol=1e-4, rtol=1e-4)
