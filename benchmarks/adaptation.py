@@ -257,9 +257,18 @@ def part_distill(args, out: Path) -> dict:
     results = {"size": args.emonet_size, "kd_mode": args.kd_mode, "mixup": args.mixup,
                "views": args.views if args.kd_mode == "bank" else None, "teacher": str(args.teacher),
                "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)), "bank_seconds": bank_seconds}
-    prefix = "emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
+    prefix = ("emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
+              + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else ""))  # run folders in OUT/runs
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
                                      distill=bank, resume=args.resume)
+    teacher_says = {name: predict_arrays(teacher, teacher_splits[name].images).argmax(1) for name in ("val", "test")}
+    for config in results["configs"].values():  # how often the student answers what its teacher answers
+        for row in config["runs"]:
+            student, _ = load_model(row["weights"])
+            row["teacher_agreement"] = {name: float((predict_arrays(student, splits[name].images).argmax(1)
+                                                     == teacher_says[name]).mean()) for name in ("val", "test")}
+            print(f"seed {row['seed']}: agrees with the teacher on {row['teacher_agreement']['val']:.1%} of val, "
+                  f"{row['teacher_agreement']['test']:.1%} of test", flush=True)
     return results
 
 
@@ -359,7 +368,8 @@ def main(argv=None) -> int:
                         help="--part distill: fixed bank of --views views, or fresh crops labelled online")
     parser.add_argument("--mixup", type=float, default=0.0, help="--kd-mode online: Beta(mixup, mixup) blends")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
-    parser.add_argument("--fer", default="runs/fer-cpu/best.safetensors", help="FER checkpoint for the EmoNet part")
+    parser.add_argument("--fer", default="src/emoadapt/weights/fer-cpu.safetensors",
+                        help="FER checkpoint for the EmoNet parts (default: the shipped fer-cpu)")
     parser.add_argument("--emonet-size", type=int, default=64)
     parser.add_argument("--emonet-epochs", type=int, default=15)
     parser.add_argument("--emonet-configs", nargs="+", default=["target-only", "+mmd", "+source-CE +mmd"])

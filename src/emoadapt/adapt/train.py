@@ -14,7 +14,9 @@ fixed bank of augmented views of the target images and of extra unlabelled image
 gains ``β · T² · KL(teacher_T ‖ student_T)`` over those views — the way a small network such as the
 paper-structure EmoNet learns what an ImageNet-initialised model sees in scenes — and, with
 ``kd_hint_weight`` γ > 0, ``γ · MSE(student pre-logits, teacher pre-logits)`` (a FitNets-style hint
-on the dense layer before the classifier; both must have the same width).
+on the dense layer before the classifier; both must have the same width). With ``kd_mode="online"``
+the teacher labels fresh (optionally mixed) crops at every step instead of a fixed bank
+(:mod:`emoadapt.adapt.distill`).
 """
 
 from __future__ import annotations
