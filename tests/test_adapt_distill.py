@@ -1,5 +1,7 @@
 """Online distillation (function matching): fresh crops, mixup blends, the teacher asked every step."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,17 @@ def test_the_onnx_teacher_answers_like_the_pytorch_model(tmp_path, in_chans):
     assert fast["pre_logits"].shape == (6, 16) and fast["logits"].shape == (6, 4)
     for key in ("pre_logits", "logits"):
         torch.testing.assert_close(fast[key], slow[key], atol=1e-4, rtol=1e-4)
+
+
+def test_online_distillation_keeps_the_papers_source_and_discrepancy_terms(tmp_path, fer_checkpoint):
+    path, _ = fer_checkpoint
+    train, val, source = _arrays(16, 3, 4, 1), _arrays(8, 3, 4, 2), _arrays(12, 1, 7, 3)  # grey faces
+    band = BandTeacher([0, 1, 2, 3])
+    teacher = OnlineTeacher(lambda x: band.forward_taps(x, ("pre_logits", "logits")), 32, train[0], val[0])
+    cfg = _config(path, epochs=2, discrepancy="mmd", alpha=0.5, kd_weight=1.0, kd_hint_weight=1.0, teacher="band",
+                  kd_mode="online", mixup=0.5)
+    state = adapt(train, val, source, cfg, tmp_path / "run", progress=False, distill=teacher)
+    assert len(state["history"]) == 2 and all(np.isfinite(h["train_loss"]) for h in state["history"])
+    with pytest.raises(ValueError, match="pre_logits only"):
+        adapt(train, val, source, replace(cfg, kd_hint_tap="features"), tmp_path / "features", progress=False,
+              distill=teacher)
