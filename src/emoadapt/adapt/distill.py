@@ -115,7 +115,7 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
     ``ceil(N_train / batch_size)`` steps. ``val`` images are at the student's size; ``source``
     faces (uint8, FER labels already mapped to IER indices or −1) at the student's size.
     Returns the run state of :func:`emoadapt.training.loop.run_epochs`."""
-    from .train import _match_channels, _pooled, _run, adaptation_loss, distillation_loss
+    from .train import _match_channels, _pooled, _run, adaptation_loss, distillation_loss, frozen_modules
 
     if cfg.kd_hint_weight > 0 and cfg.kd_hint_tap != "pre_logits":
         raise ValueError("online distillation hints on the teacher's pre_logits only")
@@ -136,6 +136,8 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:
             order["train"] = torch.randperm(len(train_labels), generator=generator).numpy()
+            for m in frozen_modules(model, cfg.freeze):  # frozen layers keep their batch-norm statistics
+                m.eval()
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
         index = order["train"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
         labelled_t, labelled_s = crops(teacher.train_images[index], random_boxes(rng, len(index)), sizes)
