@@ -100,3 +100,16 @@ def test_online_distillation_keeps_the_papers_source_and_discrepancy_terms(tmp_p
     with pytest.raises(ValueError, match="pre_logits only"):
         adapt(train, val, source, replace(cfg, kd_hint_tap="features"), tmp_path / "features", progress=False,
               distill=teacher)
+
+
+def test_grey_students_and_teachers_see_luma_as_the_decoder_makes_it():
+    from PIL import Image
+
+    from emoadapt.data.transforms import rgb_to_grey, uint8_to_tensor
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    pillow = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in rgb])[:, None] / 255
+    grey = rgb_to_grey(uint8_to_tensor(rgb)).numpy()
+    np.testing.assert_allclose(grey, pillow, atol=1 / 255)
+    assert float(np.abs(grey - uint8_to_tensor(rgb).mean(1, keepdim=True).numpy()).max()) > 0.05  # not the mean

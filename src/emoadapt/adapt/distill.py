@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.labels import IER_CLASSES
+from ..data.transforms import rgb_to_grey
 from ..training.metrics import classification_report, predict_arrays
 from .views import random_boxes, render_views
 
@@ -61,7 +62,7 @@ def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images
                    threads: int | None = None, use_onnx: bool = True,
                    cache_dir: str | Path | None = None) -> OnlineTeacher:
     """Wrap a trained IER ``model`` as an :class:`OnlineTeacher` (onnxruntime when available; a
-    grey model sees the channel mean of the RGB views). The ONNX export is cached in ``cache_dir``
+    grey model sees the luma of the RGB views). The ONNX export is cached in ``cache_dir``
     (default: the emoadapt cache)."""
     model.eval()
     grey = model.config.in_chans == 1
@@ -82,7 +83,7 @@ def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images
             return model.forward_taps(x, ("pre_logits", "logits"))
 
     def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return run(x.mean(1, keepdim=True) if grey else x.contiguous())
+        return run(rgb_to_grey(x) if grey else x.contiguous())
 
     return OnlineTeacher(predict, model.config.input_size, train_images, unlabelled_images)
 
@@ -131,7 +132,7 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
     order: dict[str, np.ndarray] = {}
 
     def to_student(x: torch.Tensor) -> torch.Tensor:
-        return x.mean(1, keepdim=True) if channels == 1 else x
+        return rgb_to_grey(x) if channels == 1 else x
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if step == 0:

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.labels import FER_CLASSES, FER_TO_IER, IER_CLASSES, fer_classes_in_ier_order
-from ..data.transforms import uint8_to_tensor
+from ..data.transforms import fit_images, uint8_to_tensor
 from ..models.emonet import EmoNet
 from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config, STAGE_ENDS, load_imagenet_backbone
 from ..models.registry import build_from_config, load_model
@@ -378,8 +378,9 @@ def distillation_bank(teacher: nn.Module, target_images: np.ndarray, unlabelled_
     for name, images, offset in (("target", target_images, 0), ("unlabelled", unlabelled_images, 1)):
         boxes = crop_boxes(len(images), views, seed + offset)
         student = render_views(images, boxes, student_size)
-        if student_channels == 1 and student.shape[-1] == 3:
-            student = np.round(student.mean(axis=-1, keepdims=True)).astype(np.uint8)
+        if student_channels == 1 and student.shape[-1] == 3:  # grey as the decoder makes it (luma)
+            student = fit_images(student.reshape(-1, *student.shape[2:]), student_size, 1).reshape(
+                *student.shape[:-1], 1)
         taught: dict[str, list[np.ndarray]] = {"logits": [], "hidden": [], "features": []}
         for v in tqdm(range(views), desc=f"teacher on {name} views", disable=not progress, leave=False):
             seen = render_views(images, boxes[v:v + 1], size)[0]

@@ -33,6 +33,16 @@ def uint8_to_tensor(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor.float().div_(255.0).contiguous()
 
 
+#: ITU-R 601-2 luma weights, the ones Pillow's ``convert("L")`` uses
+LUMA = (0.299, 0.587, 0.114)
+
+
+def rgb_to_grey(batch: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB → (N, 1, H, W) luma, as Pillow's ``convert("L")`` (without its rounding)."""
+    weights = torch.tensor(LUMA, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    return (batch * weights).sum(dim=1, keepdim=True)
+
+
 def image_to_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:
     """Decoded image → (C, size, size) float tensor in [0, 1]; ``channels`` is 1 (grey) or 3 (RGB)."""
     image = image.convert("L" if channels == 1 else "RGB")
