@@ -245,8 +245,8 @@ def part_distill(args, out: Path) -> dict:
     else:
         bank = _teacher_bank(args, teacher, teacher_splits["train"].images, unlabelled, out)
     bank_seconds = time.time() - started
-    teacher_acc = {name: float((predict_arrays(teacher, teacher_splits[name].images).argmax(1) == teacher_splits[name].labels).mean())
-                   for name in ("val", "test")}
+    teacher_says = {name: predict_arrays(teacher, teacher_splits[name].images).argmax(1) for name in ("val", "test")}
+    teacher_acc = {name: float((says == teacher_splits[name].labels).mean()) for name, says in teacher_says.items()}
     views = "fresh crops" if args.kd_mode == "online" else f"{args.views} views"
     print(f"teacher ({args.kd_mode}): {len(teacher_splits['train'].labels)} + {len(unlabelled)} unlabelled images x "
           f"{views} in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
@@ -261,7 +261,6 @@ def part_distill(args, out: Path) -> dict:
               + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else ""))  # run folders in OUT/runs
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
                                      distill=bank, resume=args.resume)
-    teacher_says = {name: predict_arrays(teacher, teacher_splits[name].images).argmax(1) for name in ("val", "test")}
     for config in results["configs"].values():  # how often the student answers what its teacher answers
         for row in config["runs"]:
             student, _ = load_model(row["weights"])
