@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.labels import IER_CLASSES
-from ..data.transforms import rgb_to_grey
+from ..data.transforms import rgb_to_grey, uint8_to_tensor
 from ..training.metrics import classification_report, predict_arrays
 from .views import random_boxes, render_views
 
@@ -91,8 +91,7 @@ def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images
 def crops(images: np.ndarray, boxes: np.ndarray, sizes: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The same boxes (n, 5) cut from uint8 images (n, S, S, 3) at two sizes: float tensors
     (n, 3, s, s) in [0, 1] for each size in ``sizes``."""
-    return tuple(torch.from_numpy(render_views(images, boxes[None], size)[0]).permute(0, 3, 1, 2).float() / 255
-                 for size in sizes)
+    return tuple(uint8_to_tensor(render_views(images, boxes[None], size)[0]) for size in sizes)
 
 
 def mixed_views(pool: np.ndarray, count: int, rng: np.random.Generator, mixup: float,
@@ -144,7 +143,7 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
         labelled_t, labelled_s = crops(teacher.train_images[index], random_boxes(rng, len(index)), sizes)
         mixed_t, mixed_s = mixed_views(pool, len(index), rng, cfg.mixup, sizes)
         s_index = rng.integers(len(xs), size=len(index)) if use_source else np.zeros(0, dtype=np.int64)
-        faces = torch.from_numpy(_match_channels(xs[s_index], 3)).permute(0, 3, 1, 2).float() / 255
+        faces = uint8_to_tensor(_match_channels(xs[s_index], 3))
         x = torch.cat([to_student(labelled_s), to_student(faces), to_student(mixed_s)])
         out = model.forward_taps(x, tuple(dict.fromkeys((*layers, "pre_logits", "logits"))))
         n_labelled = len(index) + len(s_index)
