@@ -67,6 +67,22 @@ def test_explain_globs_folders_and_reference_variant(tmp_path, folder, weights, 
     assert "explained 2 of 2 images (0 failed)" in capsys.readouterr().out
 
 
+def test_explain_with_a_budget(tmp_path, folder, weights, capsys):
+    out = tmp_path / "out"
+    assert main(["explain", str(folder / "a.png"), "--out", str(out), "--weights", str(weights), "--depth", "5",
+                 "--max-evals", "10", "--no-progress"]) == 0
+    data = json.loads((out / "a.json").read_text())
+    assert (data["evaluations"], len(data["values"]), data["max_evals"]) == (10, 5, 10)
+    assert abs(sum(data["values"]) - (data["full_value"] - data["base_value"])) < 1e-6
+    assert main(["explain", str(folder / "a.png"), "--out", str(out), "--weights", str(weights), "--depth", "2",
+                 "--max-evals", "full", "--no-progress"]) == 0
+    assert json.loads((out / "a.json").read_text())["evaluations"] == 8
+    for bad in ("1", "lots"):
+        with pytest.raises(SystemExit):
+            main(["explain", str(folder / "a.png"), "--out", str(out), "--max-evals", bad])
+    assert "max-evals must be" in capsys.readouterr().err
+
+
 def test_explain_rejects_unknown_layers(tmp_path, folder, weights, capsys):
     status = main(["explain", str(folder), "--out", str(tmp_path / "o"), "--weights", str(weights),
                    "--layers", "b9"])

@@ -316,3 +316,64 @@ def test_explanation_save_load_roundtrip(tmp_path):
     np.testing.assert_array_equal(loaded.map, e.map)
     assert e.save(tmp_path).name == "explanation.json"
     assert Explanation.load(tmp_path).depth == 3
+
+
+# --- evaluation budget (max_evals) ---------------------------------------------------------
+
+@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("batch_size", [4, 64])
+def test_budget_one_split_short_of_the_tree_merges_one_leaf_pair(context, batch_size):
+    """2**(T+1) - 2 evaluations: every node but one deepest parent is split, so every other leaf
+    carries its full-tree score and the unsplit pair carries their sum."""
+    model, image, depth = tiny_cnn(3, height=13, width=7), torch.rand(3, 13, 7), 4
+    full = DnCShap(model, depth=depth, context=context).attribute(image)
+    budgeted = DnCShap(model, depth=depth, context=context, batch_size=batch_size,
+                       max_evals=2 ** (depth + 1) - 2).attribute(image)
+    assert budgeted.evaluations == 2 ** (depth + 1) - 2 and len(budgeted.values) == 2 ** depth - 1
+    merged = [i for i, box in enumerate(budgeted.boxes) if not (full.boxes == box).all(1).any()]
+    assert len(merged) == 1
+    pair = np.flatnonzero((full.boxes[:, :2] >= budgeted.boxes[merged[0], :2]).all(1)
+                          & (full.boxes[:, 2:] <= budgeted.boxes[merged[0], 2:]).all(1))
+    assert len(pair) == 2
+    np.testing.assert_allclose(budgeted.values[merged[0]], full.values[pair].sum(), atol=1e-12)
+    others = np.delete(budgeted.values, merged[0])
+    np.testing.assert_allclose(others, np.delete(full.values, pair), atol=1e-12)
+
+
+@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("max_evals", [2, 3, 9, 24, 100])
+def test_budget_is_kept_and_scores_stay_efficient(context, max_evals):
+    model, image = tiny_cnn(4, height=16, width=12), torch.rand(3, 16, 12)
+    e = DnCShap(model, depth=6, context=context, max_evals=max_evals, batch_size=8).attribute(image)
+    assert e.evaluations == max_evals - max_evals % 2  # splits cost two; an odd last one is not spent
+    assert len(e.values) == 1 + (e.evaluations - 2) // 2 and e.max_evals == max_evals
+    np.testing.assert_allclose(e.values.sum(), e.full_value - e.base_value, atol=1e-12)
+    areas = (e.boxes[:, 2] - e.boxes[:, 0]) * (e.boxes[:, 3] - e.boxes[:, 1])
+    assert areas.sum() == 16 * 12 and (areas > 0).all()  # the regions tile the image…
+    np.testing.assert_allclose(e.map.sum(), e.values.sum(), atol=1e-5)  # …without overlap (paint adds up)
+
+
+def test_budget_refines_where_the_scores_are():
+    """Only the bottom-right quadrant moves the output: the budget goes there, the rest stays coarse."""
+    def model(images):
+        return two_class(8 * quadrant_means(images)[:, 3] - 2)
+
+    image = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(2))
+    e = DnCShap(model, depth=6, max_evals=2 + 2 * 12).attribute(image, target=0)
+    in_br = (e.boxes[:, 0] >= 4) & (e.boxes[:, 1] >= 4)
+    areas = (e.boxes[:, 2] - e.boxes[:, 0]) * (e.boxes[:, 3] - e.boxes[:, 1])
+    assert in_br.sum() >= 2 * (~in_br).sum()
+    assert areas[in_br].max() < areas[~in_br].min()
+    assert e.depth == 6 and e.requested_depth == 6
+    np.testing.assert_allclose(e.values[~in_br], 0.0, atol=1e-12)
+
+
+def test_budget_options_are_checked():
+    for bad in ({"max_evals": 1}, {"max_evals": 10, "variant": "reference"}):
+        with pytest.raises(ValueError, match="max_evals"):
+            DnCShap(tiny_cnn(0), **bad)
+    full = DnCShap(tiny_cnn(0), depth=2).attribute(torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(0)))
+    roomy = DnCShap(tiny_cnn(0), depth=2, max_evals=1000).attribute(
+        torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(0)))
+    np.testing.assert_array_equal(full.values, roomy.values)  # a budget above the tree's cost changes nothing
+    assert roomy.evaluations == 8

@@ -30,6 +30,11 @@ from .models.registry import resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
 
+#: DnCShap defaults of ``explain``, ``predict --explain``, ``demo`` and the web app: the partition
+#: depth, and the budget of model evaluations (``None``: the full tree, 2**(depth+1)).
+EXPLAIN_DEPTH = 8
+EXPLAIN_MAX_EVALS: int | None = None
+
 
 def to_pil(image: ImageLike) -> Image.Image:
     """Any supported image input → an RGB ``PIL.Image`` (decoded safely; see the module docstring)."""
@@ -114,19 +119,23 @@ class Predictor:
         emotion = {name: float(p) for name, p in zip(self.classes, probs)}
         return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get)}
 
-    def explainer(self, depth: int = 8, baseline: Any = "zero", batch_size: int = 128, variant: str = "clean"):
+    def explainer(self, depth: int = EXPLAIN_DEPTH, baseline: Any = "zero", batch_size: int = 128,
+                  variant: str = "clean", max_evals: int | None = EXPLAIN_MAX_EVALS):
+        """A :class:`~emoadapt.explain.DnCShap` over this model (onnxruntime when loaded)."""
         from .explain import DnCShap
 
         forward = self.session if self.session is not None else self.model
         return DnCShap(forward, depth=depth, baseline=baseline, batch_size=batch_size, variant=variant,
-                       class_names=self.classes)
+                       class_names=self.classes, max_evals=max_evals)
 
-    def explain(self, image: ImageLike, *, depth: int = 8, baseline: Any = "zero", target: int | str | None = None,
-                batch_size: int = 128, variant: str = "clean"):
+    def explain(self, image: ImageLike, *, depth: int = EXPLAIN_DEPTH, baseline: Any = "zero",
+                target: int | str | None = None, batch_size: int = 128, variant: str = "clean",
+                max_evals: int | None = EXPLAIN_MAX_EVALS):
         """DnCShap explanation (see :class:`emoadapt.explain.Explanation`) of ``target`` (a class
-        name or index; default: the predicted class)."""
-        return self.explainer(depth, baseline, batch_size, variant).attribute(self.preprocess(image),
-                                                                               self._target_index(target))
+        name or index; default: the predicted class); ``max_evals`` caps the model evaluations
+        (regions with the largest scores are split first; ``None``: the full tree, 2**(depth+1))."""
+        explainer = self.explainer(depth, baseline, batch_size, variant, max_evals)
+        return explainer.attribute(self.preprocess(image), self._target_index(target))
 
     def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = 6,
                        target: int | str | None = None, batch_size: int = 128) -> dict:
@@ -168,5 +177,5 @@ def top_emotion(image: ImageLike, model: str | None = None) -> tuple[str, float]
 
 
 def explain(image: ImageLike, model: str | None = None, **options: Any):
-    """DnCShap explanation of one image (options: depth, baseline, target, batch_size, variant)."""
+    """DnCShap explanation of one image (options: depth, baseline, target, batch_size, variant, max_evals)."""
     return get_predictor(None if model is None else str(model)).explain(image, **options)

@@ -25,10 +25,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from PIL import Image
 
+from .api import EXPLAIN_DEPTH, EXPLAIN_MAX_EVALS
 from .data.decode import decode_image
 from .errors import CheckpointError, EmoadaptError, ImageDecodeError
 
 MAX_DEPTH = 10  #: largest DnCShap depth a client may ask for (2**10 regions)
+MAX_EVALS = 2 ** (MAX_DEPTH + 1)  #: largest DnCShap budget a client may ask for (the full tree at MAX_DEPTH)
 _FORM_OVERHEAD = 64 * 1024  #: bytes allowed beyond the file for multipart framing and small fields
 _ANY_TYPE = ("", "application/octet-stream")  #: part types that still get decoded (curl, some browsers)
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'unsafe-inline'; "
@@ -37,6 +39,8 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary", "description": "image file (PNG, JPEG, WebP, GIF…)"},
         "depth": {"type": "integer", "minimum": 0, "maximum": MAX_DEPTH, "description": "explain only"},
+        "max_evals": {"type": "string", "description": f"explain only: DnCShap budget of model evaluations, "
+                      f"2..{MAX_EVALS}, or 'full' (the whole tree)"},
         "target": {"type": "string", "description": "class name to explain (explain only)"},
         "layers": {"type": "boolean", "description": "also return the layer-wise grid (explain only)"}}}}}}}
 
@@ -45,11 +49,12 @@ class _Service:
     """The predictor (loaded lazily, once) and the limits shared by all requests."""
 
     def __init__(self, predictor, model, max_upload_bytes, max_pixels, timeout_s, max_concurrency, depth,
-                 queue_timeout_s):
+                 max_evals, queue_timeout_s):
         self._predictor, self.model = predictor, model
         self._lock = threading.Lock()
         self.max_upload_bytes, self.max_pixels, self.timeout_s = max_upload_bytes, max_pixels, timeout_s
         self.max_concurrency, self.depth, self.queue_timeout_s = max_concurrency, depth, queue_timeout_s
+        self.max_evals = max_evals
         self.executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="emoadapt-serve")
         self.semaphore: asyncio.Semaphore | None = None  # created on first use, inside the event loop
 
@@ -151,6 +156,17 @@ def _option(request: Request, fields: dict[str, str], name: str) -> str | None:
     return value.strip() if value is not None and value.strip() != "" else None
 
 
+def _max_evals(raw: str | None, default: int | None) -> int | None:
+    """The request's ``max_evals`` field: absent → ``default``; ``full`` → ``None``; else 2..MAX_EVALS."""
+    if raw is None:
+        return default
+    if raw == "full":
+        return None
+    if not raw.isdigit() or not 2 <= int(raw) <= MAX_EVALS:
+        raise HTTPException(422, f"max_evals must be an integer in 2..{MAX_EVALS} or 'full', got {raw!r}")
+    return int(raw)
+
+
 def _png_base64(render: Callable[[Path], Any]) -> str:
     """Render a PNG with ``render(path)`` inside a temporary directory; return it base64-encoded."""
     with tempfile.TemporaryDirectory(prefix="emoadapt-serve-") as folder:
@@ -163,11 +179,13 @@ def _summary(explanation) -> dict[str, Any]:
     return {"target": explanation.target_name if explanation.target_name is not None else explanation.target,
             "target_index": explanation.target, "probability": explanation.probability,
             "evaluations": explanation.evaluations, "seconds": round(explanation.seconds, 4),
-            "depth": explanation.depth, "requested_depth": explanation.requested_depth}
+            "depth": explanation.depth, "requested_depth": explanation.requested_depth,
+            "max_evals": explanation.max_evals}
 
 
 def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: int = 10 * 2**20,
-               max_pixels: int = 40_000_000, timeout_s: float = 30, max_concurrency: int = 2, depth: int = 8,
+               max_pixels: int = 40_000_000, timeout_s: float = 30, max_concurrency: int = 2,
+               depth: int = EXPLAIN_DEPTH, max_evals: int | None = EXPLAIN_MAX_EVALS,
                queue_timeout_s: float = 2.0) -> FastAPI:
     """The FastAPI app.
 
@@ -180,13 +198,17 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         max_concurrency: model jobs running at once; further requests wait up to
             ``queue_timeout_s`` seconds for a slot, then get 503 with ``Retry-After``.
         depth: default DnCShap depth (clients may ask for 0..10).
+        max_evals: default DnCShap budget of model evaluations (``None``: the full tree; clients
+            may ask for 2..2048 or ``full``).
     """
     if not 0 <= depth <= MAX_DEPTH:
         raise ValueError(f"depth must be in 0..{MAX_DEPTH}, got {depth}")
+    if max_evals is not None and not 2 <= max_evals <= MAX_EVALS:
+        raise ValueError(f"max_evals must be in 2..{MAX_EVALS} or None, got {max_evals}")
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     service = _Service(predictor, model, max_upload_bytes, max_pixels, timeout_s, max_concurrency, depth,
-                       queue_timeout_s)
+                       max_evals, queue_timeout_s)
     app = FastAPI(title="emoadapt", summary="Which emotion does an image evoke, and why (DnCShap).")
     app.state.service = service
 
@@ -224,6 +246,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         use_depth = depth if raw_depth is None else int(raw_depth)
         if not 0 <= use_depth <= MAX_DEPTH:
             raise HTTPException(422, f"depth must be in 0..{MAX_DEPTH}, got {use_depth}")
+        use_max_evals = _max_evals(_option(request, fields, "max_evals"), max_evals)
         target = _option(request, fields, "target")
         layers = (_option(request, fields, "layers") or "false").lower()
         if layers not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
@@ -239,7 +262,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
             image = service.decode(data, name)
             out = predictor.analyze(image)
             tensor = predictor.preprocess(image)
-            explanation = predictor.explain(image, depth=use_depth, target=target)
+            explanation = predictor.explain(image, depth=use_depth, target=target, max_evals=use_max_evals)
             out["explanation"] = _summary(explanation)
             out["overlay_png"] = _png_base64(lambda path: save_overlay(tensor, explanation, path))
             if with_layers:

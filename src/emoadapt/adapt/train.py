@@ -491,8 +491,8 @@ def encode_views(model: nn.Module, xt: np.ndarray, xv: np.ndarray, xs: np.ndarra
 
 def head_from(model: nn.Module, tap: str, activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, pre-logits hidden) from a cached activation at ``tap`` (see :func:`encode`)."""
-    if tap != "features":
-        activation = model.features[STAGE_ENDS[tap]:](activation)
+    if tap != "features":  # a MobileNetV2 stage: run the stages after it (EmoNet caches "features")
+        activation = model.features_from(tap, activation)
     hidden = model.forward_head(activation, pre_logits=True)
     return model.forward_from("pre_logits", hidden, {}), hidden
 

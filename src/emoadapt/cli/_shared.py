@@ -15,6 +15,33 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
 
 
+def add_dncshap_options(p: argparse.ArgumentParser) -> None:
+    """``--depth`` and ``--max-evals``: the partition depth and evaluation budget of DnCShap."""
+    from ..api import EXPLAIN_DEPTH, EXPLAIN_MAX_EVALS
+
+    p.add_argument("--depth", type=_count("depth", 0), default=EXPLAIN_DEPTH,
+                   help=f"DnCShap partition depth T: at most 2^T regions (default {EXPLAIN_DEPTH})")
+    p.add_argument("--max-evals", type=_budget, default=EXPLAIN_MAX_EVALS,
+                   help="DnCShap budget of model evaluations: regions with the largest scores are split first "
+                        f"(default {EXPLAIN_MAX_EVALS or 'full'}; 'full': the whole tree, 2^(T+1) evaluations)")
+
+
+def _count(name: str, minimum: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {number}")
+        return number
+    return parse
+
+
+def _budget(value: str) -> int | None:
+    return None if value == "full" else _count("max-evals", 2)(value)
+
+
 def add_target_options(p: argparse.ArgumentParser, manifest_help: str) -> None:
     """``--target``, ``--layout``, ``--manifest`` and ``--source``: the generic images and FER2013 faces
     of the commands that work across the two domains (adapt, embed)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from ._shared import add_dncshap_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="predict + explain the bundled sample images with the shipped model")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--depth", type=int, default=8, help="DnCShap depth (default 8: 256 regions)")
+    add_dncshap_options(p)
     p.set_defaults(run=run)
 
 
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     samples = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
     out = Path(args.out)
     predictor = Predictor()
-    explainer = predictor.explainer(args.depth)
+    explainer = predictor.explainer(args.depth, max_evals=args.max_evals)
     timings = []
 
     def on_row(row: dict, image) -> None:
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     save_layer_grid(predictor.preprocess(first), predictor.explain_layers(first, depth=6),
                     out / f"{first.stem}_layers.png")
     print((out / "results.csv").read_text(), end="")
-    print(f"{counts['done']} images predicted and explained (DnCShap depth {args.depth}, "
+    budget = f", at most {args.max_evals} evaluations" if args.max_evals else ""
+    print(f"{counts['done']} images predicted and explained (DnCShap depth {args.depth}{budget}, "
           f"{sum(timings) / max(1, len(timings)):.2f} s per explanation) -> {out}/")
     print(f"overlays: {out}/*_overlay.png; layer-wise grid: {out}/{first.stem}_layers.png")
     return 0 if counts["failed"] == 0 else 1

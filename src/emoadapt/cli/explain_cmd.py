@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._shared import add_model_options, expand_inputs, load_predictor, unique_stem
+from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="explain predictions with DnCShap (overlay PNG, scores JSON, map NPY)",
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--layers", default=None,
                    help="also explain these taps, comma-separated (b1,b2,b3,b4,b5,merged) or 'all'")
-    p.add_argument("--depth", type=_depth, default=8, help="partition depth T: 2^T regions (default 8)")
+    add_dncshap_options(p)
     p.add_argument("--baseline", default="zero", type=_baseline, help="absent pixels: zero, mean, blur or a number")
     p.add_argument("--layer-baseline", choices=("zero", "mean-activation"), default="zero",
                    help="absent cells of a layer (default zero)")
@@ -53,13 +54,6 @@ def _baseline(value: str) -> str | float:
         raise argparse.ArgumentTypeError(f"expected zero, mean, blur or a number, got {value!r}") from None
 
 
-def _depth(value: str) -> int:
-    depth = int(value)
-    if depth < 0:
-        raise argparse.ArgumentTypeError(f"depth must be at least 0, got {depth}")
-    return depth
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -73,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise EmoadaptError("no images found in " + ", ".join(args.inputs))
     predictor = load_predictor(args)
     taps = _layers(args.layers, predictor.model)
-    explainer = predictor.explainer(args.depth, args.baseline, args.batch_size, args.variant)
+    explainer = predictor.explainer(args.depth, args.baseline, args.batch_size, args.variant, args.max_evals)
     out, used, failed = Path(args.out), set(), 0
     for path in tqdm(paths, desc="explain", unit="img", disable=args.no_progress):
         try:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import add_model_options, expand_inputs, load_predictor, unique_stem
+from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     p.add_argument("--resume", action="store_true", help="skip images that already have a row in --out")
     p.add_argument("--explain", action="store_true", help="also write a DnCShap overlay PNG per image")
-    p.add_argument("--depth", type=int, default=8, help="DnCShap depth with --explain (default 8)")
+    add_dncshap_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise EmoadaptError("no images found in " + ", ".join(args.inputs))
     predictor = load_predictor(args)
     out = Path(args.out)
-    on_row = _explainer(predictor, out, args.depth) if args.explain else None
+    on_row = _explainer(predictor, out, args.depth, args.max_evals) if args.explain else None
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=args.no_progress)
     failed_so_far = [0]
 
@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _explainer(predictor, out: Path, depth: int):
+def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
     """Per-row hook writing ``<out stem>_explanations/<image stem>_overlay.png``."""
     from ..explain import save_overlay
 
     folder = out.with_name(out.stem + "_explanations")
-    explainer = predictor.explainer(depth)
+    explainer = predictor.explainer(depth, max_evals=max_evals)
     used: set[str] = set()
 
     def on_row(row: dict, image) -> None:

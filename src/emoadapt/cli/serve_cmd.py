@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._shared import add_dncshap_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the web app (upload an image, see its emotion and explanation)",
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest upload in MiB (default 10)")
     p.add_argument("--timeout", type=float, default=30, help="seconds per request in the model (default 30)")
     p.add_argument("--concurrency", type=int, default=2, help="model jobs at once (default 2)")
+    add_dncshap_options(p)
     p.set_defaults(run=run)
 
 
@@ -33,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor(args.model)  # load now: a bad --model fails here, not at the first request
     app = create_app(predictor, model=args.model, max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
-                     max_concurrency=args.concurrency)
+                     max_concurrency=args.concurrency, depth=args.depth, max_evals=args.max_evals)
     uvicorn.run(app, host=args.host, port=args.port)
     return 0

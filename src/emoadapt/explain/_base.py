@@ -131,7 +131,8 @@ class Explanation:
     """The result of one explanation.
 
     Attributes:
-        values: (R,) float64 region scores φ, R = 2**depth, in probability units of the target.
+        values: (R,) float64 region scores φ, in probability units of the target; R = 2**depth
+            for the full tree, fewer under a ``max_evals`` budget.
         boxes: (R, 4) int64 region boxes (top, left, bottom, right), bottom/right exclusive, in
             input-image pixels (layer-wise: the tap's cells scaled to the image).
         map: (H, W) float32 per-pixel attribution: each region's score spread evenly over its
@@ -148,6 +149,8 @@ class Explanation:
         variant: ``"clean"`` or ``"reference"``; ``context``: the clean variant's context rule.
         baseline: description of the baseline (``"zero"``, ``"mean"``, ``"blur(sigma=4.8)"``…).
         tap: layer name for layer-wise explanations, else ``None``.
+        max_evals: the evaluation budget asked for (``None``: the full tree). Under a budget the
+            regions have several sizes and ``depth`` is the deepest level reached.
     """
 
     values: np.ndarray
@@ -166,6 +169,7 @@ class Explanation:
     context: str
     baseline: str
     tap: str | None = None
+    max_evals: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of everything except the map (values and boxes as lists)."""

@@ -7,7 +7,10 @@ to v(x) − v(baseline). The formulas, the choice of context, the cost and the d
 the authors' original recursion (``variant="reference"``) are in ``docs/dncshap.md``.
 
 Cost: ``2 ** (T + 1)`` model evaluations for both variants — v(x), v(baseline) and two per
-internal node; the other two values each split needs are reused from the level above.
+internal node; the other two values each split needs are reused from the level above. With a
+budget (``max_evals``) the clean variant splits only the regions whose scores are largest in
+magnitude until the budget is spent (:func:`plan_budgeted_round`): the scores of the regions it
+ends with still add up to v(x) − v(baseline), and a budget of ``2 ** (T + 1)`` gives the full tree.
 """
 
 from __future__ import annotations
@@ -247,6 +250,48 @@ def scores_reference(u: np.ndarray, depth: int) -> np.ndarray:
     return scores
 
 
+# --- the budgeted refinement -----------------------------------------------------------------
+
+def plan_budgeted_round(levels: np.ndarray, scores: np.ndarray, depth: int, budget: int,
+                        max_splits: int) -> np.ndarray:
+    """Which current regions to split next: indices into the (R,) arrays, largest |score| first.
+
+    A round splits the better half of the splittable regions (at least one), so that the budget
+    follows the scores as they sharpen, in about log2(splits) rounds rather than one per split.
+
+    Args:
+        levels: (R,) tree level of each current region; a region at ``depth`` is not split.
+        scores: (R,) their current scores.
+        budget: model evaluations left (a split costs two).
+        max_splits: most splits in one round (half a batch, so a round is one model call).
+    """
+    splittable = np.flatnonzero(levels < depth)
+    count = min((len(splittable) + 1) // 2, budget // 2, max_splits)
+    order = splittable[np.argsort(-np.abs(scores[splittable]), kind="stable")]
+    return order[:count]
+
+
+def _split_round(node_levels: np.ndarray, node_value: np.ndarray, sibling_value: np.ndarray,
+                 child_values: np.ndarray, alloc: np.ndarray, v_full: float, v_empty: float,
+                 context: str) -> np.ndarray:
+    """Children's allocations (2P,) for P nodes split in one round.
+
+    ``node_value`` / ``sibling_value`` (P,) are the values stored at each node and at its sibling
+    (what the parent's split evaluated for them), ``child_values`` (2P,) what this round evaluated
+    for the children (first, second, first, …). The game of each node follows the table of
+    docs/dncshap.md §4: the root plays v itself; context "present": u(∅) = v(x without node) (the
+    sibling's stored value), u(node) = v(x); context "absent": u(∅) = v(∅), u(node) = the node's
+    stored value."""
+    root = node_levels == 0
+    if context == "present":
+        u_empty = np.where(root, v_empty, sibling_value)
+        u_full = np.full(len(alloc), v_full)
+    else:
+        u_empty = np.full(len(alloc), v_empty)
+        u_full = np.where(root, v_full, node_value)
+    return _split_clean(child_values[0::2], child_values[1::2], u_empty, u_full, alloc)
+
+
 # --- the explainer --------------------------------------------------------------------------
 
 class DnCShap(Explainer):
@@ -265,11 +310,15 @@ class DnCShap(Explainer):
             ``"present"`` (default: the original pixels) or ``"absent"`` (the baseline).
         output: ``"auto"``, ``"probs"`` or ``"logits"``: what ``forward`` returns.
         class_names: optional names of the outputs.
+        max_evals: clean variant only: a budget of model evaluations (at least 2). Below the full
+            tree's ``2 ** (T + 1)``, regions are split largest |score| first, in rounds of up to
+            ``batch_size // 2`` splits, until the budget or depth T is reached; the result has
+            regions of several sizes. ``None`` (default): the full tree.
     """
 
     def __init__(self, forward: Any, *, depth: int = 6, baseline: Any = "zero", batch_size: int = 64,
                  variant: str = "clean", context: str = "present", output: str = "auto",
-                 class_names: Sequence[str] | None = None):
+                 class_names: Sequence[str] | None = None, max_evals: int | None = None):
         super().__init__(forward, batch_size=batch_size, output=output, class_names=class_names)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -277,7 +326,11 @@ class DnCShap(Explainer):
             raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
         if depth < 0:
             raise ValueError(f"depth must be at least 0, got {depth}")
+        if max_evals is not None and (max_evals < 2 or variant != "clean"):
+            raise ValueError(f"max_evals must be at least 2 and needs variant='clean', got {max_evals} "
+                             f"with variant={variant!r}")
         self.depth, self.baseline, self.variant, self.context = depth, baseline, variant, context
+        self.max_evals = max_evals
 
     def attribute(self, inputs: torch.Tensor, target: int | None = None) -> Explanation:
         """Explain one input (C, H, W) or (1, C, H, W) for class ``target`` (default: argmax f(x))."""
@@ -286,18 +339,60 @@ class DnCShap(Explainer):
         baseline, description = resolve_baseline(self.baseline, x)
         depth = min(self.depth, max_depth(*x.shape[1:]))
         part = build_partition(x.shape[1], x.shape[2], depth)
-        if self.variant == "clean":
-            boxes, keep = _plan_clean(part, self.context)
+        if self.max_evals is not None and self.max_evals < 2 ** (depth + 1):
+            values, boxes, u, target, probability, reached = self._refine_budgeted(x, baseline, part, target)
         else:
-            boxes, keep = _plan_reference(part)
-        u, target, probability = self._evaluate(x, baseline, boxes, keep, target)
-        values = scores_clean(u, depth, self.context) if self.variant == "clean" else scores_reference(u, depth)
+            if self.variant == "clean":
+                plan_boxes, keep = _plan_clean(part, self.context)
+            else:
+                plan_boxes, keep = _plan_reference(part)
+            u, target, probability = self._evaluate(x, baseline, plan_boxes, keep, target)
+            values = scores_clean(u, depth, self.context) if self.variant == "clean" else scores_reference(u, depth)
+            boxes, reached = part.leaves.copy(), depth
         return Explanation(
-            values=values, boxes=part.leaves.copy(), map=paint(values, part.leaves, *x.shape[1:]), target=target,
+            values=values, boxes=boxes, map=paint(values, boxes, *x.shape[1:]), target=target,
             target_name=self.class_name(target), probability=probability, base_value=float(u[1]),
             full_value=float(u[0]), evaluations=self.function.evaluations - before,
-            seconds=time.perf_counter() - start, depth=depth, requested_depth=self.depth, variant=self.variant,
-            context=self.context if self.variant == "clean" else "reference", baseline=description)
+            seconds=time.perf_counter() - start, depth=reached, requested_depth=self.depth,
+            variant=self.variant, context=self.context if self.variant == "clean" else "reference",
+            baseline=description, max_evals=self.max_evals)
+
+    def _refine_budgeted(self, x: torch.Tensor, baseline: torch.Tensor, part: Partition,
+                         target: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, float, int]:
+        """Split the largest-|score| regions of ``part`` round by round within ``max_evals``.
+
+        Returns the scores (R,) and boxes (R, 4) of the regions it ends with (in the order of the
+        full tree's leaves), the values ``[v(x), v(baseline)]``, the target, its probability and
+        the deepest level reached.
+        """
+        root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
+        u, target, probability = self._evaluate(x, baseline, root, np.array([True, True]), target)
+        v_full, v_empty = float(u[0]), float(u[1])
+        levels, index, alloc = np.array([0]), np.array([0]), u[:1] - u[1:]
+        stored: dict[tuple[int, int], float] = {}  # (level, index) -> the value its parent's split evaluated
+        budget = self.max_evals - 2
+        while len(chosen := plan_budgeted_round(levels, alloc, part.depth, budget, max(1, self.batch_size // 2))):
+            child_levels = np.repeat(levels[chosen] + 1, 2)
+            child_index = np.stack([2 * index[chosen], 2 * index[chosen] + 1], axis=1).reshape(-1)
+            # "present": x without the sibling; "absent": the child alone (the same image at the root)
+            shown = child_index ^ 1 if self.context == "present" else child_index
+            eval_boxes = np.stack([part.levels[d][i] for d, i in zip(child_levels, shown)])
+            keep = np.full(len(eval_boxes), self.context != "present")
+            child_values, _, _ = self._evaluate(x, baseline, eval_boxes, keep, target)
+            node_value = np.array([stored.get((d, i), np.nan) for d, i in zip(levels[chosen], index[chosen])])
+            sibling_value = np.array([stored.get((d, i ^ 1), np.nan) for d, i in zip(levels[chosen], index[chosen])])
+            child_alloc = _split_round(levels[chosen], node_value, sibling_value, child_values, alloc[chosen],
+                                       v_full, v_empty, self.context)
+            stored.update(zip(zip(child_levels.tolist(), child_index.tolist()), child_values.tolist()))
+            unsplit = np.ones(len(levels), dtype=bool)
+            unsplit[chosen] = False
+            levels = np.concatenate([levels[unsplit], child_levels])
+            index = np.concatenate([index[unsplit], child_index])
+            alloc = np.concatenate([alloc[unsplit], child_alloc])
+            budget -= len(child_values)
+        order = np.argsort(index << (part.depth - levels), kind="stable")  # position among the full tree's leaves
+        boxes = np.stack([part.levels[d][i] for d, i in zip(levels[order], index[order])])
+        return alloc[order], boxes, u, target, probability, int(levels.max())
 
     def _evaluate(self, x: torch.Tensor, baseline: torch.Tensor, boxes: np.ndarray, keep: np.ndarray,
                   target: int | None) -> tuple[np.ndarray, int, float]:

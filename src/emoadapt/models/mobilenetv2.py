@@ -127,9 +127,16 @@ class MobileNetV2(nn.Module):
         """Logits from an edited activation at ``tap`` (stages are sequential: ``context`` is unused)."""
         if tap == "pre_logits":
             return self.classifier(activation)
+        return self.forward_head(self.features_from(tap, activation))
+
+    def features_from(self, tap: str, activation: torch.Tensor) -> torch.Tensor:
+        """The last feature map (N, num_features, h, w) from an activation at stage ``tap``
+        (``"features"``: the activation is already that map)."""
+        if tap == "features":
+            return activation
         if tap not in STAGE_ENDS:
             raise ValueError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
-        return self.forward_head(self.features[STAGE_ENDS[tap]:](activation))
+        return self.features[STAGE_ENDS[tap]:](activation)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = nn.Linear(self.num_features, num_classes)
