@@ -240,6 +240,9 @@ def part_distill(args, out: Path) -> dict:
         raise RuntimeError("teacher-size and student-size training arrays are not in the same order")
     started = time.time()
     unlabelled = unlabelled_emotion6(size)
+    if args.unlabelled_faces:  # FER2013 Training faces as extra unlabelled inputs (grey -> 3 channels)
+        faces, _ = source_faces(size, limit=args.unlabelled_faces, seed=1, progress=False)
+        unlabelled = np.concatenate([unlabelled, np.repeat(faces, 3, axis=3)])
     if args.kd_mode == "online":  # fresh crops every step, labelled by the teacher as they come
         bank = online_teacher(teacher, teacher_splits["train"].images, unlabelled, threads=args.threads or None)
     else:
@@ -256,9 +259,11 @@ def part_distill(args, out: Path) -> dict:
                for k in args.distill_configs}
     results = {"size": args.emonet_size, "kd_mode": args.kd_mode, "mixup": args.mixup,
                "views": args.views if args.kd_mode == "bank" else None, "teacher": str(args.teacher),
-               "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)), "bank_seconds": bank_seconds}
+               "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)),
+               "unlabelled_faces": args.unlabelled_faces, "bank_seconds": bank_seconds}
     prefix = ("emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
-              + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else ""))  # run folders in OUT/runs
+              + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else "")
+              + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else ""))  # run folders in OUT/runs
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
                                      distill=bank, resume=args.resume)
     for config in results["configs"].values():  # how often the student answers what its teacher answers
@@ -366,6 +371,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kd-mode", choices=("bank", "online"), default="bank",
                         help="--part distill: fixed bank of --views views, or fresh crops labelled online")
     parser.add_argument("--mixup", type=float, default=0.0, help="--kd-mode online: Beta(mixup, mixup) blends")
+    parser.add_argument("--unlabelled-faces", type=int, default=0,
+                        help="--part distill: also this many FER2013 Training faces in the unlabelled pool")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
     parser.add_argument("--fer", default="src/emoadapt/weights/fer-cpu.safetensors",
                         help="FER checkpoint for the EmoNet parts (default: the shipped fer-cpu)")

@@ -1,10 +1,11 @@
 """Time one DnCShap explanation at depths 8 and 9 (torch, and onnxruntime when installed).
 
     python benchmarks/explain_speed.py --weights RUN/best.safetensors [--image FILE] [--depths 8 9]
+    python benchmarks/explain_speed.py --weights emoadapt-ier --depths 8 10 --max-evals full 128
     python benchmarks/explain_speed.py --preset fer-cpu          # random weights, for a smoke run
 
-Prints a markdown table: backend, depth, regions, model evaluations, seconds, evaluations per
-second. The ONNX model is exported to a temporary file with torch's TorchScript exporter (which
+Prints a markdown table: backend, depth, budget (``--max-evals``; ``full``: the whole tree),
+regions, model evaluations, seconds, evaluations per second. The ONNX model is exported to a temporary file with torch's TorchScript exporter (which
 needs the ``onnx`` package but not ``onnxscript``); install with ``pip install -e '.[onnx]'``.
 """
 
@@ -47,9 +48,10 @@ def _onnx_session(model: torch.nn.Module, folder: str, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _time(forward, image: torch.Tensor, depth: int, batch_size: int, repeat: int) -> tuple[int, int, float]:
+def _time(forward, image: torch.Tensor, depth: int, max_evals: int | None, batch_size: int,
+          repeat: int) -> tuple[int, int, float]:
     """(regions, evaluations, best wall seconds over ``repeat`` runs) of one explanation."""
-    explainer = DnCShap(forward, depth=depth, batch_size=batch_size)
+    explainer = DnCShap(forward, depth=depth, batch_size=batch_size, max_evals=max_evals)
     runs = [explainer.attribute(image) for _ in range(repeat)]
     return len(runs[0].values), runs[0].evaluations, min(r.seconds for r in runs)
 
@@ -61,7 +63,10 @@ def main() -> None:
     source.add_argument("--preset", help="a registry preset with random weights (smoke runs)")
     parser.add_argument("--image", help="image to explain (default: random pixels)")
     parser.add_argument("--depths", type=int, nargs="+", default=[8, 9])
+    parser.add_argument("--max-evals", nargs="+", default=["full"],
+                        help="budgets to time at every depth ('full': the whole tree)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime"), default=["torch", "onnxruntime"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the best time is reported")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -71,21 +76,26 @@ def main() -> None:
     image = _image(args, model)
     print(f"model: {args.weights or args.preset}, input {tuple(image.shape)}, batch {args.batch_size}, "
           f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
-    print("| backend | depth | regions | evaluations | seconds | evaluations/s |")
-    print("|---|---|---|---|---|---|")
+    budgets = [None if b == "full" else int(b) for b in args.max_evals]
+    print("| backend | depth | budget | regions | evaluations | seconds | evaluations/s |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         backends = [("torch", lambda: model),
                     ("onnxruntime", lambda: _onnx_session(model, folder, args.threads))]
         for name, make in backends:
+            if name not in args.backends:
+                continue
             try:
                 forward = make()
             except Exception as exc:  # onnxruntime missing, or an operator the exporter cannot convert
-                print(f"| {name} | – | – | – | unavailable: {type(exc).__name__}: {str(exc)[:80]} | – |")
+                print(f"| {name} | – | – | – | – | unavailable: {type(exc).__name__}: {str(exc)[:80]} | – |")
                 continue
             for depth in args.depths:
-                regions, evaluations, seconds = _time(forward, image, depth, args.batch_size, args.repeat)
-                rate = evaluations / seconds
-                print(f"| {name} | {depth} | {regions} | {evaluations} | {seconds:.3f} | {rate:,.0f} |")
+                for budget in budgets:
+                    regions, evaluations, seconds = _time(forward, image, depth, budget, args.batch_size, args.repeat)
+                    rate = evaluations / seconds
+                    print(f"| {name} | {depth} | {budget or 'full'} | {regions} | {evaluations} | {seconds:.3f} "
+                          f"| {rate:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,14 @@ def test_default_model_predicts_the_bundled_samples():
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
 
 
+def test_default_explanation_is_the_depth_6_tree_and_adds_up():
+    """The interactive default (docs/benchmarks.md §3): 64 regions, 128 model evaluations."""
+    explanation = Predictor().explain(SAMPLES[0])
+    assert (explanation.depth, explanation.evaluations, len(explanation.values)) == (6, 128, 64)
+    assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-9)
+    assert explanation.map.shape == (160, 160)
+
+
 def test_default_model_accuracy_on_the_emotion6_test_split_matches_its_card():
     from emoadapt.evaluate import evaluate_model
 

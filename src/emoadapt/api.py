@@ -5,7 +5,7 @@
 {'emotion': {'happy': 0.71, 'sad': 0.12, 'hate': 0.05, 'anger': 0.12}, 'dominant_emotion': 'happy'}
 >>> emoadapt.top_emotion("photo.jpg")
 ('happy', 0.71)
->>> explanation = emoadapt.explain("photo.jpg", depth=8)     # DnCShap; .map is (H, W)
+>>> explanation = emoadapt.explain("photo.jpg")             # DnCShap (depth 6); .map is (H, W)
 
 Images may be a path, the bytes of a file, a ``PIL.Image`` or a NumPy array (H, W, 3) **in RGB
 order** (OpenCV users: convert from BGR first) or (H, W) grey, uint8 0–255 or float 0–1.
@@ -31,8 +31,10 @@ from .models.registry import resolve_model
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 #: DnCShap defaults of ``explain``, ``predict --explain``, ``demo`` and the web app: the partition
-#: depth, and the budget of model evaluations (``None``: the full tree, 2**(depth+1)).
-EXPLAIN_DEPTH = 8
+#: depth (6: 64 regions, 128 model evaluations — as faithful by deletion/insertion as depth 8 at a
+#: quarter of the cost, docs/benchmarks.md §3) and the budget of model evaluations (``None``: the
+#: full tree, 2**(depth+1)).
+EXPLAIN_DEPTH = 6
 EXPLAIN_MAX_EVALS: int | None = None
 
 
