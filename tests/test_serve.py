@@ -211,6 +211,9 @@ def test_cli_serve_starts_uvicorn_with_the_app(monkeypatch, tmp_path, predictor)
     assert app.state.service.max_upload_bytes == 2**20 and app.state.service.max_concurrency == 1
     assert TestClient(app).get("/healthz").json() == {"status": "ok", "model": "tiny", "model_loaded": True}
     assert main(["serve", "--model", str(tmp_path / "missing.safetensors")]) == 2 and len(calls) == 1
+    assert main(["serve", "--model", str(weights), "--depth", "5", "--max-evals", "40"]) == 0
+    assert (calls[-1][0].state.service.depth, calls[-1][0].state.service.max_evals) == (5, 40)
+    assert main(["serve", "--model", str(weights), "--depth", "11"]) == 2 and len(calls) == 2  # one line, no traceback
 
 
 def test_a_model_that_cannot_load_is_500_not_422(tmp_path):

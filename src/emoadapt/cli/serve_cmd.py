@@ -35,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from ..api import Predictor
 
     predictor = Predictor(args.model)  # load now: a bad --model fails here, not at the first request
-    app = create_app(predictor, model=args.model, max_upload_bytes=int(args.max_upload_mb * 2**20), timeout_s=args.timeout,
-                     max_concurrency=args.concurrency, depth=args.depth, max_evals=args.max_evals)
+    try:
+        app = create_app(predictor, model=args.model, max_upload_bytes=int(args.max_upload_mb * 2**20),
+                         timeout_s=args.timeout, max_concurrency=args.concurrency, depth=args.depth,
+                         max_evals=args.max_evals)
+    except ValueError as exc:  # a limit out of range (--depth above 10, --concurrency 0…)
+        raise EmoadaptError(str(exc)) from None
     uvicorn.run(app, host=args.host, port=args.port)
     return 0
