@@ -113,7 +113,7 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
             print(f"{name_prefix}{name} seed {seed}: val {rows[-1]['val_acc']:.3f} test {report['accuracy']:.3f} "
                   f"macro-F1 {report['macro_f1']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
         best_row = max(rows, key=lambda r: r["val_acc"])
-        save_confusion_png(best_row["test"], out / f"confusion-{slug(name_prefix + name)}.png",
+        save_confusion_png(best_row["test"], out / f"confusion-{slug(name_prefix + name)}-s{best_row['seed']}.png",
                            title=f"{name_prefix}{name} (seed {best_row['seed']}): test {best_row['test']['accuracy']:.1%}")
         results[name] = {"config": asdict(replace(base, **changes)), "runs": rows,
                          "val_acc": _summary([r["val_acc"] for r in rows]),
