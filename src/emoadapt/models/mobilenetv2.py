@@ -130,10 +130,7 @@ class MobileNetV2(nn.Module):
         return self.forward_head(self.features_from(tap, activation))
 
     def features_from(self, tap: str, activation: torch.Tensor) -> torch.Tensor:
-        """The last feature map (N, num_features, h, w) from an activation at stage ``tap``
-        (``"features"``: the activation is already that map)."""
-        if tap == "features":
-            return activation
+        """The last feature map (N, num_features, h, w) from an activation at stage ``tap``."""
         if tap not in STAGE_ENDS:
             raise ValueError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
         return self.features[STAGE_ENDS[tap]:](activation)
