@@ -7,8 +7,8 @@ split when the dataset is present) and each configuration (full tree at depth T,
 ``max_evals`` B), explain the predicted class with the shipped model in onnxruntime and score the
 map by its deletion and insertion curves (20 steps, zero baseline; lower deletion AUC and higher
 insertion AUC are better; see ``emoadapt.explain.faithfulness``). A random map is the floor.
-Prints a markdown table (means over images, and how often each configuration beats the current
-default — the full tree at T = 8 — on the same image) and writes ``--out`` as JSON.
+Prints a markdown table (means over images, and how often each configuration beats the full tree
+at T = 8 — the default before this benchmark — on the same image) and writes ``--out`` as JSON.
 """
 
 from __future__ import annotations

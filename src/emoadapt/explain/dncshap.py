@@ -271,24 +271,23 @@ def plan_budgeted_round(levels: np.ndarray, scores: np.ndarray, depth: int, budg
     return order[:count]
 
 
-def _split_round(node_levels: np.ndarray, node_value: np.ndarray, sibling_value: np.ndarray,
-                 child_values: np.ndarray, alloc: np.ndarray, v_full: float, v_empty: float,
-                 context: str) -> np.ndarray:
+def _split_round(node_levels: np.ndarray, known: np.ndarray, child_values: np.ndarray, alloc: np.ndarray,
+                 v_full: float, v_empty: float, context: str) -> np.ndarray:
     """Children's allocations (2P,) for P nodes split in one round.
 
-    ``node_value`` / ``sibling_value`` (P,) are the values stored at each node and at its sibling
-    (what the parent's split evaluated for them), ``child_values`` (2P,) what this round evaluated
-    for the children (first, second, first, …). The game of each node follows the table of
-    docs/dncshap.md §4: the root plays v itself; context "present": u(∅) = v(x without node) (the
-    sibling's stored value), u(node) = v(x); context "absent": u(∅) = v(∅), u(node) = the node's
-    stored value."""
+    ``known`` (P,) is the one value each node's game takes from the level above (unused at the
+    root), ``child_values`` (2P,) what this round evaluated for the children (first, second,
+    first, …). The game of each node follows the table of docs/dncshap.md §4: the root plays v
+    itself; context "present": u(∅) = v(x without node) = ``known`` (the value stored at the
+    node's sibling), u(node) = v(x); context "absent": u(∅) = v(∅), u(node) = ``known`` (the value
+    stored at the node)."""
     root = node_levels == 0
     if context == "present":
-        u_empty = np.where(root, v_empty, sibling_value)
+        u_empty = np.where(root, v_empty, known)
         u_full = np.full(len(alloc), v_full)
     else:
         u_empty = np.full(len(alloc), v_empty)
-        u_full = np.where(root, v_full, node_value)
+        u_full = np.where(root, v_full, known)
     return _split_clean(child_values[0::2], child_values[1::2], u_empty, u_full, alloc)
 
 
@@ -379,10 +378,10 @@ class DnCShap(Explainer):
             eval_boxes = np.stack([part.levels[d][i] for d, i in zip(child_levels, shown)])
             keep = np.full(len(eval_boxes), self.context != "present")
             child_values, _, _ = self._evaluate(x, baseline, eval_boxes, keep, target)
-            node_value = np.array([stored.get((d, i), np.nan) for d, i in zip(levels[chosen], index[chosen])])
-            sibling_value = np.array([stored.get((d, i ^ 1), np.nan) for d, i in zip(levels[chosen], index[chosen])])
-            child_alloc = _split_round(levels[chosen], node_value, sibling_value, child_values, alloc[chosen],
-                                       v_full, v_empty, self.context)
+            holder = index[chosen] ^ 1 if self.context == "present" else index[chosen]  # sibling or node itself
+            known = np.array([stored.get((d, i), np.nan) for d, i in zip(levels[chosen], holder)])
+            child_alloc = _split_round(levels[chosen], known, child_values, alloc[chosen], v_full, v_empty,
+                                       self.context)
             stored.update(zip(zip(child_levels.tolist(), child_index.tolist()), child_values.tolist()))
             unsplit = np.ones(len(levels), dtype=bool)
             unsplit[chosen] = False
