@@ -109,9 +109,18 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
             report = classification_report(splits["test"].labels, probs, IER_CLASSES)
             rows.append({"seed": seed, "val_acc": state["best"]["val_acc"], "best_epoch": state["best"]["epoch"],
                          "test": report, "seconds": time.time() - started, "weights": str(run_dir / "best.safetensors"),
-                         "agree_acc": _agreement_accuracy(splits["test"].labels, probs, agree) if agree is not None else None})
+                         "agree_acc": _agreement_accuracy(splits["test"].labels, probs, agree) if agree is not None else None,
+                         "test_flip_tta": classification_report(splits["test"].labels,
+                                                                predict_arrays(best, splits["test"].images, tta_flip=True),
+                                                                IER_CLASSES)["accuracy"]})
+            if cfg.ema > 0:  # the same run's best trained (not averaged) weights, for a paired comparison
+                raw, _ = load_model(run_dir / "best_raw.safetensors")
+                rows[-1]["raw"] = {**state["best_raw"], "test": classification_report(
+                    splits["test"].labels, predict_arrays(raw, splits["test"].images), IER_CLASSES)}
             print(f"{name_prefix}{name} seed {seed}: val {rows[-1]['val_acc']:.3f} test {report['accuracy']:.3f} "
-                  f"macro-F1 {report['macro_f1']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+                  f"macro-F1 {report['macro_f1']:.3f} ({rows[-1]['seconds']:.0f} s)"
+                  + (f"; trained weights: val {rows[-1]['raw']['val_acc_raw']:.3f} "
+                     f"test {rows[-1]['raw']['test']['accuracy']:.3f}" if cfg.ema > 0 else ""), flush=True)
         best_row = max(rows, key=lambda r: r["val_acc"])
         save_confusion_png(best_row["test"], out / f"confusion-{slug(name_prefix + name)}-s{best_row['seed']}.png",
                            title=f"{name_prefix}{name} (seed {best_row['seed']}): test {best_row['test']['accuracy']:.1%}")
@@ -230,7 +239,7 @@ def part_distill(args, out: Path) -> dict:
                        epochs=args.emonet_epochs, lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit,
                        threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, views=args.views, kd_mode=args.kd_mode,
-                       mixup=args.mixup)
+                       mixup=args.mixup, ema=args.ema)
     size = teacher.config.input_size
     teacher_splits = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
                         progress=False)
@@ -263,7 +272,8 @@ def part_distill(args, out: Path) -> dict:
                "unlabelled_faces": args.unlabelled_faces, "bank_seconds": bank_seconds}
     prefix = ("emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
               + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else "")
-              + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else ""))  # run folders in OUT/runs
+              + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else "")
+              + (f"ema{args.ema:g} " if args.ema else ""))  # run folders in OUT/runs
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
                                      distill=bank, resume=args.resume)
     for config in results["configs"].values():  # how often the student answers what its teacher answers
@@ -373,6 +383,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mixup", type=float, default=0.0, help="--kd-mode online: Beta(mixup, mixup) blends")
     parser.add_argument("--unlabelled-faces", type=int, default=0,
                         help="--part distill: also this many FER2013 Training faces in the unlabelled pool")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="--part distill: select and keep an EMA of the weights with this decay (0 = off)")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
     parser.add_argument("--fer", default="src/emoadapt/weights/fer-cpu.safetensors",
                         help="FER checkpoint for the EmoNet parts (default: the shipped fer-cpu)")

@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from emoadapt.models.emonet import EmoNet, EmoNetConfig
 from emoadapt.models.registry import load_model
+from emoadapt.training.checkpoint import load_tensors
 from emoadapt.training.loop import TrainConfig, class_weights, fit, lr_at
 
 CONFIG = EmoNetConfig(num_classes=2, in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool", hidden=(16,))
@@ -22,14 +24,14 @@ def _toy_data(n=96, seed=0):
     return images, labels.astype(np.int64)
 
 
-def _train(out, epochs, resume=False, stop_after=None):
+def _train(out, epochs, resume=False, stop_after=None, ema=0.0):
     torch.manual_seed(123)
     model = EmoNet(CONFIG)
     if resume:  # a new process would build a fresh model and load the checkpoint into it
         torch.manual_seed(999)
         model = EmoNet(CONFIG)
     x, y = _toy_data()
-    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment=True, seed=7, threads=1)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment=True, seed=7, threads=1, ema=ema)
     state = fit(model, x, y, x[:32], y[:32], ("a", "b"), cfg, out, model_config=CONFIG.to_dict(),
                 resume=resume, stop_after_epochs=stop_after, progress=False)
     return model, state
@@ -55,8 +57,6 @@ def test_training_learns_a_separable_toy_problem_and_ships_the_best_epoch(tmp_pa
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    import pytest
-
     _train(tmp_path / "run", epochs=1)
     with pytest.raises(ValueError, match="other settings"):
         _train(tmp_path / "run", epochs=2, resume=True)
@@ -76,3 +76,47 @@ def test_class_weights_average_to_one_per_sample():
         assert w[1] > w[0]
         assert abs(float((w[torch.as_tensor(labels)]).mean()) - 1) < 1e-6
     assert class_weights(labels, 2, "none") is None
+
+
+def test_weight_average_follows_its_recursion_and_ramps_its_decay():
+    from emoadapt.training.ema import WeightAverage
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.9)
+    expected = 0.0
+    for step, value in enumerate([1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        d = min(0.9, (1 + step) / (10 + step))  # 0.1, 0.18, 0.25, 0.31: the start weight fades fast
+        expected = d * expected + (1 - d) * value
+        average.update(model)
+        assert average.tensors["weight"].item() == pytest.approx(expected)
+    with average.applied(model):
+        assert model.weight.item() == pytest.approx(expected)
+    assert model.weight.item() == 4.0  # the trained weights come back
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_ema_run_ships_the_average_keeps_the_trained_weights_and_resumes_exactly(tmp_path):
+    full, full_state = _train(tmp_path / "full", epochs=3, ema=0.9)
+    record = full_state["history"][-1]
+    assert {"val_acc", "val_acc_raw"} <= set(record) and full_state["best_raw"]["val_acc_raw"] >= record["val_acc_raw"]
+    shipped, extra = load_model(tmp_path / "full" / "best.safetensors")
+    trained, trained_extra = load_model(tmp_path / "full" / "best_raw.safetensors")
+    assert extra["weights"] == "ema 0.9" and trained_extra["weights"] == "trained"
+    differs = [not torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), trained.state_dict().values())
+               if a.is_floating_point()]
+    assert any(differs)  # the shipped file is the average, not a copy of the trained weights
+
+    _train(tmp_path / "killed", epochs=3, stop_after=1, ema=0.9)
+    resumed, resumed_state = _train(tmp_path / "killed", epochs=3, resume=True, ema=0.9)
+    assert [r["val_acc"] for r in resumed_state["history"]] == [r["val_acc"] for r in full_state["history"]]
+    for name in ("last.safetensors", "best.safetensors"):  # the average survived the kill
+        a = load_tensors(tmp_path / "full" / name)
+        b = load_tensors(tmp_path / "killed" / name)
+        assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a) == (name == "last.safetensors")
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], msg=f"{name}: {key}")

@@ -82,6 +82,9 @@ class AdaptConfig:
             or ``online`` (fresh crops every step, labelled by the teacher as they come:
             :mod:`emoadapt.adapt.distill`); ``mixup``: Beta(mixup, mixup) blend of two crops for
             the online mode's unlabelled views (0 = no blend).
+        ema: decay of an exponential moving average of the weights, updated every step; > 0
+            selects and saves the averaged weights (``best.safetensors``) and keeps the best
+            trained weights as ``best_raw.safetensors`` (:mod:`emoadapt.training.ema`); 0 = off.
     """
 
     init: str = IMAGENET_INIT
@@ -114,6 +117,7 @@ class AdaptConfig:
     dense: int = 0
     kd_mode: str = "bank"
     mixup: float = 0.0
+    ema: float = 0.0
     seed: int = 0
     threads: int = 0
 
@@ -432,7 +436,7 @@ def _run(model, optimizer, cfg: AdaptConfig, steps_per_epoch: int, train_step, v
                       train_step=train_step, validate=validate, out_dir=out_dir,
                       model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
                       extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
-                      progress=progress)
+                      progress=progress, ema_decay=cfg.ema)
 
 
 def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:

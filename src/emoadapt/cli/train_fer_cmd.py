@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--class-weight", choices=("none", "sqrt", "balanced"), default="sqrt")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999); it "
+                        "picks and ships the best epoch, best_raw.safetensors keeps the trained weights (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--limit", type=int, default=None, help="use at most N images per split (quick runs)")
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       label_smoothing=args.label_smoothing, class_weight=args.class_weight,
-                      augment=not args.no_augment, seed=args.seed, threads=args.threads)
+                      augment=not args.no_augment, seed=args.seed, threads=args.threads, ema=args.ema)
     state = train_fer(args.out, preset=args.model, data_root=args.data, cfg=cfg, resume=args.resume,
                       limit=args.limit, progress=not args.no_progress)
     best = state["best"]

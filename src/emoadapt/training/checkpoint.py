@@ -51,9 +51,11 @@ def load_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        state: dict) -> None:
-    """Everything needed to resume: model, optimizer tensors and a JSON ``state``."""
+                        state: dict, extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Everything needed to resume: model, optimizer tensors and a JSON ``state``; ``extra_tensors``
+    (e.g. a weight average, keys ``ema.*``) are stored beside them under their own names."""
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    tensors.update({k: v.contiguous() for k, v in (extra_tensors or {}).items()})
     optim = optimizer.state_dict()
     plain_state: dict[str, dict] = {}
     for index, values in optim["state"].items():
@@ -69,10 +71,16 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore model and optimizer from :func:`save_training_state`; returns the JSON ``state``."""
+def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        extra_prefix: str | None = None) -> dict:
+    """Restore model and optimizer from :func:`save_training_state`; returns the JSON ``state``.
+    With ``extra_prefix`` (e.g. ``"ema."``) the stored extra tensors of that prefix come back as
+    ``state["extra_tensors"]`` (keys without the prefix)."""
     meta = read_metadata(path)
     tensors = load_tensors(path)
+    state = meta["state"]
+    if extra_prefix:
+        state["extra_tensors"] = {k[len(extra_prefix):]: v for k, v in tensors.items() if k.startswith(extra_prefix)}
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     optim_state: dict[int, dict] = {int(i): dict(v) for i, v in meta["optim_plain"].items()}
     for key, value in tensors.items():
@@ -80,4 +88,4 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
             _, index, name = key.split(".", 2)
             optim_state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": optim_state, "param_groups": meta["optim_groups"]})
-    return meta["state"]
+    return state

@@ -24,6 +24,7 @@ from ..errors import CheckpointError
 from ..fileio import atomic_write_json, atomic_write_text
 from .augment import augment_batch
 from .checkpoint import load_training_state, save_training_state, save_weights
+from .ema import WeightAverage
 from .metrics import classification_report, predict_arrays
 
 
@@ -45,6 +46,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     threads: int = 0  # 0 = torch default
+    ema: float = 0.0  # decay of a weight average that picks and ships the best epoch (0 = off)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float) -> float:
@@ -76,7 +78,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
                steps_per_epoch: int, seed: int, lr: float, warmup_epochs: float, min_lr_ratio: float,
                train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, model_config: dict,
                classes: tuple[str, ...], resume: bool = False, extra_meta: dict | None = None,
-               stop_after_epochs: int | None = None, progress: bool = True) -> dict:
+               stop_after_epochs: int | None = None, progress: bool = True, ema_decay: float = 0.0) -> dict:
     """Drive ``epochs`` epochs of ``steps_per_epoch`` calls to ``train_step``.
 
     ``settings`` (a JSON-able dict of every option) is stored in the checkpoint; ``--resume``
@@ -84,6 +86,12 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
     ``lr_at(...) * group.get("lr_scale", 1)``. Writes ``last.safetensors``, ``best.safetensors``
     (best validation accuracy), ``log.jsonl`` and ``run.json`` to ``out_dir``.
     ``stop_after_epochs`` ends the call early (tests use it to simulate a kill).
+
+    ``ema_decay`` > 0 keeps an exponential moving average of the weights
+    (:class:`~emoadapt.training.ema.WeightAverage`, updated after every step and stored in
+    ``last.safetensors`` for ``--resume``). Each epoch then validates both: ``val_acc`` (which picks
+    ``best.safetensors``, saved with the averaged weights) is the average's, ``val_acc_raw`` the
+    trained weights'; ``best_raw.safetensors`` keeps the best trained weights, for comparison.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,9 +100,15 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
     if resume:
         if not last.exists():
             raise CheckpointError(f"--resume: no checkpoint at {last}")
-        state = load_training_state(last, model, optimizer)
+        state = load_training_state(last, model, optimizer, extra_prefix="ema.")
+        saved_average = state.pop("extra_tensors")
         if state["train_config"] != settings:
             raise CheckpointError(f"--resume: {last} was made with other settings: {state['train_config']}")
+    average = WeightAverage(model, ema_decay) if ema_decay > 0 else None
+    if average is not None and resume:
+        if not saved_average:
+            raise CheckpointError(f"--resume: {last} holds no weight average (ema_decay {ema_decay})")
+        average.load(saved_average, state["ema_updates"])
     meta = {"classes": list(classes), **(extra_meta or {})}
     atomic_write_json(out / "run.json", {"model_config": model_config, "train_config": settings, **meta})
     total_steps = steps_per_epoch * epochs
@@ -117,6 +131,8 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update(model)
             seen += n
             loss_sum += float(loss.detach()) * n
             correct += n_correct
@@ -127,12 +143,27 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"], "lr": base,
                   "epoch_seconds": seconds, "train_img_per_s": seen / seconds}
+        if average is not None:  # the trained weights' score is kept as val_acc_raw; the average's decides
+            raw = val
+            if state.get("best_raw") is None or raw["accuracy"] > state["best_raw"]["val_acc_raw"]:
+                save_weights(out / "best_raw.safetensors", model, model_config,
+                             extra={**meta, "epoch": epoch + 1, "val": raw, "weights": "trained"})
+                state["best_raw"] = {"epoch": epoch + 1, "val_acc_raw": raw["accuracy"]}
+            with average.applied(model):
+                val = validate()
+                record.update(val_acc=val["accuracy"], val_macro_f1=val["macro_f1"], val_acc_raw=raw["accuracy"])
+                if state["best"] is None or val["accuracy"] > state["best"]["val_acc"]:
+                    save_weights(out / "best.safetensors", model, model_config,
+                                 extra={**meta, "epoch": epoch + 1, "val": val, "weights": f"ema {ema_decay}"})
+            state["ema_updates"] = average.updates
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if state["best"] is None or val["accuracy"] > state["best"]["val_acc"]:
             state["best"] = record
-            save_weights(out / "best.safetensors", model, model_config, extra={**meta, "epoch": epoch + 1, "val": val})
-        save_training_state(last, model, optimizer, state)
+            if average is None:
+                save_weights(out / "best.safetensors", model, model_config, extra={**meta, "epoch": epoch + 1, "val": val})
+        save_training_state(last, model, optimizer, state,
+                            extra_tensors={f"ema.{k}": v for k, v in average.tensors.items()} if average else None)
         atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.3f} train acc {record['train_acc']:.3f} "
@@ -175,4 +206,4 @@ def fit(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarr
                       seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
                       train_step=train_step, validate=validate, out_dir=out_dir, model_config=model_config,
                       classes=classes, resume=resume, extra_meta=extra_meta,
-                      stop_after_epochs=stop_after_epochs, progress=progress)
+                      stop_after_epochs=stop_after_epochs, progress=progress, ema_decay=cfg.ema)

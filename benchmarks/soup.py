@@ -1,0 +1,94 @@
+"""Model soups of adapted networks: average the weights of runs that started from one checkpoint.
+
+    python benchmarks/soup.py --weights 'benchmarks/results/adaptation/runs/*ema*-s?/best.safetensors' \
+        --tag ema --save runs/soup-ema.safetensors
+
+Every run, the uniform soup (all runs) and the greedy soup (runs added best-validation first, kept
+when validation accuracy does not drop; :mod:`emoadapt.training.soup`) are scored on the Emotion6
+split of ``--manifest``. Soups get batch-norm statistics re-estimated on the training images (and
+mirrors). Validation picks; the test column is reported, never used. Writes OUT/soup<tag>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from emoadapt.adapt.data import target_splits
+from emoadapt.data.labels import IER_CLASSES
+from emoadapt.data.locate import dataset_path
+from emoadapt.fileio import atomic_write_json
+from emoadapt.models.registry import load_model
+from emoadapt.training.checkpoint import save_weights
+from emoadapt.training.metrics import classification_report, predict_arrays
+from emoadapt.training.soup import average_state_dicts, greedy_soup, refresh_batch_norm
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", nargs="+", required=True, help="weight files or globs (same architecture)")
+    parser.add_argument("--manifest", default="benchmarks/results/adaptation/split.json")
+    parser.add_argument("--out", default="benchmarks/results/adaptation")
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--save", default=None, help="write the soup validation picks to this weights file")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = sorted({p for pattern in args.weights for p in (glob.glob(pattern) or [pattern])})
+    if len(paths) < 2:
+        raise SystemExit(f"a soup needs at least 2 weight files, got {paths}")
+    models = [load_model(p) for p in paths]
+    model, extra = models[0]
+    splits = target_splits(dataset_path("emotion6"), model.config.input_size, model.config.in_chans,
+                           layout="emotion6", manifest=args.manifest, progress=False)
+    started = time.time()
+
+    def scores(net, names=("val", "test")) -> dict:
+        return {name: classification_report(splits[name].labels, predict_arrays(net, splits[name].images),
+                                            IER_CLASSES) for name in names}
+
+    def refreshed(state_dict) -> torch.nn.Module:  # the model holding these weights, batch norm re-estimated
+        model.load_state_dict(state_dict)
+        return refresh_batch_norm(model, splits["train"].images)
+
+    def soup_of(state_dicts) -> torch.nn.Module:
+        return refreshed(average_state_dicts(state_dicts))
+
+    runs = []
+    for path, (net, _) in zip(paths, models):
+        s = scores(net)
+        runs.append({"weights": path, "val_acc": s["val"]["accuracy"], "test_acc": s["test"]["accuracy"],
+                     "test_macro_f1": s["test"]["macro_f1"]})
+        print(f"{path}: val {runs[-1]['val_acc']:.3f} test {runs[-1]['test_acc']:.3f}", flush=True)
+    state_dicts = [{k: v.clone() for k, v in net.state_dict().items()} for net, _ in models]
+    uniform = scores(soup_of(state_dicts))
+    kept, _ = greedy_soup(state_dicts, [r["val_acc"] for r in runs],
+                          lambda sd: scores(refreshed(sd), ("val",))["val"]["accuracy"])
+    greedy = scores(soup_of([state_dicts[i] for i in kept]))
+    soups = {"uniform": {"runs": list(range(len(paths))), "val": uniform["val"], "test": uniform["test"]},
+             "greedy": {"runs": kept, "val": greedy["val"], "test": greedy["test"]}}
+    for name, soup in soups.items():
+        print(f"{name} soup of {[Path(paths[i]).parent.name for i in soup['runs']]}: val {soup['val']['accuracy']:.3f} "
+              f"test {soup['test']['accuracy']:.3f} macro-F1 {soup['test']['macro_f1']:.3f}", flush=True)
+    pick = max(soups, key=lambda n: (soups[n]["val"]["accuracy"], n == "uniform"))  # ties: the uniform soup
+    if args.save:
+        soup_of([state_dicts[i] for i in soups[pick]["runs"]])
+        save_weights(args.save, model, model.config.to_dict(),
+                     extra={**extra, "soup": {"kind": pick, "of": [paths[i] for i in soups[pick]["runs"]]},
+                            "val": soups[pick]["val"]})
+    atomic_write_json(Path(args.out) / f"soup{args.tag}.json",
+                      {"runs": runs, "soups": soups, "pick": pick, "command": shlex.join(["python"] + sys.argv),
+                       "seconds": time.time() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "torch_threads": torch.get_num_threads()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
