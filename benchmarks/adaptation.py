@@ -180,7 +180,8 @@ def part_finetune(args, out: Path) -> dict:
 
 def part_emonet(args, out: Path) -> dict:
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none", epochs=args.emonet_epochs,
-                       lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit, threads=args.threads)
+                       lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit, threads=args.threads,
+                       head=args.head)
     fer_model, _ = load_model(args.fer)
     splits = target_splits(dataset_path("emotion6"), args.emonet_size, 3, layout="emotion6",
                            manifest=out / "split.json", progress=False)
@@ -196,7 +197,9 @@ def part_emonet(args, out: Path) -> dict:
     print(f"emonet zero-shot: test {results['zero_shot']['accuracy']:.3f}", flush=True)
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
     configs = {k: MOBILENET_CONFIGS[k] for k in args.emonet_configs}
-    results["configs"] = run_configs("emonet ", base, configs, args.seeds, splits, source, out, agree=agree)
+    prefix = "emonet " + ("mapped-head " if args.head == "mapped" else "")  # run folders in OUT/runs
+    results["head"] = args.head
+    results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree)
     return results
 
 
@@ -206,12 +209,15 @@ DISTILL_CONFIGS = {  # the paper's loss plus β·KD from the teacher (β = --kd-
     "+source-CE +mmd +kd": {"discrepancy": "mmd", "alpha": 0.5},
     "target-only +kd +hint": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None},
     "+mmd +kd +hint": {"discrepancy": "mmd", "alpha": 0.0, "kd_hint_weight": None},
+    # + feature-map hints (online mode): EmoNet b4 ~ MobileNetV2 s4, merged ~ s5 (--kd-spatial-weight)
+    "target-only +kd +hint +maps": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None,
+                                    "kd_spatial_weight": None},
     # a new 1280-wide dense layer whose output must match the teacher's 1280 ImageNet features
     "target-only +kd +feature-hint": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None,
                                       "kd_hint_tap": "features", "dense": 1280},
     "+mmd +kd +feature-hint": {"discrepancy": "mmd", "alpha": 0.0, "kd_hint_weight": None,
                                "kd_hint_tap": "features", "dense": 1280},
-}  # kd_hint_weight None = --kd-hint-weight
+}  # None = the command-line value of the same name (--kd-hint-weight, --kd-spatial-weight)
 
 
 def unlabelled_emotion6(size: int) -> np.ndarray:
@@ -232,7 +238,7 @@ def part_distill(args, out: Path) -> dict:
     fear/surprise images (``--kd-mode bank``), or over fresh crops (blended with ``--mixup``)
     that the teacher labels at every step (``--kd-mode online``). The teacher was trained on the
     same train split only."""
-    from emoadapt.adapt.distill import online_teacher
+    from emoadapt.adapt.distill import online_teacher, spatial_pairs
 
     teacher, _ = load_model(args.teacher)
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
@@ -253,7 +259,9 @@ def part_distill(args, out: Path) -> dict:
         faces, _ = source_faces(size, limit=args.unlabelled_faces, seed=1, progress=False)
         unlabelled = np.concatenate([unlabelled, np.repeat(faces, 3, axis=3)])
     if args.kd_mode == "online":  # fresh crops every step, labelled by the teacher as they come
-        bank = online_teacher(teacher, teacher_splits["train"].images, unlabelled, threads=args.threads or None)
+        maps = any("kd_spatial_weight" in DISTILL_CONFIGS[k] for k in args.distill_configs)
+        bank = online_teacher(teacher, teacher_splits["train"].images, unlabelled, threads=args.threads or None,
+                              spatial_taps=tuple(t for _, t in spatial_pairs(base.kd_spatial)) if maps else ())
     else:
         bank = _teacher_bank(args, teacher, teacher_splits["train"].images, unlabelled, out)
     bank_seconds = time.time() - started
@@ -264,7 +272,7 @@ def part_distill(args, out: Path) -> dict:
           f"{views} in {bank_seconds:.0f} s; teacher val {teacher_acc['val']:.3f}", flush=True)
     agree = _vote_agrees(splits["test"])
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
-    configs = {k: {key: args.kd_hint_weight if value is None else value for key, value in DISTILL_CONFIGS[k].items()}
+    configs = {k: {key: getattr(args, key) if value is None else value for key, value in DISTILL_CONFIGS[k].items()}
                for k in args.distill_configs}
     results = {"size": args.emonet_size, "kd_mode": args.kd_mode, "mixup": args.mixup,
                "views": args.views if args.kd_mode == "bank" else None, "teacher": str(args.teacher),
@@ -383,6 +391,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mixup", type=float, default=0.0, help="--kd-mode online: Beta(mixup, mixup) blends")
     parser.add_argument("--unlabelled-faces", type=int, default=0,
                         help="--part distill: also this many FER2013 Training faces in the unlabelled pool")
+    parser.add_argument("--kd-spatial-weight", type=float, default=1.0, help="δ of the +maps configurations")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="--part distill: select and keep an EMA of the weights with this decay (0 = off)")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
@@ -390,6 +399,8 @@ def main(argv=None) -> int:
                         help="FER checkpoint for the EmoNet parts (default: the shipped fer-cpu)")
     parser.add_argument("--emonet-size", type=int, default=64)
     parser.add_argument("--emonet-epochs", type=int, default=15)
+    parser.add_argument("--head", choices=("new", "mapped"), default="new",
+                        help="--part emonet: a fresh 4-class layer or the FER rows happy/sad/disgust/angry")
     parser.add_argument("--emonet-configs", nargs="+", default=["target-only", "+mmd", "+source-CE +mmd"])
     args = parser.parse_args(argv)
     if args.threads:

@@ -3,8 +3,9 @@
     python benchmarks/soup.py --weights 'benchmarks/results/adaptation/runs/*ema*-s?/best.safetensors' \
         --tag ema --save runs/soup-ema.safetensors
 
-Every run, the uniform soup (all runs) and the greedy soup (runs added best-validation first, kept
-when validation accuracy does not drop; :mod:`emoadapt.training.soup`) are scored on the Emotion6
+Every run, the uniform soup (all runs), the greedy soup (runs added best-validation first, kept
+when validation accuracy does not drop; :mod:`emoadapt.training.soup`) and, for reference, the
+ensemble of all runs (probabilities averaged: N networks at inference) are scored on the Emotion6
 split of ``--manifest``. Soups get batch-norm statistics re-estimated on the training images (and
 mirrors). Validation picks; the test column is reported, never used. Writes OUT/soup<tag>.json.
 """
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from emoadapt.adapt.data import target_splits
@@ -61,12 +63,16 @@ def main(argv=None) -> int:
     def soup_of(state_dicts) -> torch.nn.Module:
         return refreshed(average_state_dicts(state_dicts))
 
-    runs = []
+    runs, probs = [], {"val": [], "test": []}
     for path, (net, _) in zip(paths, models):
         s = scores(net)
         runs.append({"weights": path, "val_acc": s["val"]["accuracy"], "test_acc": s["test"]["accuracy"],
                      "test_macro_f1": s["test"]["macro_f1"]})
-        print(f"{path}: val {runs[-1]['val_acc']:.3f} test {runs[-1]['test_acc']:.3f}", flush=True)
+        for name in probs:
+            probs[name].append(predict_arrays(net, splits[name].images))
+    # the ensemble (N networks at inference, probabilities averaged): the reference a soup tries to match
+    ensemble = {name: classification_report(splits[name].labels, np.mean(p, axis=0), IER_CLASSES)
+                for name, p in probs.items()}
     state_dicts = [{k: v.clone() for k, v in net.state_dict().items()} for net, _ in models]
     uniform = scores(soup_of(state_dicts))
     kept, _ = greedy_soup(state_dicts, [r["val_acc"] for r in runs],
@@ -74,17 +80,21 @@ def main(argv=None) -> int:
     greedy = scores(soup_of([state_dicts[i] for i in kept]))
     soups = {"uniform": {"runs": list(range(len(paths))), "val": uniform["val"], "test": uniform["test"]},
              "greedy": {"runs": kept, "val": greedy["val"], "test": greedy["test"]}}
+    pick = max(soups, key=lambda n: (soups[n]["val"]["accuracy"], n == "uniform"))  # ties: the uniform soup
+    for row in runs:
+        print(f"{row['weights']}: val {row['val_acc']:.3f} test {row['test_acc']:.3f}")
     for name, soup in soups.items():
         print(f"{name} soup of {[Path(paths[i]).parent.name for i in soup['runs']]}: val {soup['val']['accuracy']:.3f} "
-              f"test {soup['test']['accuracy']:.3f} macro-F1 {soup['test']['macro_f1']:.3f}", flush=True)
-    pick = max(soups, key=lambda n: (soups[n]["val"]["accuracy"], n == "uniform"))  # ties: the uniform soup
+              f"test {soup['test']['accuracy']:.3f} macro-F1 {soup['test']['macro_f1']:.3f}")
+    print(f"ensemble of all {len(paths)}: val {ensemble['val']['accuracy']:.3f} test {ensemble['test']['accuracy']:.3f} "
+          f"macro-F1 {ensemble['test']['macro_f1']:.3f}", flush=True)
     if args.save:
         soup_of([state_dicts[i] for i in soups[pick]["runs"]])
         save_weights(args.save, model, model.config.to_dict(),
                      extra={**extra, "soup": {"kind": pick, "of": [paths[i] for i in soups[pick]["runs"]]},
                             "val": soups[pick]["val"]})
     atomic_write_json(Path(args.out) / f"soup{args.tag}.json",
-                      {"runs": runs, "soups": soups, "pick": pick, "command": shlex.join(["python"] + sys.argv),
+                      {"runs": runs, "soups": soups, "pick": pick, "ensemble": ensemble, "command": shlex.join(["python"] + sys.argv),
                        "seconds": time.time() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "torch_threads": torch.get_num_threads()})
     return 0

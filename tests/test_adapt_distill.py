@@ -113,3 +113,51 @@ def test_grey_students_and_teachers_see_luma_as_the_decoder_makes_it():
     grey = rgb_to_grey(uint8_to_tensor(rgb)).numpy()
     np.testing.assert_allclose(grey, pillow, atol=1 / 255)
     assert float(np.abs(grey - uint8_to_tensor(rgb).mean(1, keepdim=True).numpy()).max()) > 0.05  # not the mean
+
+
+def test_feature_hint_is_zero_for_a_matching_map_and_ignores_scale():
+    from emoadapt.adapt.distill import FeatureHint
+
+    hint = FeatureHint(3, 3)
+    with torch.no_grad():  # identity regressor
+        hint.regressor.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        hint.regressor.bias.zero_()
+    student = torch.rand(2, 3, 2, 2) + 0.1
+    teacher = student.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) * 7.0  # 2× the grid, 7× the scale
+    assert hint(student, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    assert hint(student, -teacher).item() == pytest.approx(4.0, abs=1e-5)  # opposite vectors: distance² 4
+
+
+def _map_teacher(train, val):
+    """BandTeacher plus a feature map ``map``: the view itself, pooled to 8 × 8 (N, 3, 8, 8)."""
+    band = BandTeacher([0, 1, 2, 3])
+
+    def predict(x):
+        return {**band.forward_taps(x, ("pre_logits", "logits")),
+                "map": torch.nn.functional.adaptive_avg_pool2d(x, 8)}
+    return OnlineTeacher(predict, 32, train[0], val[0])
+
+
+def test_feature_map_hint_trains_beside_the_student_and_resumes_exactly(tmp_path, fer_checkpoint):
+    from emoadapt.training.checkpoint import load_tensors
+
+    path, _ = fer_checkpoint
+    train, val, source = _arrays(16, 3, 4, 1), _arrays(8, 3, 4, 2), _arrays(8, 1, 7, 3)
+    cfg = _config(path, epochs=3, discrepancy="none", alpha=0.0, kd_weight=1.0, teacher="band", kd_mode="online",
+                  mixup=0.5, kd_spatial_weight=2.0, kd_spatial="b2:map,merged:map")
+    adapt(train, val, source, cfg, tmp_path / "full", progress=False, distill=_map_teacher(train, val))
+    adapt(train, val, source, cfg, tmp_path / "killed", progress=False, distill=_map_teacher(train, val),
+          stop_after_epochs=1)
+    adapt(train, val, source, cfg, tmp_path / "killed", progress=False, distill=_map_teacher(train, val), resume=True)
+    full, killed = load_tensors(tmp_path / "full" / "last.safetensors"), load_tensors(tmp_path / "killed" / "last.safetensors")
+    helper_keys = [k for k in full if k.startswith("helper.feature_hints.")]
+    assert {k.split(".")[2] for k in helper_keys} == {"b2->map", "merged->map"}
+    for key in full:  # student, optimizer and regressors all continue where the kill left them
+        torch.testing.assert_close(full[key], killed[key], msg=key)
+    assert not [k for k in load_tensors(tmp_path / "full" / "best.safetensors") if "feature_hints" in k]
+    with pytest.raises(ValueError, match="feature map"):
+        adapt(train, val, source, replace(cfg, kd_spatial="pre_logits:map"), tmp_path / "flat", progress=False,
+              distill=_map_teacher(train, val))
+    with pytest.raises(ValueError, match="kd_mode=online"):
+        adapt(train, val, source, replace(cfg, kd_mode="bank"), tmp_path / "bank", progress=False,
+              distill={"target_views": train[0][None]})

@@ -15,6 +15,14 @@ student never sees a view twice. Each step has
 
     L = CE(labelled crops) + α·CE(source) + λ·D(f_S, f_T)
         + β·T²·KL(teacher_T ‖ student_T) + γ·MSE(student pre-logits, teacher pre-logits)
+        + δ·mean over pairs (s, t) of FeatureHint(student map s, teacher map t)
+
+The optional feature-map hint (δ = ``kd_spatial_weight``; FitNets, Romero et al. 2015) gives the
+student far more to match per view than four logits: for each ``student_tap:teacher_tap`` pair of
+``kd_spatial`` (default ``b4:s4,merged:s5``: EmoNet's block-4 map against MobileNetV2's frozen
+ImageNet stage s4, the merged map against stage s5) a 1×1 conv regressor (trained, then dropped)
+maps the student's channels to the teacher's, the teacher's map is average-pooled to the student's
+grid, and :class:`FeatureHint` compares unit-length channel vectors position by position.
 
 The teacher runs in onnxruntime when it is installed (about 6× faster than PyTorch on this CPU
 for MobileNetV2 at 160 px), else in PyTorch.
@@ -59,33 +67,86 @@ class OnlineTeacher:
 
 
 def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images: np.ndarray, *,
-                   threads: int | None = None, use_onnx: bool = True,
-                   cache_dir: str | Path | None = None) -> OnlineTeacher:
+                   threads: int | None = None, use_onnx: bool = True, cache_dir: str | Path | None = None,
+                   spatial_taps: tuple[str, ...] = ()) -> OnlineTeacher:
     """Wrap a trained IER ``model`` as an :class:`OnlineTeacher` (onnxruntime when available; a
-    grey model sees the luma of the RGB views). The ONNX export is cached in ``cache_dir``
-    (default: the emoadapt cache)."""
+    grey model sees the luma of the RGB views). It answers ``logits``, ``pre_logits`` and the
+    feature maps ``spatial_taps`` (for the feature-map hint). The ONNX export is cached in
+    ``cache_dir`` (default: the emoadapt cache)."""
     model.eval()
     grey = model.config.in_chans == 1
+    taps = ("pre_logits", "logits", *spatial_taps)
     run: TeacherFn
     try:
         if not use_onnx:
             raise ImportError
         from ..export import onnx_session
 
-        session = onnx_session(model, threads=threads, cache_dir=cache_dir, taps=("pre_logits", "logits"))
+        session = onnx_session(model, threads=threads, cache_dir=cache_dir, taps=taps)
 
         def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            hidden, logits = session.run(None, {"images": x.numpy()})
-            return {"pre_logits": torch.from_numpy(hidden), "logits": torch.from_numpy(logits)}
+            return {tap: torch.from_numpy(value) for tap, value in zip(taps, session.run(None, {"images": x.numpy()}))}
     except ImportError:
         @torch.no_grad()
         def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            return model.forward_taps(x, ("pre_logits", "logits"))
+            return model.forward_taps(x, taps)
 
     def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
         return run(rgb_to_grey(x) if grey else x.contiguous())
 
     return OnlineTeacher(predict, model.config.input_size, train_images, unlabelled_images)
+
+
+def spatial_pairs(spec: str) -> list[tuple[str, str]]:
+    """``"b4:s4,merged:s5"`` → ``[("b4", "s4"), ("merged", "s5")]`` (student tap, teacher tap)."""
+    pairs = []
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
+        student, sep, teacher = item.partition(":")
+        if not sep or not student or not teacher:
+            raise ValueError(f"kd_spatial: expected student_tap:teacher_tap pairs, got {item!r}")
+        pairs.append((student.strip(), teacher.strip()))
+    if not pairs:
+        raise ValueError("kd_spatial names no student_tap:teacher_tap pair")
+    return pairs
+
+
+class FeatureHint(nn.Module):
+    """Feature-map hint loss for one tap pair.
+
+    ``forward(student (N, Cs, h, w), teacher (N, Ct, H, W))``: a 1×1 conv maps the student's map to
+    Ct channels, the teacher's map is average-pooled to (h, w), both are made unit length over
+    channels at each position, and the squared distance (0 … 4; 2 − 2·cosine) is averaged over
+    positions and views. A scalar.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int):
+        super().__init__()
+        self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        mapped = F.normalize(self.regressor(student), dim=1)
+        target = F.normalize(F.adaptive_avg_pool2d(teacher, student.shape[-2:]), dim=1)
+        return (mapped - target).pow(2).sum(1).mean()
+
+
+def feature_hints(model: nn.Module, teacher: OnlineTeacher, pairs: list[tuple[str, str]], seed: int) -> nn.ModuleDict:
+    """One :class:`FeatureHint` per (student tap, teacher tap) pair, sized by one probe view,
+    initialised from ``seed``; keys ``"student->teacher"``."""
+    probe = torch.rand(1, 3, teacher.size, teacher.size)
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        small = F.interpolate(probe, size=model.config.input_size, mode="bilinear")
+        student = model.forward_taps(rgb_to_grey(small) if model.config.in_chans == 1 else small,
+                                     tuple(s for s, _ in pairs))
+        model.train(was_training)
+        taught = teacher.predict(probe)
+    for s, t in pairs:
+        if student[s].dim() != 4 or t not in taught or taught[t].dim() != 4:
+            raise ValueError(f"kd_spatial pair {s}:{t} needs a feature map on both sides "
+                             f"(student {tuple(student[s].shape)}, teacher {tuple(taught[t].shape) if t in taught else 'none'})")
+    torch.manual_seed(seed)
+    return nn.ModuleDict({f"{s}->{t}": FeatureHint(student[s].shape[1], taught[t].shape[1]) for s, t in pairs})
 
 
 def crops(images: np.ndarray, boxes: np.ndarray, sizes: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +190,11 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
     total_steps = steps_per_epoch * cfg.epochs
     layers = tuple(tap.strip() for tap in cfg.layer.split(",") if tap.strip())
     order: dict[str, np.ndarray] = {}
+    pairs = spatial_pairs(cfg.kd_spatial) if cfg.kd_spatial_weight > 0 else []
+    hints = feature_hints(model, teacher, pairs, cfg.seed) if pairs else nn.ModuleDict()
+    if pairs:  # the regressors train with the student (and are saved with last.safetensors for --resume)
+        optimizer.add_param_group({"params": list(hints.parameters()), "lr": cfg.lr,
+                                   "weight_decay": cfg.weight_decay, "lr_scale": 1.0})
 
     def to_student(x: torch.Tensor) -> torch.Tensor:
         return rgb_to_grey(x) if channels == 1 else x
@@ -145,7 +211,7 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
         s_index = rng.integers(len(xs), size=len(index)) if use_source else np.zeros(0, dtype=np.int64)
         faces = uint8_to_tensor(_match_channels(xs[s_index], 3))
         x = torch.cat([to_student(labelled_s), to_student(faces), to_student(mixed_s)])
-        out = model.forward_taps(x, tuple(dict.fromkeys((*layers, "pre_logits", "logits"))))
+        out = model.forward_taps(x, tuple(dict.fromkeys((*layers, *(s for s, _ in pairs), "pre_logits", "logits"))))
         n_labelled = len(index) + len(s_index)
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
         loss, n, correct = adaptation_loss(out["logits"][:n_labelled],
@@ -153,15 +219,20 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
                                            torch.as_tensor(train_labels[index]), torch.as_tensor(ys[s_index]),
                                            progress_now, cfg, discrepancy)
         taught = teacher.predict(torch.cat([labelled_t, mixed_t]))
-        student = {tap: torch.cat([out[tap][:len(index)], out[tap][n_labelled:]]) for tap in ("logits", "pre_logits")}
+        student = {tap: torch.cat([out[tap][:len(index)], out[tap][n_labelled:]])
+                   for tap in dict.fromkeys(("logits", "pre_logits", *(s for s, _ in pairs)))}
         if cfg.kd_weight > 0:
             loss = loss + cfg.kd_weight * distillation_loss(student["logits"], taught["logits"], cfg.kd_temperature)
         if cfg.kd_hint_weight > 0:
             loss = loss + cfg.kd_hint_weight * F.mse_loss(student["pre_logits"], taught["pre_logits"])
+        if pairs:
+            hint = sum(hints[f"{s}->{t}"](student[s], taught[t]) for s, t in pairs) / len(pairs)
+            loss = loss + cfg.kd_spatial_weight * hint
         return loss, n, correct
 
     def validate() -> dict:
         return classification_report(val[1], predict_arrays(model, val[0]), IER_CLASSES)
 
     return _run(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
-                progress=progress, stop_after_epochs=stop_after_epochs)
+                progress=progress, stop_after_epochs=stop_after_epochs,
+                helpers={"feature_hints": hints} if pairs else None)

@@ -82,6 +82,11 @@ class AdaptConfig:
             or ``online`` (fresh crops every step, labelled by the teacher as they come:
             :mod:`emoadapt.adapt.distill`); ``mixup``: Beta(mixup, mixup) blend of two crops for
             the online mode's unlabelled views (0 = no blend).
+        kd_spatial_weight: online distillation only: weight of a feature-map hint (FitNets-style):
+            for each ``student_tap:teacher_tap`` pair of ``kd_spatial``, a 1×1 conv regressor maps the
+            student's map to the teacher's channels, the teacher's map is average-pooled to the
+            student's grid, and ``Σ_positions ‖n(s) − n(t)‖²`` (``n`` = unit length over channels)
+            is averaged; the regressors are dropped after training (:mod:`emoadapt.adapt.distill`).
         ema: decay of an exponential moving average of the weights, updated every step; > 0
             selects and saves the averaged weights (``best.safetensors``) and keeps the best
             trained weights as ``best_raw.safetensors`` (:mod:`emoadapt.training.ema`); 0 = off.
@@ -118,6 +123,8 @@ class AdaptConfig:
     kd_mode: str = "bank"
     mixup: float = 0.0
     ema: float = 0.0
+    kd_spatial_weight: float = 0.0
+    kd_spatial: str = "b4:s4,merged:s5"
     seed: int = 0
     threads: int = 0
 
@@ -260,6 +267,8 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     hint_key = {"pre_logits": "hidden", "features": "features"}.get(cfg.kd_hint_tap)
     if hint_key is None:
         raise ValueError(f"kd_hint_tap must be pre_logits or features, got {cfg.kd_hint_tap!r}")
+    if cfg.kd_spatial_weight > 0 and not isinstance(distill, OnlineTeacher):
+        raise ValueError("the feature-map hint (kd_spatial_weight > 0) needs kd_mode=online")
     if isinstance(distill, OnlineTeacher):
         frozen = frozen_modules(model, cfg.freeze)
         return function_matching(
@@ -430,13 +439,13 @@ def adaptation_loss(logits: torch.Tensor, features: list[torch.Tensor], y_t: tor
 
 
 def _run(model, optimizer, cfg: AdaptConfig, steps_per_epoch: int, train_step, validate, out_dir, *, resume: bool,
-         progress: bool, stop_after_epochs: int | None) -> dict:
+         progress: bool, stop_after_epochs: int | None, helpers: dict[str, nn.Module] | None = None) -> dict:
     return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
                       seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
                       train_step=train_step, validate=validate, out_dir=out_dir,
                       model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
                       extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
-                      progress=progress, ema_decay=cfg.ema)
+                      progress=progress, ema_decay=cfg.ema, helpers=helpers)
 
 
 def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:

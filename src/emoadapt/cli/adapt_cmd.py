@@ -91,6 +91,14 @@ def _teacher(args: argparse.Namespace, cfg, out, size: int, channels: int):
     extra = (unlabelled_images(args.unlabelled, teacher_size, progress=not args.no_progress) if args.unlabelled
              else np.zeros((0, teacher_size, teacher_size, 3), np.uint8))
     if cfg.kd_mode == "online":
-        return online_teacher(teacher, train.images, extra, threads=cfg.threads or None)
+        return online_teacher(teacher, train.images, extra, threads=cfg.threads or None,
+                              spatial_taps=_teacher_maps(cfg))
     return distillation_bank(teacher, train.images, extra, views=cfg.views, seed=0, student_size=size,
                              student_channels=channels, progress=not args.no_progress)
+
+
+def _teacher_maps(cfg) -> tuple[str, ...]:
+    """The teacher feature maps the feature-map hint compares (none when it is off)."""
+    from ..adapt.distill import spatial_pairs
+
+    return tuple(dict.fromkeys(t for _, t in spatial_pairs(cfg.kd_spatial))) if cfg.kd_spatial_weight > 0 else ()

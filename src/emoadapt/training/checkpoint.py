@@ -53,7 +53,8 @@ def load_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         state: dict, extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
     """Everything needed to resume: model, optimizer tensors and a JSON ``state``; ``extra_tensors``
-    (e.g. a weight average, keys ``ema.*``) are stored beside them under their own names."""
+    (a weight average ``ema.*``, helper modules ``helper.*``) are stored beside them under their own
+    names (not ``model.*`` or ``optim.*``)."""
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors.update({k: v.contiguous() for k, v in (extra_tensors or {}).items()})
     optim = optimizer.state_dict()
@@ -71,16 +72,14 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        extra_prefix: str | None = None) -> dict:
-    """Restore model and optimizer from :func:`save_training_state`; returns the JSON ``state``.
-    With ``extra_prefix`` (e.g. ``"ema."``) the stored extra tensors of that prefix come back as
-    ``state["extra_tensors"]`` (keys without the prefix)."""
+def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model and optimizer from :func:`save_training_state`; returns the JSON ``state``,
+    with the stored ``extra_tensors`` (every tensor not under ``model.`` or ``optim.``, full keys)
+    under ``state["extra_tensors"]``."""
     meta = read_metadata(path)
     tensors = load_tensors(path)
     state = meta["state"]
-    if extra_prefix:
-        state["extra_tensors"] = {k[len(extra_prefix):]: v for k, v in tensors.items() if k.startswith(extra_prefix)}
+    state["extra_tensors"] = {k: v for k, v in tensors.items() if not k.startswith(("model.", "optim."))}
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     optim_state: dict[int, dict] = {int(i): dict(v) for i, v in meta["optim_plain"].items()}
     for key, value in tensors.items():

@@ -78,7 +78,8 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
                steps_per_epoch: int, seed: int, lr: float, warmup_epochs: float, min_lr_ratio: float,
                train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, model_config: dict,
                classes: tuple[str, ...], resume: bool = False, extra_meta: dict | None = None,
-               stop_after_epochs: int | None = None, progress: bool = True, ema_decay: float = 0.0) -> dict:
+               stop_after_epochs: int | None = None, progress: bool = True, ema_decay: float = 0.0,
+               helpers: dict[str, torch.nn.Module] | None = None) -> dict:
     """Drive ``epochs`` epochs of ``steps_per_epoch`` calls to ``train_step``.
 
     ``settings`` (a JSON-able dict of every option) is stored in the checkpoint; ``--resume``
@@ -92,6 +93,10 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
     ``last.safetensors`` for ``--resume``). Each epoch then validates both: ``val_acc`` (which picks
     ``best.safetensors``, saved with the averaged weights) is the average's, ``val_acc_raw`` the
     trained weights'; ``best_raw.safetensors`` keeps the best trained weights, for comparison.
+
+    ``helpers``: modules trained beside the model but not shipped (e.g. the regressors of a
+    feature-map hint; their parameters must be in ``optimizer``): stored in ``last.safetensors``
+    and restored by ``--resume``, never in ``best.safetensors``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,12 +105,16 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
     if resume:
         if not last.exists():
             raise CheckpointError(f"--resume: no checkpoint at {last}")
-        state = load_training_state(last, model, optimizer, extra_prefix="ema.")
-        saved_average = state.pop("extra_tensors")
+        state = load_training_state(last, model, optimizer)
+        saved = state.pop("extra_tensors")
         if state["train_config"] != settings:
             raise CheckpointError(f"--resume: {last} was made with other settings: {state['train_config']}")
+        for name, module in (helpers or {}).items():
+            prefix = f"helper.{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)})
     average = WeightAverage(model, ema_decay) if ema_decay > 0 else None
     if average is not None and resume:
+        saved_average = {k[4:]: v for k, v in saved.items() if k.startswith("ema.")}
         if not saved_average:
             raise CheckpointError(f"--resume: {last} holds no weight average (ema_decay {ema_decay})")
         average.load(saved_average, state["ema_updates"])
@@ -162,8 +171,11 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
             state["best"] = record
             if average is None:
                 save_weights(out / "best.safetensors", model, model_config, extra={**meta, "epoch": epoch + 1, "val": val})
-        save_training_state(last, model, optimizer, state,
-                            extra_tensors={f"ema.{k}": v for k, v in average.tensors.items()} if average else None)
+        extra_tensors = {f"helper.{name}.{k}": v for name, module in (helpers or {}).items()
+                         for k, v in module.state_dict().items()}
+        if average is not None:
+            extra_tensors.update({f"ema.{k}": v for k, v in average.tensors.items()})
+        save_training_state(last, model, optimizer, state, extra_tensors=extra_tensors)
         atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.3f} train acc {record['train_acc']:.3f} "
