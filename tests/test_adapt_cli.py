@@ -55,3 +55,17 @@ def test_adapt_with_an_online_teacher_and_mixup(fixtures, one_thread):
     assert rc == 0
     adapt_config = read_metadata(fixtures / "run" / "best.safetensors")["extra"]["adapt"]
     assert adapt_config["kd_mode"] == "online" and adapt_config["mixup"] == 1.0
+
+
+def test_adapt_online_with_feature_map_hints_and_a_weight_average(fixtures, one_thread):
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        rc = main(_adapt_args(fixtures, "--teacher", str(fixtures / "teacher.safetensors"), "--kd-weight", "1",
+                              "--kd-mode", "online", "--kd-spatial-weight", "1", "--kd-spatial", "b3:b3,merged:merged",
+                              "--ema", "0.9", "--unlabelled", str(fixtures / "unlabelled"), "--discrepancy", "none",
+                              "--alpha", "0"))
+    assert rc == 0
+    extra = read_metadata(fixtures / "run" / "best.safetensors")["extra"]
+    assert extra["adapt"]["kd_spatial_weight"] == 1.0 and extra["weights"] == "ema 0.9"
+    assert (fixtures / "run" / "best_raw.safetensors").exists()
+    log = [json.loads(line) for line in (fixtures / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all("val_acc_raw" in row for row in log)
