@@ -245,7 +245,7 @@ def part_distill(args, out: Path) -> dict:
                        epochs=args.emonet_epochs, lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit,
                        threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, views=args.views, kd_mode=args.kd_mode,
-                       mixup=args.mixup, ema=args.ema)
+                       mixup=args.mixup, ema=args.ema, kd_spatial=args.kd_spatial)
     size = teacher.config.input_size
     teacher_splits = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
                         progress=False)
@@ -281,7 +281,10 @@ def part_distill(args, out: Path) -> dict:
     prefix = ("emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
               + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else "")
               + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else "")
-              + (f"ema{args.ema:g} " if args.ema else ""))  # run folders in OUT/runs
+              + (f"ema{args.ema:g} " if args.ema else "")
+              + (f"delta{args.kd_spatial_weight:g} " if args.kd_spatial_weight != 1 else "")
+              + (f"maps-{args.kd_spatial.replace(':', '_').replace(',', '+')} "
+                 if args.kd_spatial != AdaptConfig().kd_spatial else ""))  # run folders in OUT/runs
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
                                      distill=bank, resume=args.resume)
     for config in results["configs"].values():  # how often the student answers what its teacher answers
@@ -392,6 +395,8 @@ def main(argv=None) -> int:
     parser.add_argument("--unlabelled-faces", type=int, default=0,
                         help="--part distill: also this many FER2013 Training faces in the unlabelled pool")
     parser.add_argument("--kd-spatial-weight", type=float, default=1.0, help="δ of the +maps configurations")
+    parser.add_argument("--kd-spatial", default=AdaptConfig().kd_spatial,
+                        help="student_tap:teacher_tap pairs of the +maps configurations")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="--part distill: select and keep an EMA of the weights with this decay (0 = off)")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])

@@ -3,11 +3,13 @@
     python benchmarks/soup.py --weights 'benchmarks/results/adaptation/runs/*ema*-s?/best.safetensors' \
         --tag ema --save runs/soup-ema.safetensors
 
-Every run, the uniform soup (all runs), the greedy soup (runs added best-validation first, kept
-when validation accuracy does not drop; :mod:`emoadapt.training.soup`) and, for reference, the
+Every run, the uniform soup (all runs; also with the members' averaged batch-norm statistics
+instead of re-estimated ones), the greedy soup (runs added best-validation first, kept when
+validation accuracy does not drop; :mod:`emoadapt.training.soup`) and, for reference, the
 ensemble of all runs (probabilities averaged: N networks at inference) are scored on the Emotion6
-split of ``--manifest``. Soups get batch-norm statistics re-estimated on the training images (and
-mirrors). Validation picks; the test column is reported, never used. Writes OUT/soup<tag>.json.
+split of ``--manifest``. Averages of two or more runs get batch-norm statistics re-estimated on
+the training images (and mirrors); a single run keeps its own. Validation picks; the test column
+is reported, never used. Writes OUT/soup<tag>.json.
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ def main(argv=None) -> int:
         return {name: classification_report(splits[name].labels, predict_arrays(net, splits[name].images),
                                             IER_CLASSES) for name in names}
 
-    def refreshed(state_dict) -> torch.nn.Module:  # the model holding these weights, batch norm re-estimated
-        model.load_state_dict(state_dict)
-        return refresh_batch_norm(model, splits["train"].images)
-
-    def soup_of(state_dicts) -> torch.nn.Module:
-        return refreshed(average_state_dicts(state_dicts))
+    def soup_of(state_dicts, refresh: bool = True) -> torch.nn.Module:
+        """The model holding the average of ``state_dicts``; batch-norm statistics re-estimated on
+        the training images when ``refresh`` and there is more than one member (a single run keeps
+        the statistics it was trained with)."""
+        model.load_state_dict(average_state_dicts(state_dicts))
+        return refresh_batch_norm(model, splits["train"].images) if refresh and len(state_dicts) > 1 else model.eval()
 
     runs, probs = [], {"val": [], "test": []}
     for path, (net, _) in zip(paths, models):
@@ -75,12 +77,16 @@ def main(argv=None) -> int:
                 for name, p in probs.items()}
     state_dicts = [{k: v.clone() for k, v in net.state_dict().items()} for net, _ in models]
     uniform = scores(soup_of(state_dicts))
+    uniform_stats = scores(soup_of(state_dicts, refresh=False))  # averaged running statistics instead
     kept, _ = greedy_soup(state_dicts, [r["val_acc"] for r in runs],
-                          lambda sd: scores(refreshed(sd), ("val",))["val"]["accuracy"])
+                          lambda members: scores(soup_of(members), ("val",))["val"]["accuracy"])
     greedy = scores(soup_of([state_dicts[i] for i in kept]))
-    soups = {"uniform": {"runs": list(range(len(paths))), "val": uniform["val"], "test": uniform["test"]},
+    everyone = list(range(len(paths)))
+    soups = {"uniform": {"runs": everyone, "val": uniform["val"], "test": uniform["test"]},
+             "uniform, averaged batch-norm statistics": {"runs": everyone, "val": uniform_stats["val"],
+                                                         "test": uniform_stats["test"]},
              "greedy": {"runs": kept, "val": greedy["val"], "test": greedy["test"]}}
-    pick = max(soups, key=lambda n: (soups[n]["val"]["accuracy"], n == "uniform"))  # ties: the uniform soup
+    pick = max(("uniform", "greedy"), key=lambda n: (soups[n]["val"]["accuracy"], n == "uniform"))  # ties: uniform
     for row in runs:
         print(f"{row['weights']}: val {row['val_acc']:.3f} test {row['test_acc']:.3f}")
     for name, soup in soups.items():

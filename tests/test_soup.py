@@ -36,8 +36,8 @@ def test_greedy_soup_skips_a_run_that_would_lower_validation():
     runs = [{"w": torch.tensor([v])} for v in (1.0, 5.0, 1.4)]
     val_scores = [0.9, 0.8, 0.7]  # visited in this order: run 0, then 1, then 2
 
-    def score(sd):  # best near w = 1.2: adding run 1 (w -> 3) hurts, run 2 (w -> 1.2) helps
-        return -abs(sd["w"].item() - 1.2)
+    def score(members):  # best near w = 1.2: adding run 1 (w -> 3) hurts, run 2 (w -> 1.2) helps
+        return -abs(average_state_dicts(members)["w"].item() - 1.2)
 
     kept, best = greedy_soup(runs, val_scores, score)
     assert kept == [0, 2] and best == pytest.approx(0.0, abs=1e-6)

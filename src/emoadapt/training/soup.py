@@ -58,16 +58,17 @@ def refresh_batch_norm(model: nn.Module, images: np.ndarray, batch_size: int = 6
 
 
 def greedy_soup(state_dicts: Sequence[dict[str, torch.Tensor]], val_scores: Sequence[float],
-                score: Callable[[dict[str, torch.Tensor]], float]) -> tuple[list[int], float]:
-    """Greedy soup: visit the runs by decreasing ``val_scores``; keep a run when ``score`` (the
-    validation accuracy of the averaged weights, after any batch-norm refresh) does not drop.
+                score: Callable[[list[dict[str, torch.Tensor]]], float]) -> tuple[list[int], float]:
+    """Greedy soup: visit the runs by decreasing ``val_scores``; keep a run when ``score`` of the
+    candidate members (the validation accuracy of their averaged weights, e.g. after a batch-norm
+    refresh: the caller decides) does not drop.
 
     Returns (indices of the kept runs in the order added, the soup's validation score)."""
     order = sorted(range(len(state_dicts)), key=lambda i: -val_scores[i])
     kept = [order[0]]
-    best = score(average_state_dicts([state_dicts[order[0]]]))
+    best = score([state_dicts[order[0]]])
     for i in order[1:]:
-        trial = score(average_state_dicts([state_dicts[j] for j in kept + [i]]))
+        trial = score([state_dicts[j] for j in kept + [i]])
         if trial >= best:
             kept, best = kept + [i], trial
     return kept, best
