@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -158,19 +159,18 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
                 save_weights(out / "best_raw.safetensors", model, model_config,
                              extra={**meta, "epoch": epoch + 1, "val": raw, "weights": "trained"})
                 state["best_raw"] = {"epoch": epoch + 1, "val_acc_raw": raw["accuracy"]}
-            with average.applied(model):
+        with average.applied(model) if average is not None else nullcontext():  # the weights that ship
+            if average is not None:
                 val = validate()
                 record.update(val_acc=val["accuracy"], val_macro_f1=val["macro_f1"], val_acc_raw=raw["accuracy"])
-                if state["best"] is None or val["accuracy"] > state["best"]["val_acc"]:
-                    save_weights(out / "best.safetensors", model, model_config,
-                                 extra={**meta, "epoch": epoch + 1, "val": val, "weights": f"ema {ema_decay}"})
-            state["ema_updates"] = average.updates
+                state["ema_updates"] = average.updates
+            if state["best"] is None or val["accuracy"] > state["best"]["val_acc"]:
+                state["best"] = record
+                shipped = {"weights": f"ema {ema_decay}"} if average is not None else {}
+                save_weights(out / "best.safetensors", model, model_config,
+                             extra={**meta, "epoch": epoch + 1, "val": val, **shipped})
         state["history"].append(record)
         state["epoch"] = epoch + 1
-        if state["best"] is None or val["accuracy"] > state["best"]["val_acc"]:
-            state["best"] = record
-            if average is None:
-                save_weights(out / "best.safetensors", model, model_config, extra={**meta, "epoch": epoch + 1, "val": val})
         extra_tensors = {f"helper.{name}.{k}": v for name, module in (helpers or {}).items()
                          for k, v in module.state_dict().items()}
         if average is not None:
