@@ -238,14 +238,14 @@ def part_distill(args, out: Path) -> dict:
     fear/surprise images (``--kd-mode bank``), or over fresh crops (blended with ``--mixup``)
     that the teacher labels at every step (``--kd-mode online``). The teacher was trained on the
     same train split only."""
-    from emoadapt.adapt.distill import online_teacher, spatial_pairs
+    from emoadapt.adapt.distill import online_teacher, teacher_taps
 
     teacher, _ = load_model(args.teacher)
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
                        epochs=args.emonet_epochs, lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit,
                        threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, views=args.views, kd_mode=args.kd_mode,
-                       mixup=args.mixup, ema=args.ema, kd_spatial=args.kd_spatial)
+                       mixup=args.mixup, ema=args.ema, kd_spatial=args.kd_spatial, weight_decay=args.weight_decay)
     size = teacher.config.input_size
     teacher_splits = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=out / "split.json",
                         progress=False)
@@ -261,7 +261,7 @@ def part_distill(args, out: Path) -> dict:
     if args.kd_mode == "online":  # fresh crops every step, labelled by the teacher as they come
         maps = any("kd_spatial_weight" in DISTILL_CONFIGS[k] for k in args.distill_configs)
         bank = online_teacher(teacher, teacher_splits["train"].images, unlabelled, threads=args.threads or None,
-                              spatial_taps=tuple(t for _, t in spatial_pairs(base.kd_spatial)) if maps else ())
+                              spatial_taps=teacher_taps(base.kd_spatial) if maps else ())
     else:
         bank = _teacher_bank(args, teacher, teacher_splits["train"].images, unlabelled, out)
     bank_seconds = time.time() - started
@@ -282,6 +282,8 @@ def part_distill(args, out: Path) -> dict:
               + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else "")
               + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else "")
               + (f"ema{args.ema:g} " if args.ema else "")
+              + (f"wd{args.weight_decay:g} " if args.weight_decay != AdaptConfig().weight_decay else "")
+              + (f"{args.emonet_size}px " if args.emonet_size != 64 else "")
               + (f"delta{args.kd_spatial_weight:g} " if args.kd_spatial_weight != 1 else "")
               + (f"maps-{args.kd_spatial.replace(':', '_').replace(',', '+')} "
                  if args.kd_spatial != AdaptConfig().kd_spatial else ""))  # run folders in OUT/runs
@@ -397,6 +399,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kd-spatial-weight", type=float, default=1.0, help="δ of the +maps configurations")
     parser.add_argument("--kd-spatial", default=AdaptConfig().kd_spatial,
                         help="student_tap:teacher_tap pairs of the +maps configurations")
+    parser.add_argument("--weight-decay", type=float, default=AdaptConfig().weight_decay,
+                        help="--part distill: AdamW weight decay of the student")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="--part distill: select and keep an EMA of the weights with this decay (0 = off)")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])

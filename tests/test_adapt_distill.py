@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.adapt.distill import OnlineTeacher, crops, mixed_views, online_teacher
+from emoadapt.adapt.distill import OnlineTeacher, crops, mixed_views, online_teacher, spatial_pairs, teacher_taps
 from emoadapt.adapt.train import adapt
 from emoadapt.models.emonet import EmoNet, EmoNetConfig
 from emoadapt.training.metrics import predict_arrays
@@ -161,3 +161,11 @@ def test_feature_map_hint_trains_beside_the_student_and_resumes_exactly(tmp_path
     with pytest.raises(ValueError, match="kd_mode=online"):
         adapt(train, val, source, replace(cfg, kd_mode="bank"), tmp_path / "bank", progress=False,
               distill={"target_views": train[0][None]})
+
+
+def test_spatial_pairs_parse_and_name_each_teacher_map_once():
+    assert spatial_pairs(" b3:s4, b4:s4 ,merged:s5") == [("b3", "s4"), ("b4", "s4"), ("merged", "s5")]
+    assert teacher_taps("b3:s4,b4:s4,merged:s5") == ("s4", "s5")
+    for bad in ("b4", "b4:", ":s4", " , "):
+        with pytest.raises(ValueError):
+            spatial_pairs(bad)

@@ -110,6 +110,12 @@ def spatial_pairs(spec: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def teacher_taps(spec: str) -> tuple[str, ...]:
+    """The teacher feature maps a ``kd_spatial`` spec compares, each once, in order:
+    ``"b3:s4,b4:s4,merged:s5"`` → ``("s4", "s5")``."""
+    return tuple(dict.fromkeys(teacher for _, teacher in spatial_pairs(spec)))
+
+
 class FeatureHint(nn.Module):
     """Feature-map hint loss for one tap pair.
 

@@ -99,6 +99,6 @@ def _teacher(args: argparse.Namespace, cfg, out, size: int, channels: int):
 
 def _teacher_maps(cfg) -> tuple[str, ...]:
     """The teacher feature maps the feature-map hint compares (none when it is off)."""
-    from ..adapt.distill import spatial_pairs
+    from ..adapt.distill import teacher_taps
 
-    return tuple(dict.fromkeys(t for _, t in spatial_pairs(cfg.kd_spatial))) if cfg.kd_spatial_weight > 0 else ()
+    return teacher_taps(cfg.kd_spatial) if cfg.kd_spatial_weight > 0 else ()
