@@ -3,8 +3,10 @@
 The online-distillation students train on random resized crops (35–100 % of the area) scaled to
 their input size, so at training time objects look larger than in a whole image at the same size
 (Touvron et al. 2019, "Fixing the train-test resolution discrepancy"). EmoNet ends in a global
-pool, so it accepts any input size: this script scores saved weights on an Emotion6 split with the
-whole image at several sizes, plain and with flip TTA. It reads the validation split by default,
+pool, so it accepts other input sizes as long as its residual branches (whose max-pool windows
+are fixed by the configured input size) still meet block 5's grid; a size that does not fit is
+shown as "—". This script scores saved weights on an Emotion6 split with the whole image at
+several sizes, plain and with flip TTA. It reads the validation split by default,
 so that a size can be chosen without looking at test (docs/benchmarks.md §2).
 
     python benchmarks/eval_resolution.py --weights 'benchmarks/results/adaptation/runs/*maps-s?/best.safetensors'
@@ -44,8 +46,12 @@ def main(argv=None) -> int:
         model, _ = load_model(path)
         cells = []
         for size, split in splits.items():
-            plain = (predict_arrays(model, split.images).argmax(1) == split.labels).mean()
-            flip = (predict_arrays(model, split.images, tta_flip=True).argmax(1) == split.labels).mean()
+            try:
+                plain = (predict_arrays(model, split.images).argmax(1) == split.labels).mean()
+                flip = (predict_arrays(model, split.images, tta_flip=True).argmax(1) == split.labels).mean()
+            except RuntimeError:  # the residual branches do not meet block 5 at this size
+                cells.append("—")
+                continue
             cells.append(f"{plain:.1%} / {flip:.1%}")
         print(f"| {path} | " + " | ".join(cells) + " |", flush=True)
     return 0
