@@ -133,7 +133,8 @@ register(Preset("fer-cpu", EmoNetConfig(num_classes=7, in_chans=1, input_size=48
                 description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)"))
 register(Preset("fer-cpu-wide", EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.5, batch_norm=True,
                                              head="pool", hidden=(256,), dropout=0.3).to_dict(), FER_CLASSES,
-                description="fer-cpu at width 0.5 (4.9 M params, ~4 min per FER2013 epoch on 2 CPU cores); no shipped weights"))
+                description="fer-cpu at width 0.5 (4.9 M params; SPEC §6: ~4 min per FER2013 epoch on 2 idle "
+                            "CPU cores); no shipped weights"))
 register(Preset("ier-cpu", EmoNetConfig(num_classes=4, in_chans=1, input_size=48, width=0.25, batch_norm=True,
                                         head="pool", hidden=(256,), dropout=0.3).to_dict(), IER_CLASSES,
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
