@@ -60,3 +60,14 @@ def test_summary_on_ckplus48(capsys):
     assert main(["data", "summary", str(root), "--sizes", "3"]) == 0
     out = capsys.readouterr().out
     assert "subjects 118" in out and ["total", "981", "981"] in [line.split() for line in out.splitlines()]
+
+
+def test_models_lists_every_preset_and_which_ship_weights(capsys):
+    from emoadapt.models.registry import list_models
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in list_models():
+        assert name in out
+    assert "emoadapt-ier   4 classes, 160 px RGB, shipped weights" in out
+    assert "fer-cpu-wide   7 classes, 48 px grey, no weights" in out

@@ -140,8 +140,8 @@ register(Preset("ier-cpu", EmoNetConfig(num_classes=4, in_chans=1, input_size=48
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
 register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
                 weights="emoadapt-ier.safetensors",
-                description="shipped IER model: ImageNet MobileNetV2 (160 px RGB) + 256-d head adapted with MMD "
-                            "from FER2013 faces to Emotion6"))
+                description="shipped IER model: ImageNet MobileNetV2 (160 px RGB), last stage s5 + 256-d head "
+                            "fine-tuned on Emotion6 (target-only, the best mean validation configuration)"))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:

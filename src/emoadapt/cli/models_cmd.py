@@ -1,0 +1,25 @@
+"""``emoadapt models``: the registry's presets, which of them ship weights, and what each is."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the model presets (names for --model / --init)",
+                       description="List the registry's presets: name, classes, input, whether weights ship "
+                                   "with emoadapt, and a one-line description.")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.registry import get_preset, list_models
+
+    for name in list_models():
+        preset = get_preset(name)
+        config = preset.config
+        channels = "grey" if config.get("in_chans") == 1 else "RGB"
+        shipped = "shipped weights" if preset.weights else "no weights"
+        print(f"{name:14s} {len(preset.classes)} classes, {config.get('input_size')} px {channels}, {shipped}")
+        print(f"{'':14s} {preset.description}")
+    return 0
