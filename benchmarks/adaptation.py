@@ -34,7 +34,8 @@ from emoadapt.data.locate import dataset_path
 from emoadapt.evaluate import ier_probs_from_fer
 from emoadapt.fileio import atomic_path, atomic_write_json
 from emoadapt.models.registry import load_model, sha256
-from emoadapt.training.metrics import classification_report, predict_arrays, save_confusion_png
+from emoadapt.training.metrics import (classification_report, predict_arrays, predict_plain_and_flip,
+                                      save_confusion_png)
 
 MOBILENET_CONFIGS = {  # name -> changes to the base AdaptConfig
     "target-only": {"discrepancy": "none", "alpha": 0.0},
@@ -105,13 +106,12 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
                           source, cfg, run_dir, progress=False, model=model, cached=cached, distill=distill,
                           resume=resume and (run_dir / "last.safetensors").exists())
             best, _ = load_model(run_dir / "best.safetensors")
-            probs = predict_arrays(best, splits["test"].images)
+            probs, probs_flip = predict_plain_and_flip(best, splits["test"].images)
             report = classification_report(splits["test"].labels, probs, IER_CLASSES)
             rows.append({"seed": seed, "val_acc": state["best"]["val_acc"], "best_epoch": state["best"]["epoch"],
                          "test": report, "seconds": time.time() - started, "weights": str(run_dir / "best.safetensors"),
                          "agree_acc": _agreement_accuracy(splits["test"].labels, probs, agree) if agree is not None else None,
-                         "test_flip_tta": classification_report(splits["test"].labels,
-                                                                predict_arrays(best, splits["test"].images, tta_flip=True),
+                         "test_flip_tta": classification_report(splits["test"].labels, probs_flip,
                                                                 IER_CLASSES)["accuracy"]})
             if cfg.ema > 0:  # the same run's best trained (not averaged) weights, for a paired comparison
                 raw, _ = load_model(run_dir / "best_raw.safetensors")

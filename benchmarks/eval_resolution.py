@@ -24,7 +24,7 @@ import torch
 from emoadapt.adapt.data import target_splits
 from emoadapt.data.locate import dataset_path
 from emoadapt.models.registry import load_model
-from emoadapt.training.metrics import predict_arrays
+from emoadapt.training.metrics import predict_plain_and_flip
 
 
 def main(argv=None) -> int:
@@ -47,8 +47,8 @@ def main(argv=None) -> int:
         cells = []
         for size, split in splits.items():
             try:
-                plain = (predict_arrays(model, split.images).argmax(1) == split.labels).mean()
-                flip = (predict_arrays(model, split.images, tta_flip=True).argmax(1) == split.labels).mean()
+                both = predict_plain_and_flip(model, split.images)
+                plain, flip = ((probs.argmax(1) == split.labels).mean() for probs in both)
             except RuntimeError:  # the residual branches do not meet block 5 at this size
                 cells.append("—")
                 continue

@@ -120,3 +120,19 @@ def test_ema_run_ships_the_average_keeps_the_trained_weights_and_resumes_exactly
         assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a) == (name == "last.safetensors")
         for key in a:
             torch.testing.assert_close(a[key], b[key], msg=f"{name}: {key}")
+
+
+def test_one_pass_gives_the_plain_and_the_flip_averaged_probabilities():
+    from emoadapt.training.metrics import predict_arrays, predict_plain_and_flip
+
+    torch.manual_seed(0)
+    model = EmoNet(CONFIG)
+    images, _ = _toy_data(n=10)
+    plain, flipped = predict_plain_and_flip(model, images, batch_size=4)
+    assert plain.shape == flipped.shape == (10, 2)
+    np.testing.assert_array_equal(plain, predict_arrays(model, images, batch_size=4))
+    np.testing.assert_array_equal(flipped, predict_arrays(model, images, batch_size=4, tta_flip=True))
+    mirrored = predict_arrays(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size=4)
+    np.testing.assert_allclose(flipped, (plain + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(plain, flipped)  # the mirror image changes the answer of this net
+    assert predict_plain_and_flip(model, images, with_flip=False)[1] is None

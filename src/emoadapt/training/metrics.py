@@ -12,23 +12,33 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from ..fileio import atomic_path
 
 
-@torch.no_grad()
 def predict_arrays(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, tta_flip: bool = False,
                    progress: bool = False) -> np.ndarray:
     """Class probabilities (N, K) for uint8 images (N, H, W, C); ``tta_flip`` averages with the mirror image."""
+    plain, flipped = predict_plain_and_flip(model, images, batch_size, progress, with_flip=tta_flip)
+    return flipped if tta_flip else plain
+
+
+@torch.no_grad()
+def predict_plain_and_flip(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, progress: bool = False,
+                           *, with_flip: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass over uint8 images (N, H, W, C): the class probabilities (N, K), and their average
+    with the mirror image's (N, K; ``None`` unless ``with_flip``), so flip TTA need not redo the plain pass."""
     from tqdm import tqdm
 
     from ..data.transforms import uint8_to_tensor
 
     model.eval()
-    out = []
+    plain, flipped = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress, leave=False):
         x = uint8_to_tensor(images[start:start + batch_size])
         probs = model(x).softmax(1)
-        if tta_flip:
-            probs = (probs + model(x.flip(3)).softmax(1)) / 2
-        out.append(probs)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+        plain.append(probs)
+        if with_flip:
+            flipped.append((probs + model(x.flip(3)).softmax(1)) / 2)
+    if not plain:
+        return np.zeros((0, 0), np.float32), (np.zeros((0, 0), np.float32) if with_flip else None)
+    return torch.cat(plain).numpy(), (torch.cat(flipped).numpy() if with_flip else None)
 
 
 def classification_report(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict:
