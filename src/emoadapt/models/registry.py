@@ -8,7 +8,7 @@ its metadata."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -127,16 +127,17 @@ def sha256(path: str | Path) -> str:
 
 register(Preset("paper", EmoNetConfig(num_classes=7).to_dict(), FER_CLASSES,
                 description="SPEC §2 exactly: 224 px RGB, VGG-16 B1–B5 + R1–R4, no BN, flatten-2048-2048 (74.7 M params)"))
-register(Preset("fer-cpu", EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.25, batch_norm=True,
-                                        head="pool", hidden=(256,), dropout=0.3).to_dict(), FER_CLASSES,
+#: The CPU-trainable paper structure; the presets below vary its width or its classes.
+FER_CPU_CONFIG = EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.25, batch_norm=True, head="pool",
+                              hidden=(256,), dropout=0.3)
+
+register(Preset("fer-cpu", FER_CPU_CONFIG.to_dict(), FER_CLASSES,
                 weights="fer-cpu.safetensors",
                 description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)"))
-register(Preset("fer-cpu-wide", EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.5, batch_norm=True,
-                                             head="pool", hidden=(256,), dropout=0.3).to_dict(), FER_CLASSES,
+register(Preset("fer-cpu-wide", replace(FER_CPU_CONFIG, width=0.5).to_dict(), FER_CLASSES,
                 description="fer-cpu at width 0.5 (4.9 M params; SPEC §6: ~4 min per FER2013 epoch on 2 idle "
                             "CPU cores); no shipped weights"))
-register(Preset("ier-cpu", EmoNetConfig(num_classes=4, in_chans=1, input_size=48, width=0.25, batch_norm=True,
-                                        head="pool", hidden=(256,), dropout=0.3).to_dict(), IER_CLASSES,
+register(Preset("ier-cpu", replace(FER_CPU_CONFIG, num_classes=4).to_dict(), IER_CLASSES,
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
 register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
                 weights="emoadapt-ier.safetensors",
