@@ -90,6 +90,21 @@ def linear_probe(model, splits, out: Path) -> dict:
     return {"C": c, "val_acc": val, "test": report}
 
 
+DEFAULT_FER = "src/emoadapt/weights/fer-cpu.safetensors"
+DEFAULT_EMONET_SIZE = 64
+
+
+def _fer_label(fer_path: str) -> str:
+    """Run-name part for a non-default ``--fer`` checkpoint ("" for the shipped fer-cpu), so runs
+    from different FER trainings never share (or resume) a folder: ``runs/fer-wide/best.safetensors``
+    gives "fer-wide ", ``my-fer.safetensors`` gives "my-fer "."""
+    path = Path(fer_path)
+    if path == Path(DEFAULT_FER):
+        return ""
+    name = path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem
+    return f"{name} "
+
+
 def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, source, out: Path, cached=None,
                 agree=None, distill=None, resume: bool = False) -> dict:
     """Train every configuration with every seed; score its best-validation checkpoint on the test
@@ -197,7 +212,7 @@ def part_emonet(args, out: Path) -> dict:
     print(f"emonet zero-shot: test {results['zero_shot']['accuracy']:.3f}", flush=True)
     source = source_faces(args.emonet_size, limit=base.source_limit, seed=0, progress=False)
     configs = {k: MOBILENET_CONFIGS[k] for k in args.emonet_configs}
-    prefix = "emonet " + ("mapped-head " if args.head == "mapped" else "")  # run folders in OUT/runs
+    prefix = "emonet " + _fer_label(args.fer) + ("mapped-head " if args.head == "mapped" else "")  # OUT/runs
     results["head"] = args.head
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree)
     return results
@@ -278,12 +293,13 @@ def part_distill(args, out: Path) -> dict:
                "views": args.views if args.kd_mode == "bank" else None, "teacher": str(args.teacher),
                "teacher_accuracy": teacher_acc, "unlabelled_n": int(len(unlabelled)),
                "unlabelled_faces": args.unlabelled_faces, "bank_seconds": bank_seconds}
-    prefix = ("emonet " if args.kd_mode == "bank" else f"emonet online mixup{args.mixup:g} "
+    fer = _fer_label(args.fer)
+    prefix = (f"emonet {fer}" if args.kd_mode == "bank" else f"emonet {fer}online mixup{args.mixup:g} "
               + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else "")
               + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else "")
               + (f"ema{args.ema:g} " if args.ema else "")
               + (f"wd{args.weight_decay:g} " if args.weight_decay != AdaptConfig().weight_decay else "")
-              + (f"{args.emonet_size}px " if args.emonet_size != 64 else "")
+              + (f"{args.emonet_size}px " if args.emonet_size != DEFAULT_EMONET_SIZE else "")
               + (f"delta{args.kd_spatial_weight:g} " if args.kd_spatial_weight != 1 else "")
               + (f"maps-{args.kd_spatial.replace(':', '_').replace(',', '+')} "
                  if args.kd_spatial != AdaptConfig().kd_spatial else ""))  # run folders in OUT/runs
@@ -404,9 +420,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ema", type=float, default=0.0,
                         help="--part distill: select and keep an EMA of the weights with this decay (0 = off)")
     parser.add_argument("--distill-configs", nargs="+", default=["target-only +kd", "+mmd +kd"])
-    parser.add_argument("--fer", default="src/emoadapt/weights/fer-cpu.safetensors",
+    parser.add_argument("--fer", default=DEFAULT_FER,
                         help="FER checkpoint for the EmoNet parts (default: the shipped fer-cpu)")
-    parser.add_argument("--emonet-size", type=int, default=64)
+    parser.add_argument("--emonet-size", type=int, default=DEFAULT_EMONET_SIZE)
     parser.add_argument("--emonet-epochs", type=int, default=15)
     parser.add_argument("--head", choices=("new", "mapped"), default="new",
                         help="--part emonet: a fresh 4-class layer or the FER rows happy/sad/disgust/angry")
