@@ -227,6 +227,10 @@ DISTILL_CONFIGS = {  # the paper's loss plus β·KD from the teacher (β = --kd-
     # + feature-map hints (online mode): EmoNet b4 ~ MobileNetV2 s4, merged ~ s5 (--kd-spatial-weight)
     "target-only +kd +hint +maps": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None,
                                     "kd_spatial_weight": None},
+    # the same with the FER dense layer replaced by a fresh 256-wide one (the wide FER net's dense
+    # units all die in the first epochs on scenes: 0.1 % active, the student stays at chance)
+    "target-only +kd +hint +maps +new-dense": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None,
+                                               "kd_spatial_weight": None, "dense": 256},
     # a new 1280-wide dense layer whose output must match the teacher's 1280 ImageNet features
     "target-only +kd +feature-hint": {"discrepancy": "none", "alpha": 0.0, "kd_hint_weight": None,
                                       "kd_hint_tap": "features", "dense": 1280},
