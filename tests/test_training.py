@@ -136,3 +136,21 @@ def test_one_pass_gives_the_plain_and_the_flip_averaged_probabilities():
     np.testing.assert_allclose(flipped, (plain + mirrored) / 2, atol=1e-6)
     assert not np.allclose(plain, flipped)  # the mirror image changes the answer of this net
     assert predict_plain_and_flip(model, images, with_flip=False)[1] is None
+
+
+def test_a_collapsed_run_warns_once_and_a_healthy_one_does_not(tmp_path, recwarn):
+    _train(tmp_path / "healthy", epochs=3)
+    assert not [w for w in recwarn if "predicts one class" in str(w.message)]
+    torch.manual_seed(123)
+    model = EmoNet(CONFIG)
+    with torch.no_grad():  # every dense unit off: the classifier sees zeros, whatever the image
+        model.dense[-2].weight.zero_()
+        model.dense[-2].bias.fill_(-1e3)
+    x, y = _toy_data()
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment=False, seed=7, threads=1)
+    with pytest.warns(RuntimeWarning, match="predicts one class") as caught:
+        state = fit(model, x, y, x[:32], y[:32], ("a", "b"), cfg, tmp_path / "dead", model_config=CONFIG.to_dict(),
+                    progress=False)
+    assert [r["val_classes_predicted"] for r in state["history"]] == [1] * 6
+    assert len([w for w in caught if "predicts one class" in str(w.message)]) == 1
+    assert "epochs 1-5" in str(caught[0].message)

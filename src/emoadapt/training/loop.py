@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,6 +71,30 @@ def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tens
     else:
         raise ValueError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
     return torch.tensor(weights / (weights * counts).sum() * counts.sum(), dtype=torch.float32)
+
+
+COLLAPSE_EPOCHS = 5  # warn after this many epochs in a row with one predicted class
+
+
+def classes_predicted(report: dict) -> int | None:
+    """How many classes a validation report's predictions use (columns of its confusion matrix;
+    None when the report has none)."""
+    if "confusion" not in report:
+        return None
+    return int((np.asarray(report["confusion"]).sum(0) > 0).sum())
+
+
+def _warn_if_collapsed(history: list[dict]) -> None:
+    """Warn (once per run) when the trained weights have answered one class for every validation
+    image over the last COLLAPSE_EPOCHS epochs: the network has collapsed, typically because
+    every unit of the layer before the classifier is off (dead ReLUs), and more epochs rarely help."""
+    recent = [r.get("val_classes_predicted") for r in history[-COLLAPSE_EPOCHS:]]
+    if len(recent) == COLLAPSE_EPOCHS and all(n == 1 for n in recent) and (
+            len(history) == COLLAPSE_EPOCHS or history[-COLLAPSE_EPOCHS - 1].get("val_classes_predicted") != 1):
+        warnings.warn(f"epochs {history[-COLLAPSE_EPOCHS]['epoch']}-{history[-1]['epoch']}: the model predicts one "
+                      "class for every validation image (collapsed; validation accuracy = that class's share). "
+                      "Often the layer before the classifier is dead (all ReLUs off): with `emoadapt adapt` "
+                      "try --dense 256 (a fresh dense layer) or a lower --lr.", RuntimeWarning, stacklevel=3)
 
 
 StepFn = Callable[[int, int, torch.Generator], tuple[torch.Tensor, int, int]]
@@ -153,6 +178,8 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"], "lr": base,
                   "epoch_seconds": seconds, "train_img_per_s": seen / seconds}
+        record["val_classes_predicted"] = classes_predicted(val)  # the trained weights'
+        _warn_if_collapsed(state["history"] + [record])
         if average is not None:  # the trained weights' score is kept as val_acc_raw; the average's decides
             raw = val
             if state.get("best_raw") is None or raw["accuracy"] > state["best_raw"]["val_acc_raw"]:
