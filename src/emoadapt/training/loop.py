@@ -85,9 +85,10 @@ def classes_predicted(report: dict) -> int | None:
 
 
 def _warn_if_collapsed(history: list[dict]) -> None:
-    """Warn (once per run) when the trained weights have answered one class for every validation
-    image over the last COLLAPSE_EPOCHS epochs: the network has collapsed, typically because
-    every unit of the layer before the classifier is off (dead ReLUs), and more epochs rarely help."""
+    """Warn when the trained weights have answered one class for every validation image over the
+    last COLLAPSE_EPOCHS epochs (once per such streak: at the epoch it reaches that length): the
+    network has collapsed, typically because every unit of the layer before the classifier is off
+    (dead ReLUs), and more epochs rarely help."""
     recent = [r.get("val_classes_predicted") for r in history[-COLLAPSE_EPOCHS:]]
     if len(recent) == COLLAPSE_EPOCHS and all(n == 1 for n in recent) and (
             len(history) == COLLAPSE_EPOCHS or history[-COLLAPSE_EPOCHS - 1].get("val_classes_predicted") != 1):
