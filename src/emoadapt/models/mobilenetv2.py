@@ -83,8 +83,13 @@ class MobileNetV2(nn.Module):
                 cin = cout
         features.append(_conv_bn(cin, 1280, 1))
         self.features = nn.Sequential(*features)
+        self.stage_ends = dict(STAGE_ENDS)
+        self._build_head(1280, config)
+
+    def _build_head(self, width: int, config) -> None:
+        """Dense layers (``config.hidden``, each after dropout) and the classifier on pooled features."""
+        self.feature_channels = width  # channels of the last feature map (s5)
         dense: list[nn.Module] = []
-        width = 1280
         for hidden in config.hidden:
             dense += [nn.Dropout(config.dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
             width = hidden
@@ -97,7 +102,7 @@ class MobileNetV2(nn.Module):
         out: dict[str, torch.Tensor] = {}
         h = (x - self.mean) / self.std
         start = 0
-        for name, end in STAGE_ENDS.items():
+        for name, end in self.stage_ends.items():
             h = self.features[start:end](h)
             out[name] = h
             start = end
@@ -111,9 +116,9 @@ class MobileNetV2(nn.Module):
     def forward_to(self, tap: str, x: torch.Tensor) -> torch.Tensor:
         """The activation at stage ``tap`` (``s1``…``s5``) of images ``x`` (N, 3, H, W) in [0, 1];
         :meth:`forward_from` continues from it."""
-        if tap not in STAGE_ENDS:
-            raise ValueError(f"unknown stage {tap!r}; choose from {', '.join(STAGE_ENDS)}")
-        return self.features[:STAGE_ENDS[tap]]((x - self.mean) / self.std)
+        if tap not in self.stage_ends:
+            raise ValueError(f"unknown stage {tap!r}; choose from {', '.join(self.stage_ends)}")
+        return self.features[:self.stage_ends[tap]]((x - self.mean) / self.std)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         h = self.dense(features.mean(dim=(2, 3)))
@@ -131,9 +136,9 @@ class MobileNetV2(nn.Module):
 
     def features_from(self, tap: str, activation: torch.Tensor) -> torch.Tensor:
         """The last feature map (N, num_features, h, w) from an activation at stage ``tap``."""
-        if tap not in STAGE_ENDS:
+        if tap not in self.stage_ends:
             raise ValueError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
-        return self.features[STAGE_ENDS[tap]:](activation)
+        return self.features[self.stage_ends[tap]:](activation)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = nn.Linear(self.num_features, num_classes)

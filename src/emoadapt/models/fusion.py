@@ -1,0 +1,156 @@
+"""Two backbones, one head: a scene branch and a face branch whose pooled features are
+concatenated, standardised and classified (the shipped ``emoadapt-ier`` since issue #16).
+
+Both branches see the same image (N, 3, S, S) in [0, 1]. Typically the ``scene`` branch is an
+ImageNet EfficientNet-Lite0 (what a generic photo looks like) and the ``face`` branch the same
+architecture trained on FER2013 (what a facial expression looks like); the head — dense 256 →
+ReLU → classes — is what the adaptation trains, with the paper's classification + discrepancy
+loss on faces and scenes (``benchmarks/faces_scenes.py``).
+
+Named taps: the face branch's stages ``f1``…``f5`` and the scene branch's ``s1``…``s5`` (spatial, for
+layer-wise explanations; see each backbone's module for shapes), then ``pre_logits`` (the 256-d
+layer) and ``logits``. ``forward_from(tap, activation, context)`` continues one branch from an
+edited activation and takes the other branch's pooled features from ``context`` (the output of
+:meth:`forward_taps` for the same image), so a layer-wise explanation of one branch holds the other
+branch fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import CheckpointError
+
+BRANCHES = ("face", "scene")
+PREFIX = {"face": "f", "scene": "s"}
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Rebuild information for :class:`FusionNet`.
+
+    Attributes:
+        face, scene: the branches' own configs (dicts with ``arch``; their heads are unused).
+        hidden: width of the dense layer on the concatenated features.
+        num_classes, input_size, in_chans: as for every model (both branches share the input).
+        dropout: before the classifier.
+    """
+
+    face: dict = field(default_factory=dict)
+    scene: dict = field(default_factory=dict)
+    hidden: int = 256
+    num_classes: int = 4
+    input_size: int = 160
+    in_chans: int = 3
+    dropout: float = 0.3
+    arch: str = field(default="fusion", init=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FusionNet(nn.Module):
+    """Face branch ⊕ scene branch → standardise → dense → classes (the EmoNet interface)."""
+
+    def __init__(self, config: FusionConfig):
+        super().__init__()
+        from .registry import build_from_config  # the branches are any registered architecture
+
+        self.config = config
+        self.branches = nn.ModuleDict({name: build_from_config(dict(getattr(config, name), num_classes=1))
+                                       for name in BRANCHES})
+        width = sum(self.branches[name].feature_channels for name in BRANCHES)
+        self.register_buffer("feature_mean", torch.zeros(width))
+        self.register_buffer("feature_std", torch.ones(width))
+        self.dense = nn.Sequential(nn.Linear(width, config.hidden), nn.ReLU(inplace=True))
+        self.num_features = config.hidden
+        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.hidden, config.num_classes))
+        self.branch_taps = {name: tuple(f"{PREFIX[name]}{t[1:]}" for t in self.branches[name].stage_ends)
+                            for name in BRANCHES}
+        self.taps = self.branch_taps["face"] + self.branch_taps["scene"] + ("pre_logits", "logits")
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _split_tap(self, tap: str) -> tuple[str, str]:
+        """``"f3"`` → ``("face", "s3")``: the branch and its own stage name."""
+        for name in BRANCHES:
+            if tap in self.branch_taps[name]:
+                return name, f"s{tap[1:]}"
+        raise ValueError(f"unknown tap {tap!r}; choose from {', '.join(self.taps[:-2])}")
+
+    def branch_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` resized (bilinear) to the input size branch ``name`` was trained at (e.g. the FER
+        branch at 96 px inside a 160 px model), so each branch sees faces at its own scale."""
+        return resize_to(x, self.branches[name].config.input_size)
+
+    def pooled(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{branch: (N, C)}`` pooled last feature maps of images ``x`` (N, 3, S, S) in [0, 1]."""
+        return {name: self.branches[name].forward_features(self.branch_input(name, x)).mean(dim=(2, 3))
+                for name in BRANCHES}
+
+    def head(self, pooled: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        features = torch.cat([pooled[name] for name in BRANCHES], dim=1)
+        h = self.dense((features - self.feature_mean) / self.feature_std)
+        return h if pre_logits else self.classifier(h)
+
+    # -- the model interface ----------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(x))
+
+    def forward_taps(self, x: torch.Tensor, taps: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        taps = self.taps if taps is None else taps
+        out: dict[str, Any] = {}
+        pooled = {}
+        for name in BRANCHES:
+            branch = self.branches[name]
+            maps = branch.forward_taps(self.branch_input(name, x), tuple(branch.stage_ends))
+            out.update({f"{PREFIX[name]}{t[1:]}": v for t, v in maps.items()})
+            pooled[name] = maps["s5"].mean(dim=(2, 3))
+        out["pre_logits"] = self.head(pooled, pre_logits=True)
+        out["logits"] = self.classifier(out["pre_logits"])
+        result = {name: out[name] for name in taps}
+        result.update({f"pooled_{name}": pooled[name] for name in BRANCHES})  # context for forward_from
+        return result
+
+    def forward_from(self, tap: str, activation: torch.Tensor, context: dict[str, torch.Tensor] | None = None
+                     ) -> torch.Tensor:
+        """Logits from an edited activation at ``tap``; the other branch's pooled features come
+        from ``context`` (:meth:`forward_taps` of the same image, batch 1 or N)."""
+        if tap == "pre_logits":
+            return self.classifier(activation)
+        if context is None:
+            raise ValueError("FusionNet.forward_from needs the context of forward_taps (the other branch)")
+        name, stage = self._split_tap(tap)
+        pooled = {other: context[f"pooled_{other}"].expand(activation.shape[0], -1) for other in BRANCHES}
+        pooled[name] = self.branches[name].features_from(stage, activation).mean(dim=(2, 3))
+        return self.head(pooled)
+
+    def forward_to(self, tap: str, x: torch.Tensor) -> torch.Tensor:
+        name, stage = self._split_tap(tap)
+        return self.branches[name].forward_to(stage, self.branch_input(name, x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        from dataclasses import replace
+
+        self.classifier[-1] = nn.Linear(self.num_features, num_classes)
+        self.config = replace(self.config, num_classes=num_classes)
+
+
+def resize_to(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Images (N, C, H, W) resized to (N, C, side, side), bilinear (no antialiasing, so that the
+    ONNX export stays a plain Resize); unchanged when already that size."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+
+
+def fusion_from_dict(data: dict) -> FusionNet:
+    data = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "arch"}
+    try:
+        return FusionNet(FusionConfig(**data))
+    except TypeError as exc:
+        raise CheckpointError(f"bad fusion model config: {exc}") from None
