@@ -326,6 +326,38 @@ def heads(args) -> None:
     print_table(results)
 
 
+# ----------------------------------------------------------------------------- ship
+def ship(args) -> None:
+    """Train the chosen head on the holdout split and write FusionNet weights (face branch = the FER
+    network, scene branch = the ImageNet backbone, the head between them)."""
+    from emoadapt.models.fusion import FusionConfig, FusionNet
+    from emoadapt.training.checkpoint import save_weights
+
+    torch.set_num_threads(args.threads)
+    face_name, scene_name = args.face, args.scene
+    data = load_features([face_name, scene_name], args.size)  # FusionNet concatenates face, then scene
+    result = train_head(data, split_masks(data["scene_keys"])["split"], args.config, args.seed, args.epochs)
+    head = result.pop("head").eval()
+    face = build_backbone(face_name, args.size, args.face_weights)
+    scene = build_backbone(scene_name, args.size, None)
+    config = FusionConfig(face=face.config.to_dict(), scene=scene.config.to_dict(), hidden=head.dense[1].out_features,
+                          num_classes=4, input_size=args.size)
+    model = FusionNet(config).eval()
+    model.branches["face"].load_state_dict(face.state_dict())
+    model.branches["scene"].load_state_dict(scene.state_dict())
+    with torch.no_grad():
+        model.feature_mean.copy_(head.mean)
+        model.feature_std.copy_(head.std)
+        model.dense[0].load_state_dict(head.dense[1].state_dict())
+        model.classifier[1].load_state_dict(head.out[1].state_dict())
+    extra = {"classes": list(IER_CLASSES), "preset": "emoadapt-ier", "config": args.config, "seed": args.seed,
+             "backbones": {"face": face_name, "scene": scene_name}, "metrics": result,
+             "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    save_weights(args.out, model, config.to_dict(), extra, dtype=torch.float16)
+    print(json.dumps({k: v for k, v in result.items()}, indent=1))
+    print(f"wrote {args.out}")
+
+
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "—"
@@ -367,8 +399,18 @@ def main(argv=None) -> int:
     heads_p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     heads_p.add_argument("--epochs", type=int, default=60)
     heads_p.add_argument("--cv", action="store_true", help="also the 5 folds of folds.json")
+    p = sub.add_parser("ship", help="train the chosen head on the holdout split and write FusionNet weights")
+    p.add_argument("--face", default="fer-lite0", help="cached face backbone name")
+    p.add_argument("--face-weights", required=True, help="its weights (e.g. runs/fer-lite0/best.safetensors)")
+    p.add_argument("--scene", default="imagenet-lite0", help="cached ImageNet scene backbone name")
+    p.add_argument("--config", default="+source-CE", choices=list(CONFIGS), help="the loss (chosen on validation)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="runs/emoadapt-ier.safetensors")
     args = parser.parse_args(argv)
-    {"encode": encode, "probe": probe, "heads": heads}[args.part](args)
+    {"encode": encode, "probe": probe, "heads": heads, "ship": ship}[args.part](args)
     return 0
 
 

@@ -35,7 +35,8 @@ class FusionConfig:
     """Rebuild information for :class:`FusionNet`.
 
     Attributes:
-        face, scene: the branches' own configs (dicts with ``arch``; their heads are unused).
+        face, scene: the branches' own configs (dicts with ``arch``); their own heads are kept
+            (the face branch's is the FER network's 7-class head) but not used by ``forward``.
         hidden: width of the dense layer on the concatenated features.
         num_classes, input_size, in_chans: as for every model (both branches share the input).
         dropout: before the classifier.
@@ -62,8 +63,7 @@ class FusionNet(nn.Module):
         from .registry import build_from_config  # the branches are any registered architecture
 
         self.config = config
-        self.branches = nn.ModuleDict({name: build_from_config(dict(getattr(config, name), num_classes=1))
-                                       for name in BRANCHES})
+        self.branches = nn.ModuleDict({name: build_from_config(getattr(config, name)) for name in BRANCHES})
         width = sum(self.branches[name].feature_channels for name in BRANCHES)
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
