@@ -28,7 +28,10 @@ import numpy as np
 import torch
 
 from emoadapt.adapt.data import source_faces, target_splits
-from emoadapt.adapt.train import AdaptConfig, adapt, build_start_model, encode, encode_views
+from emoadapt.adapt.cached import encode, encode_views, head_from
+from emoadapt.adapt.config import AdaptConfig
+from emoadapt.adapt.start import build_start_model
+from emoadapt.adapt.train import adapt
 from emoadapt.data.labels import IER_CLASSES
 from emoadapt.data.locate import dataset_path
 from emoadapt.evaluate import ier_probs_from_fer
@@ -257,7 +260,8 @@ def part_distill(args, out: Path) -> dict:
     fear/surprise images (``--kd-mode bank``), or over fresh crops (blended with ``--mixup``)
     that the teacher labels at every step (``--kd-mode online``). The teacher was trained on the
     same train split only."""
-    from emoadapt.adapt.distill import online_teacher, teacher_taps
+    from emoadapt.adapt.distill import online_teacher
+    from emoadapt.adapt.hints import teacher_taps
 
     teacher, _ = load_model(args.teacher)
     base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
@@ -322,7 +326,7 @@ def part_distill(args, out: Path) -> dict:
 def _teacher_bank(args, teacher, train_images: np.ndarray, unlabelled: np.ndarray, out: Path) -> dict:
     """The teacher's fixed bank of views (cached in OUT/runs: the teacher's views take minutes;
     they depend only on the file's name)."""
-    from emoadapt.adapt.train import distillation_bank
+    from emoadapt.adapt.bank import distillation_bank
 
     bank_file = out / "runs" / f"bank2-{sha256(args.teacher)[:12]}-{args.views}v-{args.emonet_size}px.npz"
     if bank_file.exists():
@@ -345,8 +349,6 @@ def part_kfold(args, out: Path) -> dict:
     (``--protocol features``: frozen features, head trained; ``s4``: stage s5 fine-tuned on
     ``--views`` cached views): every Emotion6 image (and source face, when the configuration uses
     them) is encoded once, then each fold indexes the cache."""
-    from emoadapt.adapt.train import head_from
-
     if args.protocol == "features":
         base = replace(AdaptConfig(init="imagenet-mobilenetv2", input_size=args.size, freeze="features", epochs=40,
                                    lr=1e-3, source_limit=args.source_limit, threads=args.threads),

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..export import export_onnx
+    from ..models.onnx import export_onnx
     from ..models.registry import resolve_model
 
     model, meta = resolve_model(args.model)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ..data.transforms import uint8_to_tensor
-from ..errors import CheckpointError
+from ..errors import CheckpointError, EmoadaptError
 from ..fileio import atomic_write_json, atomic_write_text
 from .augment import augment_batch
 from .checkpoint import load_training_state, save_training_state, save_weights
@@ -69,7 +69,7 @@ def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tens
     elif kind == "balanced":
         weights = 1 / counts
     else:
-        raise ValueError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
+        raise EmoadaptError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
     return torch.tensor(weights / (weights * counts).sum() * counts.sum(), dtype=torch.float32)
 
 
