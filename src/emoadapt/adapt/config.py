@@ -106,6 +106,12 @@ class AdaptConfig:
         return tuple(tap.strip() for tap in self.layer.split(",") if tap.strip())
 
 
+#: The fields whose value is one of a few words (the CLI offers them as choices).
+CHOICES: dict[str, tuple[str, ...]] = {"head": ("new", "mapped"), "discrepancy": DISCREPANCY_NAMES,
+                                       "lam_schedule": ("ramp", "constant"), "kd_mode": ("bank", "online"),
+                                       "kd_hint_tap": ("pre_logits", "features")}
+
+
 def field_help(name: str) -> str:
     """The help text of an :class:`AdaptConfig` field."""
     return next(f.metadata["help"] for f in fields(AdaptConfig) if f.name == name)
@@ -141,11 +147,11 @@ def protocol(cfg: AdaptConfig, cached_tap: str | None) -> Protocol:
 
 def check(cfg: AdaptConfig) -> None:
     """Refuse option values that no protocol accepts (:class:`ConfigError`, one line each)."""
-    choices = {"head": ("new", "mapped"), "lam_schedule": ("ramp", "constant"), "kd_mode": ("bank", "online"),
-               "kd_hint_tap": ("pre_logits", "features"), "discrepancy": DISCREPANCY_NAMES}
-    for name, allowed in choices.items():
+    for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name} must be {' or '.join(allowed)}, got {getattr(cfg, name)!r}")
+    if cfg.freeze not in ("none", "features", *EMONET_BLOCKS, *MOBILENET_STAGES):
+        raise ConfigError(f"freeze must be none, features, b1…b5 (EmoNet) or s1…s5 (MobileNetV2), got {cfg.freeze!r}")
     if cfg.kd_spatial_weight > 0 and cfg.kd_mode != "online":
         raise ConfigError("the feature-map hint (kd_spatial_weight > 0) needs kd_mode=online")
     if cfg.distilling and cfg.kd_mode == "online" and cfg.kd_hint_weight > 0 and cfg.kd_hint_tap != "pre_logits":

@@ -8,13 +8,14 @@ from dataclasses import fields
 
 from ._shared import add_target_options
 
+NAME = "adapt"
 HELP = "adapt a FER model to generic images (classification + discrepancy loss)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..adapt.config import AdaptConfig  # torch-free: the flags below are its fields
+    from ..adapt.config import CHOICES, AdaptConfig  # torch-free: the flags below are its fields
 
-    p = sub.add_parser("adapt", help=HELP, description=__doc__.split("\n")[0])
+    p = sub.add_parser(NAME, help=HELP, description=" ".join(__doc__.split()))
     add_target_options(p, "reuse this split manifest (JSON) instead of making one")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of a new split (default 0)")
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if isinstance(value, bool):
             p.add_argument(flag, type=_bool, default=value, metavar="yes|no", help=help_text)
         else:
-            p.add_argument(flag, type=type(value), default=value, help=help_text)
+            p.add_argument(flag, type=type(value), default=value, choices=CHOICES.get(f.name), help=help_text)
     p.set_defaults(run=run)
 
 

@@ -10,9 +10,12 @@ import argparse
 
 from ._shared import add_target_options
 
+NAME = "embed"
+HELP = "plot a layer's activations of images and faces in 2-D (PCA or t-SNE)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="plot a layer's activations of images and faces in 2-D (PCA or t-SNE)",
+    p = sub.add_parser(NAME, help=HELP,
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True,
                    help="a .safetensors file or a shipped model name; repeat for one row per model")

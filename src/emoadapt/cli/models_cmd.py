@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+NAME = "models"
+HELP = "list the model presets (names for --model / --init)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the model presets (names for --model / --init)",
+    p = sub.add_parser(NAME, help=HELP,
                        description="List the registry's presets: name, classes, input, whether weights ship "
                                    "with emoadapt, a one-line description and, for shipped weights, their "
                                    "training data, licence and sha256.")
