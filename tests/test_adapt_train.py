@@ -99,3 +99,20 @@ def test_source_labels_map_onto_ier_and_the_lambda_ramp():
     cfg = AdaptConfig(lam=2.0)
     assert lam_at(0.0, cfg) == 0 and lam_at(1.0, cfg) == pytest.approx(2.0, abs=1e-3)
     assert lam_at(0.3, replace(cfg, lam_schedule="constant")) == 2.0
+
+
+def test_the_protocol_follows_from_the_configuration_alone():
+    from emoadapt.adapt.config import ConfigError, Protocol, protocol
+
+    cfg = AdaptConfig()
+    assert protocol(cfg, None) is Protocol.JOINT
+    assert protocol(replace(cfg, freeze="features"), "features") is Protocol.CACHED
+    assert protocol(replace(cfg, kd_weight=1.0), None) is Protocol.BANK
+    assert protocol(replace(cfg, kd_hint_weight=1.0, kd_mode="online"), None) is Protocol.ONLINE
+    assert protocol(replace(cfg, kd_spatial_weight=1.0, kd_mode="online"), None) is Protocol.ONLINE
+    with pytest.raises(ConfigError, match="freeze=none"):
+        protocol(replace(cfg, kd_weight=1.0, freeze="features"), "features")
+    with pytest.raises(ConfigError, match="kd_mode=online"):
+        protocol(replace(cfg, kd_spatial_weight=1.0), None)
+    with pytest.raises(ConfigError, match="discrepancy must be mmd, linear-mmd, coral or none"):
+        protocol(replace(cfg, discrepancy="mdd"), None)

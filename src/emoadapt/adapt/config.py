@@ -139,8 +139,8 @@ def protocol(cfg: AdaptConfig, cached_tap: str | None) -> Protocol:
     check(cfg)
     if cfg.distilling:
         if cached_tap is not None:
-            raise ConfigError("distillation (kd_weight or kd_hint_weight > 0) needs freeze=none and a teacher bank "
-                              "(distillation_bank) or an online teacher (distill.online_teacher)")
+            raise ConfigError(f"distillation (kd_weight, kd_hint_weight or kd_spatial_weight > 0) trains the whole "
+                              f"network: it needs freeze=none, got freeze={cfg.freeze}")
         return Protocol.ONLINE if cfg.kd_mode == "online" else Protocol.BANK
     return Protocol.CACHED if cached_tap is not None else Protocol.JOINT
 
@@ -149,7 +149,7 @@ def check(cfg: AdaptConfig) -> None:
     """Refuse option values that no protocol accepts (:class:`ConfigError`, one line each)."""
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
-            raise ConfigError(f"{name} must be {' or '.join(allowed)}, got {getattr(cfg, name)!r}")
+            raise ConfigError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {getattr(cfg, name)!r}")
     if cfg.freeze not in ("none", "features", *EMONET_BLOCKS, *MOBILENET_STAGES):
         raise ConfigError(f"freeze must be none, features, b1…b5 (EmoNet) or s1…s5 (MobileNetV2), got {cfg.freeze!r}")
     if cfg.kd_spatial_weight > 0 and cfg.kd_mode != "online":
