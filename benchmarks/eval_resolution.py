@@ -20,9 +20,8 @@ import glob
 import sys
 
 import torch
+from emotion6 import SPLIT, emotion6_splits
 
-from emoadapt.adapt.data import target_splits
-from emoadapt.data.locate import dataset_path
 from emoadapt.models.registry import load_model
 from emoadapt.training.metrics import predict_plain_and_flip
 
@@ -30,15 +29,14 @@ from emoadapt.training.metrics import predict_plain_and_flip
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", nargs="+", required=True, help="safetensors files or glob patterns")
-    parser.add_argument("--manifest", default="benchmarks/results/adaptation/split.json")
+    parser.add_argument("--manifest", default=str(SPLIT))
     parser.add_argument("--split", default="val")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 72, 80, 96])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     files = sorted({path for pattern in args.weights for path in (glob.glob(pattern) or [pattern])})
-    splits = {size: target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=args.manifest,
-                                  progress=False)[args.split] for size in args.sizes}
+    splits = {size: emotion6_splits(size, manifest=args.manifest)[args.split] for size in args.sizes}
     print(f"{args.split} accuracy, plain / flip TTA ({len(splits[args.sizes[0]].labels)} images)\n")
     print("| weights | " + " | ".join(f"{size} px" for size in args.sizes) + " |")
     print("|---|" + "---|" * len(args.sizes))

@@ -45,16 +45,16 @@ def images(val_count: int) -> list[tuple[str, str]]:
     samples = Path(__file__).resolve().parents[1] / "src" / "emoadapt" / "samples"
     found = [(p.name, str(p)) for p in sorted(samples.glob("*.jpg"))]
     if val_count:
-        from emoadapt.adapt.data import target_splits
+        from emotion6 import RESULTS, emotion6_splits
+
         from emoadapt.data.locate import dataset_path
 
         try:
-            root = dataset_path("emotion6")
+            dataset_path("emotion6")
         except Exception as exc:  # the dataset is optional
             print(f"Emotion6 not found ({exc}); bundled samples only")
             return found
-        manifest = Path(__file__).parent / "results" / "adaptation" / "split.json"
-        val = target_splits(root, 32, 3, layout="emotion6", manifest=manifest, progress=False)["val"]
+        val = emotion6_splits(32, manifest=RESULTS / "split.json")["val"]
         found += [(f"emotion6 val {i}", p) for i, p in enumerate(val.paths[:val_count])]
     return found
 

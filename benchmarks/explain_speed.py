@@ -40,7 +40,7 @@ def _onnx_session(model: torch.nn.Module, folder: str, threads: int):
     """An onnxruntime session of ``model`` (ImportError without onnxruntime)."""
     import onnxruntime as ort
 
-    from emoadapt.export import export_onnx
+    from emoadapt.models.onnx import export_onnx
 
     path = export_onnx(model, os.path.join(folder, "model.onnx"))
     options = ort.SessionOptions()

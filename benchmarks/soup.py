@@ -5,11 +5,17 @@
 
 Every run, the uniform soup (all runs; also with the members' averaged batch-norm statistics
 instead of re-estimated ones), the greedy soup (runs added best-validation first, kept when
-validation accuracy does not drop; :mod:`emoadapt.training.soup`) and, for reference, the
+validation accuracy does not drop; the functions below) and, for reference, the
 ensemble of all runs (probabilities averaged: N networks at inference) are scored on the Emotion6
 split of ``--manifest``. Averages of two or more runs get batch-norm statistics re-estimated on
 the training images (and mirrors); a single run keeps its own. Validation picks; the test column
 is reported, never used. Writes OUT/soup<tag>.json.
+
+Why soups (Wortsman et al. 2022): several networks fine-tuned from the *same* start weights (one
+FER checkpoint, different seeds) often lie in one basin of the loss, so the average of their
+weights can itself be a good network, at the cost of one at inference. Averaged batch-norm running
+statistics are not the statistics of the averaged network, so :func:`refresh_batch_norm`
+re-estimates them from training images before the soup is scored.
 """
 
 from __future__ import annotations
@@ -19,25 +25,79 @@ import glob
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from emotion6 import SPLIT, emotion6_splits
+from torch import nn
 
-from emoadapt.adapt.data import target_splits
 from emoadapt.data.labels import IER_CLASSES
-from emoadapt.data.locate import dataset_path
+from emoadapt.data.transforms import uint8_to_tensor
 from emoadapt.fileio import atomic_write_json
 from emoadapt.models.registry import load_model
-from emoadapt.training.checkpoint import save_weights
+from emoadapt.models.weights import save_weights
 from emoadapt.training.metrics import classification_report, predict_arrays
-from emoadapt.training.soup import average_state_dicts, greedy_soup, refresh_batch_norm
+
+
+def average_state_dicts(state_dicts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of floating-point tensors of same-shaped state dicts (integer
+    buffers, e.g. batch-norm step counts, are taken from the first)."""
+    if not state_dicts:
+        raise ValueError("nothing to average")
+    keys = state_dicts[0].keys()
+    for other in state_dicts[1:]:
+        if other.keys() != keys or any(other[k].shape != state_dicts[0][k].shape for k in keys):
+            raise ValueError("the networks to average differ in their tensors: same architecture needed")
+    return {k: (torch.stack([sd[k].float() for sd in state_dicts]).mean(0).to(state_dicts[0][k].dtype)
+                if state_dicts[0][k].is_floating_point() else state_dicts[0][k].clone()) for k in keys}
+
+
+@torch.no_grad()
+def refresh_batch_norm(model: nn.Module, images: np.ndarray, batch_size: int = 64, flip: bool = True) -> nn.Module:
+    """Re-estimate every batch-norm layer's running mean and variance as the exact average over
+    ``images`` (N, H, W, C) uint8 (and their mirror images when ``flip``); weights are unchanged.
+    Returns ``model`` in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+    model.train()
+    for start in range(0, len(images), batch_size):
+        x = uint8_to_tensor(images[start:start + batch_size])
+        model(x)
+        if flip:
+            model(x.flip(3))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
+def greedy_soup(state_dicts: Sequence[dict[str, torch.Tensor]], val_scores: Sequence[float],
+                score: Callable[[list[dict[str, torch.Tensor]]], float]) -> tuple[list[int], float]:
+    """Greedy soup: visit the runs by decreasing ``val_scores``; keep a run when ``score`` of the
+    candidate members (the validation accuracy of their averaged weights, e.g. after a batch-norm
+    refresh: the caller decides) does not drop.
+
+    Returns (indices of the kept runs in the order added, the soup's validation score)."""
+    order = sorted(range(len(state_dicts)), key=lambda i: -val_scores[i])
+    kept = [order[0]]
+    best = score([state_dicts[order[0]]])
+    for i in order[1:]:
+        trial = score([state_dicts[j] for j in kept + [i]])
+        if trial >= best:
+            kept, best = kept + [i], trial
+    return kept, best
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", nargs="+", required=True, help="weight files or globs (same architecture)")
-    parser.add_argument("--manifest", default="benchmarks/results/adaptation/split.json")
+    parser.add_argument("--manifest", default=str(SPLIT))
     parser.add_argument("--out", default="benchmarks/results/adaptation")
     parser.add_argument("--tag", default="")
     parser.add_argument("--save", default=None, help="write the soup validation picks to this weights file")
@@ -50,8 +110,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"a soup needs at least 2 weight files, got {paths}")
     models = [load_model(p) for p in paths]
     model, extra = models[0]
-    splits = target_splits(dataset_path("emotion6"), model.config.input_size, model.config.in_chans,
-                           layout="emotion6", manifest=args.manifest, progress=False)
+    splits = emotion6_splits(model.config.input_size, model.config.in_chans, manifest=args.manifest)
     started = time.time()
 
     def scores(net, names=("val", "test")) -> dict:

@@ -14,10 +14,9 @@ import sys
 
 import numpy as np
 import torch
+from emotion6 import SPLIT, emotion6_splits
 from PIL import Image
 
-from emoadapt.adapt.data import target_splits
-from emoadapt.data.locate import dataset_path
 from emoadapt.models.registry import resolve_model
 from emoadapt.training.metrics import predict_arrays
 
@@ -25,7 +24,7 @@ from emoadapt.training.metrics import predict_arrays
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default="emoadapt-ier")
-    parser.add_argument("--manifest", default="benchmarks/results/adaptation/split.json")
+    parser.add_argument("--manifest", default=str(SPLIT))
     parser.add_argument("--split", default="val")
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 96, 64, 48])
     parser.add_argument("--threads", type=int, default=1)
@@ -33,8 +32,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     model, _ = resolve_model(args.weights)
     size = model.config.input_size
-    split = target_splits(dataset_path("emotion6"), size, 3, layout="emotion6", manifest=args.manifest,
-                          progress=False)[args.split]
+    split = emotion6_splits(size, manifest=args.manifest)[args.split]
     print(f"| seen at | {args.split} accuracy ({len(split.labels)} images) |\n|---|---|")
     for seen in args.sizes:
         low = np.stack([np.asarray(Image.fromarray(image).resize((seen, seen), Image.BILINEAR)

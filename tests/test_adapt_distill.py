@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.adapt.distill import OnlineTeacher, crops, mixed_views, online_teacher, spatial_pairs, teacher_taps
+from emoadapt.adapt.distill import OnlineTeacher, crops, mixed_views, online_teacher
+from emoadapt.adapt.hints import spatial_pairs, teacher_taps
 from emoadapt.adapt.train import adapt
 from emoadapt.models.emonet import EmoNet, EmoNetConfig
 from emoadapt.training.metrics import predict_arrays
@@ -116,7 +117,7 @@ def test_grey_students_and_teachers_see_luma_as_the_decoder_makes_it():
 
 
 def test_feature_hint_is_zero_for_a_matching_map_and_ignores_scale():
-    from emoadapt.adapt.distill import FeatureHint
+    from emoadapt.adapt.hints import FeatureHint
 
     hint = FeatureHint(3, 3)
     with torch.no_grad():  # identity regressor

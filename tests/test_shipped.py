@@ -76,3 +76,18 @@ def test_onnx_and_torch_agree_on_the_real_sample_images():
     torch_probs = Predictor(runtime="torch").predict(SAMPLES)
     onnx_probs = Predictor(runtime="onnx").predict(SAMPLES)
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4, rtol=0)
+
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "shipped_outputs.json").read_text())
+
+
+@pytest.mark.parametrize("name", [DEFAULT_MODEL, "fer-cpu"])
+def test_shipped_models_give_the_recorded_probabilities_on_the_samples(name):
+    """A refactoring must not move a shipped number: the probabilities recorded before one, to 1e-6."""
+    probs = Predictor(name, runtime="torch").predict(SAMPLES)
+    np.testing.assert_allclose(probs, np.array(RECORDED[name]), atol=1e-6, rtol=0)
+
+
+def test_the_default_explanation_is_the_recorded_one():
+    explanation = Predictor(runtime="torch").explain(SAMPLES[0])
+    np.testing.assert_allclose(explanation.values, RECORDED["dncshap_emoadapt-ier_sample0_depth6"], atol=1e-6, rtol=0)

@@ -1,12 +1,17 @@
 """Model soups: the average is element-wise, batch-norm statistics are re-estimated exactly, and the
 greedy soup keeps a run only when validation does not drop."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from emoadapt.training.soup import average_state_dicts, greedy_soup, refresh_batch_norm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from soup import average_state_dicts, greedy_soup, refresh_batch_norm
 
 
 def test_average_is_elementwise_and_keeps_integer_buffers():

@@ -91,7 +91,7 @@ class Predictor:
         self.runtime = runtime
         self.session = None
         if runtime == "onnx":
-            from .export import onnx_session
+            from .models.onnx import onnx_session
 
             self.session = onnx_session(self.model, threads=threads)
 

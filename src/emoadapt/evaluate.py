@@ -37,7 +37,7 @@ def ier_probs_from_fer(probs: np.ndarray) -> np.ndarray:
     return mapped / np.clip(mapped.sum(1, keepdims=True), 1e-12, None)
 
 
-def _as_fer_dataset(dataset: ImageDataset) -> ImageDataset:
+def as_fer_dataset(dataset: ImageDataset) -> ImageDataset:
     from dataclasses import replace
 
     samples = [replace(s, label=FACE_ALIASES.get(s.label, s.label)) for s in dataset.samples]
@@ -65,7 +65,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     dataset = select_splits(open_dataset(data, layout), manifest, splits)
     mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
     if mapping == "fer":
-        dataset = _as_fer_dataset(dataset)
+        dataset = as_fer_dataset(dataset)
         classes = model_classes
     else:
         if dataset.to_ier is None:

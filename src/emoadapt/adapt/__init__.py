@@ -1,29 +1,28 @@
-"""Feature-based domain adaptation from faces (FER) to generic images (IER), SPEC §3."""
+"""Feature-based domain adaptation from faces (FER) to generic images (IER), SPEC §3.
+
+The public names are imported lazily (so that :mod:`emoadapt.adapt.config`, which the CLI reads to
+build its flags, does not pull in torch)::
+
+    AdaptConfig, adapt, build_start_model       the method (config, entry point, start model)
+    make_discrepancy, DISCREPANCIES, MultiKernelMMD, LinearMMD, CORAL, NoDiscrepancy
+"""
 
 from __future__ import annotations
 
-from torch import nn
+import importlib
+from typing import Any
 
-from .coral import CORAL
-from .mmd import LinearMMD, MultiKernelMMD
+_LAZY = {
+    "AdaptConfig": "config", "ConfigError": "config", "Protocol": "config",
+    "adapt": "train", "build_start_model": "start",
+    "CORAL": "coral", "LinearMMD": "mmd", "MultiKernelMMD": "mmd",
+    "DISCREPANCIES": "losses", "NoDiscrepancy": "losses", "make_discrepancy": "losses",
+}
 
-
-class NoDiscrepancy(nn.Module):
-    """The ablation baseline: always 0."""
-
-    def forward(self, f_s, f_t):
-        return f_s.new_zeros(())
-
-
-DISCREPANCIES = {"mmd": MultiKernelMMD, "linear-mmd": LinearMMD, "coral": CORAL, "none": NoDiscrepancy}
+__all__ = sorted(_LAZY)
 
 
-def make_discrepancy(name: str) -> nn.Module:
-    """``mmd`` (multi-kernel Gaussian, default), ``linear-mmd``, ``coral`` or ``none``."""
-    try:
-        return DISCREPANCIES[name]()
-    except KeyError:
-        raise ValueError(f"unknown discrepancy {name!r}; choose from {', '.join(DISCREPANCIES)}") from None
-
-
-__all__ = ["CORAL", "DISCREPANCIES", "LinearMMD", "MultiKernelMMD", "NoDiscrepancy", "make_discrepancy"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

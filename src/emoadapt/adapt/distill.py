@@ -1,6 +1,6 @@
 """Online distillation ("function matching"): the teacher labels fresh views at every step.
 
-The bank protocol (:func:`emoadapt.adapt.train.distillation_bank`) shows the student a fixed set of
+The bank protocol (:func:`emoadapt.adapt.bank.distillation_bank`) shows the student a fixed set of
 views; a small student memorises them. Here, as in Beyer et al. (2022, "Knowledge distillation: a
 good teacher is patient and consistent"), every step draws new random resized crops, cuts the
 *same* box at the teacher's and at the student's input size, and asks the teacher afresh, so the
@@ -17,12 +17,7 @@ student never sees a view twice. Each step has
         + β·T²·KL(teacher_T ‖ student_T) + γ·MSE(student pre-logits, teacher pre-logits)
         + δ·mean over pairs (s, t) of FeatureHint(student map s, teacher map t)
 
-The optional feature-map hint (δ = ``kd_spatial_weight``; FitNets, Romero et al. 2015) gives the
-student far more to match per view than four logits: for each ``student_tap:teacher_tap`` pair of
-``kd_spatial`` (default ``b4:s4,merged:s5``: EmoNet's block-4 map against MobileNetV2's frozen
-ImageNet stage s4, the merged map against stage s5) a 1×1 conv regressor (trained, then dropped)
-maps the student's channels to the teacher's, the teacher's map is average-pooled to the student's
-grid, and :class:`FeatureHint` compares unit-length channel vectors position by position.
+The optional feature-map hint (δ = ``kd_spatial_weight``) is :mod:`emoadapt.adapt.hints`.
 
 The teacher runs in onnxruntime when it is installed (about 6× faster than PyTorch on this CPU
 for MobileNetV2 at 160 px), else in PyTorch.
@@ -41,8 +36,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.labels import IER_CLASSES
-from ..data.transforms import rgb_to_grey, uint8_to_tensor
+from ..data.transforms import match_channels, rgb_to_grey, uint8_to_tensor
 from ..training.metrics import classification_report, predict_arrays
+from .config import AdaptConfig, ConfigError
+from .hints import feature_hints, spatial_pairs
+from .loop import fit_adaptation
+from .losses import adaptation_loss, distillation_loss, pooled
+from .start import frozen_modules
 from .views import random_boxes, render_views
 
 #: What the teacher returns for a batch of views: ``logits`` (N, K) and ``pre_logits`` (N, H).
@@ -80,7 +80,7 @@ def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images
     try:
         if not use_onnx:
             raise ImportError
-        from ..export import onnx_session
+        from ..models.onnx import onnx_session
 
         session = onnx_session(model, threads=threads, cache_dir=cache_dir, taps=taps)
 
@@ -95,64 +95,6 @@ def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images
         return run(rgb_to_grey(x) if grey else x.contiguous())
 
     return OnlineTeacher(predict, model.config.input_size, train_images, unlabelled_images)
-
-
-def spatial_pairs(spec: str) -> list[tuple[str, str]]:
-    """``"b4:s4,merged:s5"`` → ``[("b4", "s4"), ("merged", "s5")]`` (student tap, teacher tap)."""
-    pairs = []
-    for item in (part.strip() for part in spec.split(",") if part.strip()):
-        student, sep, teacher = item.partition(":")
-        if not sep or not student or not teacher:
-            raise ValueError(f"kd_spatial: expected student_tap:teacher_tap pairs, got {item!r}")
-        pairs.append((student.strip(), teacher.strip()))
-    if not pairs:
-        raise ValueError("kd_spatial names no student_tap:teacher_tap pair")
-    return pairs
-
-
-def teacher_taps(spec: str) -> tuple[str, ...]:
-    """The teacher feature maps a ``kd_spatial`` spec compares, each once, in order:
-    ``"b3:s4,b4:s4,merged:s5"`` → ``("s4", "s5")``."""
-    return tuple(dict.fromkeys(teacher for _, teacher in spatial_pairs(spec)))
-
-
-class FeatureHint(nn.Module):
-    """Feature-map hint loss for one tap pair.
-
-    ``forward(student (N, Cs, h, w), teacher (N, Ct, H, W))``: a 1×1 conv maps the student's map to
-    Ct channels, the teacher's map is average-pooled to (h, w), both are made unit length over
-    channels at each position, and the squared distance (0 … 4; 2 − 2·cosine) is averaged over
-    positions and views. A scalar.
-    """
-
-    def __init__(self, student_channels: int, teacher_channels: int):
-        super().__init__()
-        self.regressor = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
-
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        mapped = F.normalize(self.regressor(student), dim=1)
-        target = F.normalize(F.adaptive_avg_pool2d(teacher, student.shape[-2:]), dim=1)
-        return (mapped - target).pow(2).sum(1).mean()
-
-
-def feature_hints(model: nn.Module, teacher: OnlineTeacher, pairs: list[tuple[str, str]], seed: int) -> nn.ModuleDict:
-    """One :class:`FeatureHint` per (student tap, teacher tap) pair, sized by one probe view,
-    initialised from ``seed``; keys ``"student->teacher"``."""
-    probe = torch.rand(1, 3, teacher.size, teacher.size)
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        small = F.interpolate(probe, size=model.config.input_size, mode="bilinear")
-        student = model.forward_taps(rgb_to_grey(small) if model.config.in_chans == 1 else small,
-                                     tuple(s for s, _ in pairs))
-        model.train(was_training)
-        taught = teacher.predict(probe)
-    for s, t in pairs:
-        if student[s].dim() != 4 or t not in taught or taught[t].dim() != 4:
-            raise ValueError(f"kd_spatial pair {s}:{t} needs a feature map on both sides "
-                             f"(student {tuple(student[s].shape)}, teacher {tuple(taught[t].shape) if t in taught else 'none'})")
-    torch.manual_seed(seed)
-    return nn.ModuleDict({f"{s}->{t}": FeatureHint(student[s].shape[1], taught[t].shape[1]) for s, t in pairs})
 
 
 def crops(images: np.ndarray, boxes: np.ndarray, sizes: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,19 +117,19 @@ def mixed_views(pool: np.ndarray, count: int, rng: np.random.Generator, mixup: f
 
 
 def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np.ndarray,
-                      val: tuple[np.ndarray, np.ndarray], source: tuple[np.ndarray, np.ndarray], cfg, out_dir: str | Path,
-                      *, optimizer, discrepancy: nn.Module, use_source: bool, resume: bool, progress: bool,
-                      stop_after_epochs: int | None) -> dict:
+                      val: tuple[np.ndarray, np.ndarray], source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig,
+                      out_dir: str | Path, *, optimizer, discrepancy: nn.Module, use_source: bool, resume: bool,
+                      progress: bool, stop_after_epochs: int | None) -> dict:
     """Train ``model`` (the student) with the loss in the module docstring; one epoch is
     ``ceil(N_train / batch_size)`` steps. ``val`` images are at the student's size; ``source``
     faces (uint8, FER labels already mapped to IER indices or −1) at the student's size.
     Returns the run state of :func:`emoadapt.training.loop.run_epochs`."""
-    from .train import _match_channels, _pooled, _run, adaptation_loss, distillation_loss, frozen_modules
-
+    if not isinstance(teacher, OnlineTeacher):
+        raise ConfigError("kd_mode=online needs an OnlineTeacher (distill.online_teacher)")
     if cfg.kd_hint_weight > 0 and cfg.kd_hint_tap != "pre_logits":
-        raise ValueError("online distillation hints on the teacher's pre_logits only")
+        raise ConfigError("online distillation hints on the teacher's pre_logits only")
     if len(teacher.train_images) != len(train_labels):
-        raise ValueError(f"{len(teacher.train_images)} teacher-size training images for {len(train_labels)} labels")
+        raise ConfigError(f"{len(teacher.train_images)} teacher-size training images for {len(train_labels)} labels")
     student_size, channels = model.config.input_size, model.config.in_chans
     sizes = (teacher.size, student_size)
     pool = np.concatenate([teacher.train_images, teacher.unlabelled_images])
@@ -215,13 +157,13 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
         labelled_t, labelled_s = crops(teacher.train_images[index], random_boxes(rng, len(index)), sizes)
         mixed_t, mixed_s = mixed_views(pool, len(index), rng, cfg.mixup, sizes)
         s_index = rng.integers(len(xs), size=len(index)) if use_source else np.zeros(0, dtype=np.int64)
-        faces = uint8_to_tensor(_match_channels(xs[s_index], 3))
+        faces = uint8_to_tensor(match_channels(xs[s_index], 3))
         x = torch.cat([to_student(labelled_s), to_student(faces), to_student(mixed_s)])
         out = model.forward_taps(x, tuple(dict.fromkeys((*layers, *(s for s, _ in pairs), "pre_logits", "logits"))))
         n_labelled = len(index) + len(s_index)
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
         loss, n, correct = adaptation_loss(out["logits"][:n_labelled],
-                                           [_pooled(out[tap][:n_labelled]) for tap in layers],
+                                           [pooled(out[tap][:n_labelled]) for tap in layers],
                                            torch.as_tensor(train_labels[index]), torch.as_tensor(ys[s_index]),
                                            progress_now, cfg, discrepancy)
         taught = teacher.predict(torch.cat([labelled_t, mixed_t]))
@@ -239,6 +181,6 @@ def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np
     def validate() -> dict:
         return classification_report(val[1], predict_arrays(model, val[0]), IER_CLASSES)
 
-    return _run(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
-                progress=progress, stop_after_epochs=stop_after_epochs,
-                helpers={"feature_hints": hints} if pairs else None)
+    return fit_adaptation(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
+                          progress=progress, stop_after_epochs=stop_after_epochs,
+                          helpers={"feature_hints": hints} if pairs else None)

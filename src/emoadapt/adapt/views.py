@@ -15,6 +15,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from ..errors import EmoadaptError
+
 
 def crop_boxes(count: int, views: int, seed: int, *, scale: tuple[float, float] = (0.35, 1.0),
                ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
@@ -26,7 +28,7 @@ def crop_boxes(count: int, views: int, seed: int, *, scale: tuple[float, float] 
         mirrored (when ``views`` ≥ 2).
     """
     if views < 1:
-        raise ValueError(f"views must be at least 1, got {views}")
+        raise EmoadaptError(f"views must be at least 1, got {views}")
     rng = np.random.default_rng(seed)
     boxes = np.zeros((views, count, 5))
     boxes[:, :, 2:4] = 1.0
@@ -61,7 +63,7 @@ def render_views(images: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray
     """
     views, count = boxes.shape[:2]
     if count != len(images):
-        raise ValueError(f"{count} boxes per view for {len(images)} images")
+        raise EmoadaptError(f"{count} boxes per view for {len(images)} images")
     channels = images.shape[-1]
     out = np.empty((views, count, size, size, channels), dtype=np.uint8)
     side_y, side_x = images.shape[1:3]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import glob
 from pathlib import Path
 
 
@@ -58,20 +57,10 @@ def load_predictor(args: argparse.Namespace):
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their image files (recursive, sorted), globs expanded.
-    A name that matches nothing is kept so that it is reported as missing."""
-    from ..data.folder import is_image_file
+    """:func:`emoadapt.data.folder.expand_inputs` (imported when a command runs, not for ``--help``)."""
+    from ..data.folder import expand_inputs as expand
 
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if is_image_file(p))
-        elif not path.exists() and glob.has_magic(item):
-            paths += [Path(p) for p in sorted(glob.glob(item, recursive=True))]
-        else:
-            paths.append(path)
-    return paths
+    return expand(items)
 
 
 def unique_stem(path: Path, used: set[str]) -> str:

@@ -8,31 +8,34 @@ from dataclasses import fields
 
 from ._shared import add_target_options
 
+NAME = "adapt"
+HELP = "adapt a FER model to generic images (classification + discrepancy loss)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..adapt.train import AdaptConfig
+    from ..adapt.config import CHOICES, AdaptConfig  # torch-free: the flags below are its fields
 
-    p = sub.add_parser("adapt", help="adapt a FER model to generic images (classification + discrepancy loss)",
-                       description=__doc__.split("\n")[0])
+    p = sub.add_parser(NAME, help=HELP, description=" ".join(__doc__.split()))
     add_target_options(p, "reuse this split manifest (JSON) instead of making one")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of a new split (default 0)")
-    p.add_argument("--val", type=float, default=0.15)
-    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--val", type=float, default=0.15, help="validation fraction of a new split (default 0.15)")
+    p.add_argument("--test", type=float, default=0.15, help="test fraction of a new split (default 0.15)")
     p.add_argument("--folds", type=int, default=0, help="k-fold mode: number of folds (0 = holdout)")
     p.add_argument("--fold", type=int, default=0, help="k-fold mode: which fold is the test set")
     p.add_argument("--unlabelled", default=None,
                    help="with --teacher: extra unlabelled images (file or folder) the teacher labels")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     defaults = AdaptConfig()
     for f in fields(AdaptConfig):
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
+        help_text = f"{f.metadata['help']} (default {value if value != '' else 'none'})"
         if isinstance(value, bool):
-            p.add_argument(flag, type=_bool, default=value, metavar="yes|no", help=f"(default {value})")
+            p.add_argument(flag, type=_bool, default=value, metavar="yes|no", help=help_text)
         else:
-            p.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+            p.add_argument(flag, type=type(value), default=value, choices=CHOICES.get(f.name), help=help_text)
     p.set_defaults(run=run)
 
 
@@ -47,10 +50,13 @@ def _bool(value: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..adapt.config import AdaptConfig, check
     from ..adapt.data import source_faces, target_splits
-    from ..adapt.train import AdaptConfig, adapt, build_start_model
+    from ..adapt.start import build_start_model
+    from ..adapt.train import adapt
 
     cfg = AdaptConfig(**{f.name: getattr(args, f.name) for f in fields(AdaptConfig)})
+    check(cfg)  # a wrong option fails before any image is read
     model = build_start_model(cfg)
     size, channels = model.config.input_size, model.config.in_chans
     out = Path(args.out)
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                            fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress)
     source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
                           progress=not args.no_progress)
-    distill = _teacher(args, cfg, out, size, channels) if cfg.kd_weight > 0 or cfg.kd_hint_weight > 0 else None
+    distill = _teacher(args, cfg, out, size, channels) if cfg.distilling else None
     state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
                   source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, distill=distill)
     best = state["best"]
@@ -75,9 +81,10 @@ def _teacher(args: argparse.Namespace, cfg, out, size: int, channels: int):
     ``--kd-mode online``: the teacher and those images, for fresh crops at every step."""
     import numpy as np
 
+    from ..adapt.bank import distillation_bank
     from ..adapt.data import target_splits, unlabelled_images
     from ..adapt.distill import online_teacher
-    from ..adapt.train import distillation_bank
+    from ..adapt.hints import teacher_taps
     from ..errors import EmoadaptError
     from ..models.registry import resolve_model
 
@@ -91,14 +98,7 @@ def _teacher(args: argparse.Namespace, cfg, out, size: int, channels: int):
     extra = (unlabelled_images(args.unlabelled, teacher_size, progress=not args.no_progress) if args.unlabelled
              else np.zeros((0, teacher_size, teacher_size, 3), np.uint8))
     if cfg.kd_mode == "online":
-        return online_teacher(teacher, train.images, extra, threads=cfg.threads or None,
-                              spatial_taps=_teacher_maps(cfg))
+        maps = teacher_taps(cfg.kd_spatial) if cfg.kd_spatial_weight > 0 else ()
+        return online_teacher(teacher, train.images, extra, threads=cfg.threads or None, spatial_taps=maps)
     return distillation_bank(teacher, train.images, extra, views=cfg.views, seed=0, student_size=size,
                              student_channels=channels, progress=not args.no_progress)
-
-
-def _teacher_maps(cfg) -> tuple[str, ...]:
-    """The teacher feature maps the feature-map hint compares (none when it is off)."""
-    from ..adapt.distill import teacher_taps
-
-    return teacher_taps(cfg.kd_spatial) if cfg.kd_spatial_weight > 0 else ()

@@ -7,9 +7,12 @@ import argparse
 import json
 from typing import Any
 
+NAME = "data"
+HELP = "inspect datasets and make repeatable splits"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="inspect datasets and make repeatable splits",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Inspect a dataset (counts per class and split, image sizes) or write a "
                                    "stratified, subject-wise split manifest.")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -27,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("path", help="dataset folder, or a CSV / list file")
     t.add_argument("--out", required=True, help="manifest file to write (JSON)")
     t.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     t.add_argument("--val", type=float, default=0.15, help="validation fraction (default 0.15)")
     t.add_argument("--test", type=float, default=0.15, help="test fraction (default 0.15)")
     t.add_argument("--folds", type=int, default=0, help="make K folds instead of train/val/test")

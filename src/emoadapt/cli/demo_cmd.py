@@ -7,9 +7,12 @@ import argparse
 
 from ._shared import add_dncshap_options
 
+NAME = "demo"
+HELP = "predict + explain the bundled sample images with the shipped model"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="predict + explain the bundled sample images with the shipped model")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     add_dncshap_options(p)
     p.set_defaults(run=run)

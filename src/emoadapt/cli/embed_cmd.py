@@ -10,9 +10,12 @@ import argparse
 
 from ._shared import add_target_options
 
+NAME = "embed"
+HELP = "plot a layer's activations of images and faces in 2-D (PCA or t-SNE)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="plot a layer's activations of images and faces in 2-D (PCA or t-SNE)",
+    p = sub.add_parser(NAME, help=HELP,
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", required=True,
                    help="a .safetensors file or a shipped model name; repeat for one row per model")
@@ -73,14 +76,14 @@ def _target(args: argparse.Namespace, size: int):
 def _faces(args: argparse.Namespace):
     """(grey faces uint8 (N, 48, 48, 1), IER labels or −1), or ``None`` without a FER2013 folder."""
     from ..adapt.data import source_faces
-    from ..adapt.train import map_source_labels
+    from ..data.labels import fer_to_ier_indices
     from ..data.locate import dataset_path
 
     if args.faces <= 0 or (args.source is None and dataset_path("fer2013", required=False) is None):
         return None
     images, labels = source_faces(48, root=args.source, limit=args.faces, seed=args.seed,
                                   progress=not args.no_progress)
-    return images, map_source_labels(labels)
+    return images, fer_to_ier_indices(labels)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+NAME = "evaluate"
+HELP = "score a model on a dataset split (accuracy, macro-F1, confusion matrix)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a model on a dataset split (accuracy, macro-F1, confusion matrix)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("weights", help="a .safetensors weights file (e.g. RUN/best.safetensors)")
     p.add_argument("data", help="dataset folder")
     p.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
 
+NAME = "explain"
+HELP = "explain predictions with DnCShap (overlay PNG, scores JSON, map NPY)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="explain predictions with DnCShap (overlay PNG, scores JSON, map NPY)",
+    p = sub.add_parser(NAME, help=HELP,
                        description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS",
                    help="image files, folders (searched recursively for image files) or glob patterns")
@@ -26,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer-baseline", choices=("zero", "mean-activation"), default="zero",
                    help="absent cells of a layer (default zero)")
     p.add_argument("--batch-size", type=int, default=128, help="images per model call")
-    p.add_argument("--variant", choices=("clean", "reference"), default="clean")
+    p.add_argument("--variant", choices=("clean", "reference"), default="clean",
+                   help="clean DnCShap (default), or the original recursion with its quirks (reference)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 

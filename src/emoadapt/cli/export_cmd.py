@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+NAME = "export"
+HELP = "export a model to ONNX (input images in [0, 1], output logits)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX (input images in [0, 1], output logits)")
+    p = sub.add_parser(NAME, help=HELP)
     p.add_argument("--onnx", required=True, help="output .onnx file")
     p.add_argument("--model", "--weights", dest="model", default=None,
                    help="a .safetensors file or a shipped model name (default: the shipped IER model)")
@@ -16,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..export import export_onnx
+    from ..models.onnx import export_onnx
     from ..models.registry import resolve_model
 
     model, meta = resolve_model(args.model)

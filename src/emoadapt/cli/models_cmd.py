@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+NAME = "models"
+HELP = "list the model presets (names for --model / --init)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the model presets (names for --model / --init)",
+    p = sub.add_parser(NAME, help=HELP,
                        description="List the registry's presets: name, classes, input, whether weights ship "
-                                   "with emoadapt, and a one-line description.")
+                                   "with emoadapt, a one-line description and, for shipped weights, their "
+                                   "training data, licence and sha256.")
     p.set_defaults(run=run)
 
 
@@ -22,4 +26,7 @@ def run(args: argparse.Namespace) -> int:
         shipped = "shipped weights" if preset.weights else "no weights"
         print(f"{name:14s} {len(preset.classes)} classes, {config.get('input_size')} px {channels}, {shipped}")
         print(f"{'':14s} {preset.description}")
+        if preset.weights:
+            print(f"{'':14s} trained on: {preset.training_data}")
+            print(f"{'':14s} licence: {preset.licence}; sha256 {preset.sha256}")
     return 0

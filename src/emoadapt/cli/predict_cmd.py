@@ -8,19 +8,22 @@ from pathlib import Path
 
 from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
 
+NAME = "predict"
+HELP = "predict the emotion of images (files, folders, globs) into CSV/JSONL"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict the emotion of images (files, folders, globs) into CSV/JSONL",
+    p = sub.add_parser(NAME, help=HELP,
                        description="One row per image: path, emotion, prob_<class>…, seconds, error. A file that "
                                    "cannot be decoded gets an error row; the exit status is 1 if any image failed.")
-    p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB")
+    p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB", help="image files, folders (searched recursively) or globs")
     p.add_argument("--out", default="results.csv", help="output .csv or .jsonl (default results.csv)")
     add_model_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     p.add_argument("--resume", action="store_true", help="skip images that already have a row in --out")
     p.add_argument("--explain", action="store_true", help="also write a DnCShap overlay PNG per image")
     add_dncshap_options(p)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 

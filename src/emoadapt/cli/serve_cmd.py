@@ -6,9 +6,12 @@ import argparse
 
 from ._shared import add_dncshap_options
 
+NAME = "serve"
+HELP = "start the web app (upload an image, see its emotion and explanation)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="start the web app (upload an image, see its emotion and explanation)",
+    p = sub.add_parser(NAME, help=HELP,
                        description="Serves the page at / and the JSON API at /api/predict and /api/explain "
                                    "(docs at /docs). Needs the 'web' extra: pip install 'emoadapt[web]'.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

@@ -7,6 +7,7 @@ sorted; a ``label_map`` renames them (or drops a folder when it maps to ``None``
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from ..errors import DatasetLayoutError
@@ -62,3 +63,18 @@ def read_folder(root: str | Path, *, label_map: dict[str, str | None] | None = N
             samples += [Sample(str(path), label) for path in list_images(folder)]
     classes = tuple(sorted({s.label for s in samples}))
     return ImageDataset(name, str(root), classes, samples, to_ier=to_ier or identity_or_fer_map(classes))
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given, folders expanded to their image files (recursive, sorted), globs expanded.
+    A name that matches nothing is kept so that it is reported as missing."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if is_image_file(p))
+        elif not path.exists() and glob.has_magic(item):
+            paths += [Path(p) for p in sorted(glob.glob(item, recursive=True))]
+        else:
+            paths.append(path)
+    return paths

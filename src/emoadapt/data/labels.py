@@ -41,3 +41,13 @@ def identity_or_fer_map(classes: tuple[str, ...] | list[str]) -> dict[str, str] 
     if names and names <= set(FER_CLASSES):
         return dict(FER_TO_IER)
     return None
+
+
+def fer_to_ier_indices(fer_labels):
+    """FER class indices (an integer array) → IER indices, −1 where the FER class has no IER class."""
+    import numpy as np
+
+    table = np.full(len(FER_CLASSES), -1, dtype=np.int64)
+    for fer, ier in FER_TO_IER.items():
+        table[FER_CLASSES.index(fer)] = IER_CLASSES.index(ier)
+    return table[fer_labels]

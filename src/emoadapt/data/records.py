@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
+from ..errors import EmoadaptError
 from .decode import decode_image
 
 
@@ -92,7 +93,7 @@ class ImageDataset:
         from .labels import IER_CLASSES
 
         if self.to_ier is None:
-            raise ValueError(f"dataset {self.name!r} has no map onto the IER classes")
+            raise EmoadaptError(f"dataset {self.name!r} has no map onto the IER classes")
         mapped = [
             replace(s, label=self.to_ier[s.label], meta={**s.meta, "source_label": s.label})
             for s in self.samples

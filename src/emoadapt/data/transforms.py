@@ -61,3 +61,14 @@ def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
             picture = picture.resize((size, size), Image.Resampling.BILINEAR)
         fitted[i] = np.asarray(picture).reshape(size, size, channels)
     return fitted
+
+
+def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 images (…, C) with ``channels`` channels: grey (…, 1) is repeated to (…, 3)."""
+    if images.shape[-1] == channels:
+        return images
+    if images.shape[-1] == 1 and channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    from ..errors import EmoadaptError
+
+    raise EmoadaptError(f"cannot match {images.shape[-1]} source channels to {channels} target channels")

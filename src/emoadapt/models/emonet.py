@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import EmoadaptError
+
 BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 TAPS = ("b1", "b2", "b3", "b4", "b5", "merged", "pre_logits", "logits")
 
@@ -87,9 +89,9 @@ class EmoNet(nn.Module):
     def __init__(self, config: EmoNetConfig):
         super().__init__()
         if config.input_size < 32:
-            raise ValueError(f"input_size must be at least 32 (five 2x2 poolings), got {config.input_size}")
+            raise EmoadaptError(f"input_size must be at least 32 (five 2x2 poolings), got {config.input_size}")
         if config.head not in ("flatten", "pool"):
-            raise ValueError(f"head must be 'flatten' or 'pool', got {config.head!r}")
+            raise EmoadaptError(f"head must be 'flatten' or 'pool', got {config.head!r}")
         self.config = config
         widths = [max(8, round(c * config.width)) for _, c in BLOCKS]
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
@@ -183,7 +185,7 @@ class EmoNet(nn.Module):
         if tap == "merged":
             return self.forward_head(activation)
         if tap not in TAPS[:5]:
-            raise ValueError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
+            raise EmoadaptError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
         start = int(tap[1:])
         n = activation.shape[0]
         pooled = [context[f"b{i + 1}"].expand(n, *context[f"b{i + 1}"].shape[1:]) for i in range(start - 1)]

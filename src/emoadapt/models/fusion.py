@@ -60,10 +60,8 @@ class FusionNet(nn.Module):
 
     def __init__(self, config: FusionConfig):
         super().__init__()
-        from .registry import build_from_config  # the branches are any registered architecture
-
         self.config = config
-        self.branches = nn.ModuleDict({name: build_from_config(getattr(config, name)) for name in BRANCHES})
+        self.branches = nn.ModuleDict({name: build_branch(getattr(config, name)) for name in BRANCHES})
         width = sum(self.branches[name].feature_channels for name in BRANCHES)
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
@@ -138,6 +136,20 @@ class FusionNet(nn.Module):
 
         self.classifier[-1] = nn.Linear(self.num_features, num_classes)
         self.config = replace(self.config, num_classes=num_classes)
+
+
+def build_branch(config: dict) -> nn.Module:
+    """A branch from its config: EfficientNet-Lite or MobileNetV2 (models with stages s1…s5)."""
+    arch = config.get("arch")
+    if arch == "efficientnet_lite":
+        from .efficientnet_lite import efficientnet_lite_from_dict
+
+        return efficientnet_lite_from_dict(config)
+    if arch == "mobilenetv2":
+        from .mobilenetv2 import mobilenetv2_from_dict
+
+        return mobilenetv2_from_dict(config)
+    raise CheckpointError(f"a fusion branch must be efficientnet_lite or mobilenetv2, got {arch!r}")
 
 
 def resize_to(x: torch.Tensor, side: int) -> torch.Tensor:

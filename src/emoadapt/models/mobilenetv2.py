@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, EmoadaptError
 
 # (expansion t, output channels c, repeats n, first stride s) — Table 2 of the paper.
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -71,7 +71,7 @@ class MobileNetV2(nn.Module):
     def __init__(self, config: MobileNetV2Config):
         super().__init__()
         if config.in_chans != 3:
-            raise ValueError("mobilenetv2 takes RGB input (in_chans=3)")
+            raise EmoadaptError("mobilenetv2 takes RGB input (in_chans=3)")
         self.config = config
         self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
@@ -117,7 +117,7 @@ class MobileNetV2(nn.Module):
         """The activation at stage ``tap`` (``s1``…``s5``) of images ``x`` (N, 3, H, W) in [0, 1];
         :meth:`forward_from` continues from it."""
         if tap not in self.stage_ends:
-            raise ValueError(f"unknown stage {tap!r}; choose from {', '.join(self.stage_ends)}")
+            raise EmoadaptError(f"unknown stage {tap!r}; choose from {', '.join(self.stage_ends)}")
         return self.features[:self.stage_ends[tap]]((x - self.mean) / self.std)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -137,7 +137,7 @@ class MobileNetV2(nn.Module):
     def features_from(self, tap: str, activation: torch.Tensor) -> torch.Tensor:
         """The last feature map (N, num_features, h, w) from an activation at stage ``tap``."""
         if tap not in self.stage_ends:
-            raise ValueError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
+            raise EmoadaptError(f"unknown tap {tap!r}; choose from {', '.join(TAPS[:-1])}")
         return self.features[self.stage_ends[tap]:](activation)
 
     def reset_classifier(self, num_classes: int) -> None:

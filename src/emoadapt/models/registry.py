@@ -1,13 +1,14 @@
 """Model registry: presets as data, one factory.
 
-A preset names the architecture config, the label vocabulary, the training data and, for shipped
-models, the weights file inside the package. ``create_model(name)`` builds it (with weights when
-``pretrained=True``); ``load_model(path)`` rebuilds any saved checkpoint from the config stored in
-its metadata."""
+A preset names the architecture config, the label vocabulary and, for shipped models, the weights
+file inside the package with its sha256, licence, training data and source (the model card says
+the same at length). ``create_model(name)`` builds it (with weights when ``pretrained=True``);
+``load_model(path)`` rebuilds any saved checkpoint from the config stored in its metadata; loading
+a shipped preset checks the file's sha256 first."""
 
 from __future__ import annotations
 
-import hashlib
+import functools
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,8 @@ from ..errors import CheckpointError
 from .emonet import EmoNet, EmoNetConfig, emonet_from_dict
 from .efficientnet_lite import EfficientNetLiteConfig
 from .mobilenetv2 import MobileNetV2Config
+from .weights import load_tensors, read_metadata, verify_sha256
+from .weights import sha256 as sha256  # re-exported: the registry's users hash files with it
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class Preset:
         classes: output label names, in order.
         weights: file name under ``emoadapt/weights`` for shipped models, else ``None``.
         description: one line for ``emoadapt models``.
+        extra: anything else a preset wants to record.
+        sha256: hex digest of the shipped weights file (checked when the preset is loaded).
+        licence: the terms the weights come under.
+        training_data: what the weights were trained on (and how it was split).
+        source: where the weights come from (the command that made them, or the upstream file).
     """
 
     name: str
@@ -40,6 +48,10 @@ class Preset:
     weights: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
+    licence: str = ""
+    training_data: str = ""
+    source: str = ""
 
 
 _PRESETS: dict[str, Preset] = {}
@@ -107,7 +119,7 @@ def create_model(name: str, pretrained: bool = False, num_classes: int | None = 
     if pretrained:
         if preset.weights is None:
             raise CheckpointError(f"model {name!r} has no shipped weights")
-        model, _ = load_model(weights_path(preset.weights))
+        model, _ = load_model(shipped_weights(preset))
     if num_classes is not None and num_classes != model.config.num_classes:
         model.reset_classifier(num_classes)
     return model
@@ -121,12 +133,10 @@ def weights_path(filename: str) -> Path:
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load a weights file written by :func:`emoadapt.training.checkpoint.save_weights`.
+    """Load a weights file written by :func:`emoadapt.models.weights.save_weights`.
 
     Returns the model in eval mode (float32) and the file's ``extra`` metadata (classes, metrics…).
     """
-    from ..training.checkpoint import load_tensors, read_metadata
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no weights file at {path}")
@@ -142,8 +152,18 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, meta.get("extra", {})
 
 
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def shipped_weights(preset: Preset) -> Path:
+    """The path of a preset's shipped weights file, after checking its sha256 (once per file version)."""
+    path = weights_path(preset.weights)
+    if preset.sha256:
+        stat = path.stat()
+        _verified(str(path), stat.st_mtime_ns, stat.st_size, preset.sha256)
+    return path
+
+
+@functools.lru_cache(maxsize=32)
+def _verified(path: str, mtime_ns: int, size: int, expected: str) -> None:
+    verify_sha256(path, expected)
 
 
 register(Preset("paper", EmoNetConfig(num_classes=7).to_dict(), FER_CLASSES,
@@ -154,7 +174,12 @@ FER_CPU_CONFIG = EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.
 
 register(Preset("fer-cpu", FER_CPU_CONFIG.to_dict(), FER_CLASSES,
                 weights="fer-cpu.safetensors",
-                description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)"))
+                description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)",
+                sha256="5ac9a43b07d1afaa650f5c851a3e6e1ed279a72ab32fefeff95d761b127e7b46",
+                licence="research use only (inherits FER2013's terms)",
+                training_data="FER2013 Training (28,709 faces); best epoch chosen on PublicTest",
+                source="emoadapt train-fer --out runs/fer-cpu --model fer-cpu --epochs 30 --seed 0 "
+                       "(model card: weights/fer-cpu.md)"))
 register(Preset("fer-cpu-wide", replace(FER_CPU_CONFIG, width=0.5).to_dict(), FER_CLASSES,
                 description="fer-cpu at width 0.5 (4.9 M params; SPEC §6: ~4 min per FER2013 epoch on 2 idle "
                             "CPU cores); no shipped weights"))
@@ -163,7 +188,14 @@ register(Preset("ier-cpu", replace(FER_CPU_CONFIG, num_classes=4).to_dict(), IER
 register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
                 weights="emoadapt-ier.safetensors",
                 description="shipped IER model: ImageNet MobileNetV2 (160 px RGB), last stage s5 + 256-d head "
-                            "fine-tuned on Emotion6 (target-only, the best mean validation configuration)"))
+                            "fine-tuned on Emotion6 (target-only, the best mean validation configuration)",
+                sha256="c6ffeb311db44bf975779c0d531a012510f1de6bac59fb5cdf165c745c947ec1",
+                licence="research use only (inherits Emotion6's terms); initialised from torchvision's ImageNet "
+                        "MobileNetV2 (BSD-3-Clause)",
+                training_data="Emotion6, 4 folders mapped to the IER classes: the 740 training images of "
+                              "benchmarks/results/adaptation/split.json (seed 0, 70/15/15), 8 fixed views each",
+                source="python benchmarks/adaptation.py --part finetune --threads 1 --source-limit 2000, run "
+                       "mobilenetv2-s5 target-only seed 1 (model card: weights/emoadapt-ier.md)"))
 
 register(Preset("fer-lite0", EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(), FER_CLASSES,
                 description="FER on a backbone that transfers: ImageNet EfficientNet-Lite0 (96 px RGB, faces "
@@ -180,4 +212,4 @@ def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict
     preset = get_preset(str(spec))
     if preset.weights is None:
         raise CheckpointError(f"model {spec!r} has no shipped weights; pass a .safetensors file")
-    return load_model(weights_path(preset.weights))
+    return load_model(shipped_weights(preset))

@@ -3,51 +3,21 @@
 A *training checkpoint* (``last.safetensors``) holds model tensors (``model.*``), optimizer tensors
 (``optim.<param index>.<name>``) and, in the safetensors metadata, a JSON ``state`` with the epoch,
 the optimizer's non-tensor state, the run config and the metric history. A *weights file* holds
-only the model tensors plus its model config in the metadata; that is what ships."""
+only the model tensors plus its model config in the metadata; that is what ships, and it is read and
+written by :mod:`emoadapt.models.weights` (re-exported here)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from safetensors import safe_open
+from safetensors.torch import save_file
 
-from ..errors import CheckpointError
 from ..fileio import atomic_path
+from ..models.weights import load_tensors, read_metadata, save_weights
 
-
-def save_weights(path: str | Path, model: torch.nn.Module, model_config: dict, extra: dict | None = None,
-                 dtype: torch.dtype | None = None) -> None:
-    """Model tensors only (optionally cast to ``dtype``, e.g. fp16 to halve the file)."""
-    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-               for k, v in model.state_dict().items()}
-    metadata = {"model_config": json.dumps(model_config), "extra": json.dumps(extra or {})}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata of a safetensors file (``model_config``, ``extra``, ``state``…)."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = handle.metadata() or {}
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from None
-    return {k: json.loads(v) for k, v in raw.items()}
-
-
-def load_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    try:
-        tensors = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from None
-    if not prefix:
-        return tensors
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+__all__ = ["load_tensors", "load_training_state", "read_metadata", "save_training_state", "save_weights"]
 
 
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 import torch
 
+from ..errors import EmoadaptError
+
 
 class WeightAverage:
     """EMA of ``model``'s state dict.
@@ -29,7 +31,7 @@ class WeightAverage:
 
     def __init__(self, model: torch.nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+            raise EmoadaptError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.updates = 0
         self.tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -22,33 +22,13 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ..data.transforms import uint8_to_tensor
-from ..errors import CheckpointError
+from ..errors import CheckpointError, EmoadaptError
 from ..fileio import atomic_write_json, atomic_write_text
 from .augment import augment_batch
 from .checkpoint import load_training_state, save_training_state, save_weights
+from .config import TrainConfig
 from .ema import WeightAverage
 from .metrics import classification_report, predict_arrays
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (stored in every checkpoint).
-
-    ``class_weight``: ``none``, ``sqrt`` (weights ∝ 1/√count, mild) or ``balanced`` (∝ 1/count).
-    The learning rate follows a linear warm-up then a cosine decay to ``lr * min_lr_ratio``."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    label_smoothing: float = 0.1
-    class_weight: str = "sqrt"
-    augment: bool = True
-    seed: int = 0
-    threads: int = 0  # 0 = torch default
-    ema: float = 0.0  # decay of a weight average that picks and ships the best epoch (0 = off)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float) -> float:
@@ -69,7 +49,7 @@ def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tens
     elif kind == "balanced":
         weights = 1 / counts
     else:
-        raise ValueError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
+        raise EmoadaptError(f"class_weight must be none, sqrt or balanced, got {kind!r}")
     return torch.tensor(weights / (weights * counts).sum() * counts.sum(), dtype=torch.float32)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import EmoadaptError
-from .fileio import atomic_path
+from ..errors import EmoadaptError
+from ..fileio import atomic_path
 
 
 class _Taps(torch.nn.Module):
@@ -47,7 +47,7 @@ def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: 
         import onnxruntime as ort
     except ImportError:
         raise EmoadaptError("the onnx runtime needs onnxruntime: pip install 'emoadapt[onnx]'") from None
-    from .data.arrays import DEFAULT_CACHE
+    from ..data.arrays import DEFAULT_CACHE
 
     digest = hashlib.sha256()
     buffer = io.BytesIO()

@@ -1,0 +1,77 @@
+"""The paper's method, trained end to end: every step runs the whole network on a joint batch.
+
+Each step draws ``batch_size`` target images (a fresh permutation per epoch) and as many random
+source faces, augments the joint batch, and minimises :func:`~emoadapt.adapt.losses.adaptation_loss`
+on the activations at ``cfg.layer``; the epochs, checkpoints and model selection are
+:func:`emoadapt.training.loop.run_epochs`' (:func:`fit_adaptation`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.labels import IER_CLASSES
+from ..data.transforms import match_channels, uint8_to_tensor
+from ..training.augment import augment_batch
+from ..training.loop import StepFn, run_epochs
+from ..training.metrics import classification_report, predict_arrays
+from .config import AdaptConfig
+from .losses import adaptation_loss, pooled
+from .start import frozen_modules
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def fit_adaptation(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: AdaptConfig, steps_per_epoch: int,
+                   train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, *, resume: bool,
+                   progress: bool, stop_after_epochs: int | None,
+                   helpers: dict[str, nn.Module] | None = None) -> dict:
+    """Run ``cfg.epochs`` epochs of ``train_step`` with the run's settings stored beside the weights
+    (``best.safetensors`` is an IER model whose metadata holds the whole :class:`AdaptConfig`)."""
+    return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                      seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
+                      train_step=train_step, validate=validate, out_dir=out_dir,
+                      model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
+                      extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
+                      progress=progress, ema_decay=cfg.ema, helpers=helpers)
+
+
+def train_joint(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy: nn.Module, target_train: Arrays,
+                target_val: Arrays, source: Arrays, cfg: AdaptConfig, out_dir: str | Path, *, resume: bool,
+                progress: bool, stop_after_epochs: int | None) -> dict:
+    """Full-network adaptation on uint8 arrays; ``source`` labels already mapped to IER indices
+    (−1 for faces without an IER class). Source faces share every batch (and its batch-norm
+    statistics), as in the recorded ablation."""
+    (xt, yt), (xv, yv), (xs, ys) = target_train, target_val, source
+    steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    frozen = frozen_modules(model, cfg.freeze)
+    order: dict[str, np.ndarray] = {}
+
+    def train_step(epoch: int, step: int, generator: torch.Generator):
+        if step == 0:
+            order["target"] = torch.randperm(len(xt), generator=generator).numpy()
+            for m in frozen:
+                m.eval()
+        t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        s_index = torch.randint(len(xs), (len(t_index),), generator=generator).numpy()
+        x = torch.cat([uint8_to_tensor(xt[t_index]), uint8_to_tensor(match_channels(xs[s_index], xt.shape[-1]))])
+        if cfg.augment:
+            x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
+        out = model.forward_taps(x, tuple(dict.fromkeys((*cfg.layers, "pre_logits", "logits"))))
+        progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
+        return adaptation_loss(out["logits"], [pooled(out[tap]) for tap in cfg.layers], torch.as_tensor(yt[t_index]),
+                               torch.as_tensor(ys[s_index]), progress_now, cfg, discrepancy)
+
+    def validate() -> dict:
+        return classification_report(yv, predict_arrays(model, xv), IER_CLASSES)
+
+    return fit_adaptation(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
+                          progress=progress, stop_after_epochs=stop_after_epochs)
