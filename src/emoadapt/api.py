@@ -103,8 +103,17 @@ class Predictor:
         return self.model(batch).softmax(1).numpy()
 
     def predict(self, images: Sequence[ImageLike]) -> np.ndarray:
-        """Class probabilities (N, K) for a list of images."""
-        return self.predict_tensors(torch.stack([self.preprocess(image) for image in images]))
+        """Class probabilities (N, K) for a list of images; :class:`~emoadapt.errors.ModelOutputError`
+        when the model returns NaN, inf or values that are not probabilities (broken weights)."""
+        from .errors import ModelOutputError
+        from .predict import check_probabilities
+
+        probs = self.predict_tensors(torch.stack([self.preprocess(image) for image in images]))
+        for index, row in enumerate(probs):
+            problem = check_probabilities(row)
+            if problem is not None:
+                raise ModelOutputError(f"image {index}: {problem}")
+        return probs
 
     def analyze(self, image: ImageLike) -> dict[str, Any]:
         probs = self.predict([image])[0]

@@ -15,7 +15,6 @@ way. JSONL rows are JSON (ASCII-escaped), which round-trips any path."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import time
