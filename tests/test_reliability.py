@@ -383,3 +383,17 @@ def test_the_corpus_loses_nothing_and_nothing_is_silently_wrong(tmp_path, weight
     for o in outcomes:
         if o.result.startswith(("ok", "error")):
             assert o.result.startswith("ok") == (o.case.expect == "ok"), (o.surface, o.case.kind, o.result)
+
+
+def test_a_weights_file_with_malformed_metadata_is_a_one_line_error(tmp_path, weights, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(weights), "pt") as handle:
+        meta, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    _save(tmp_path / "a.png", _picture(16))
+    for name, broken in (("cut", meta["model_config"][:-5]), ("list", "[1, 2]")):
+        save_file(tensors, str(tmp_path / f"{name}.safetensors"), metadata=dict(meta, model_config=broken))
+        status, err = _predict([str(tmp_path / "a.png"), "--out", str(tmp_path / "r.csv"), "--model",
+                                str(tmp_path / f"{name}.safetensors")], capsys)
+        assert status == 2 and "metadata" in err and len(err.strip().splitlines()) == 1
