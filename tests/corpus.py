@@ -304,8 +304,11 @@ def run_surfaces(cases: list[Case], folder: Path, weights: Path, work: Path) -> 
 
 
 def _web(cases: list[Case], predictor, reference: dict[str, np.ndarray]) -> list[Outcome]:
+    import re
+
     from fastapi.testclient import TestClient
 
+    from emoadapt.data.decode import REASONS
     from emoadapt.serve import create_app
 
     outcomes = []
@@ -324,7 +327,8 @@ def _web(cases: list[Case], predictor, reference: dict[str, np.ndarray]) -> list
             if answer.status_code >= 500:
                 outcomes.append(Outcome("web", case, f"crash: {answer.status_code}", crash=True))
             elif answer.status_code != 200:
-                reason = str(body.get("detail", "")).split(": ")[-1].split(" ")[0]
+                found = re.search(r"cannot decode image .*?: (%s)\b" % "|".join(REASONS), str(body.get("detail", "")))
+                reason = found.group(1) if found else str(body.get("detail", ""))[:40]
                 outcomes.append(Outcome("web", case, f"error: {answer.status_code} {reason}", lost=case.expect == "ok"))
             else:
                 probs = np.array([body["emotion"][c] for c in predictor.classes])
