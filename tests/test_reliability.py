@@ -397,3 +397,28 @@ def test_a_weights_file_with_malformed_metadata_is_a_one_line_error(tmp_path, we
         status, err = _predict([str(tmp_path / "a.png"), "--out", str(tmp_path / "r.csv"), "--model",
                                 str(tmp_path / f"{name}.safetensors")], capsys)
         assert status == 2 and "metadata" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_a_one_line_error_and_keeps_the_rows_written(tmp_path, weights, capsys, monkeypatch):
+    import csv
+    import errno
+
+    for i in range(3):
+        _save(tmp_path / "in" / f"{i}.png", _picture(20 + i))
+    out = tmp_path / "r.csv"
+    real = csv.DictWriter.writerow
+    written = []
+
+    def writerow(self, row):
+        if len(written) == 2:  # the header and one row fit, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(row)
+        return real(self, row)
+
+    monkeypatch.setattr(csv.DictWriter, "writerow", writerow)
+    status, err = _predict([str(tmp_path / "in"), "--out", str(out), "--model", str(weights), "--batch-size", "1"],
+                           capsys)
+    assert status == 2 and "No space left" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(csv.DictWriter, "writerow", real)
+    assert _predict([str(tmp_path / "in"), "--out", str(out), "--model", str(weights), "--resume"], capsys)[0] == 0
+    assert len(corpus.read_rows(out)) == 3
