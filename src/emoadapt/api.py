@@ -39,21 +39,11 @@ EXPLAIN_MAX_EVALS: int | None = None
 
 
 def to_pil(image: ImageLike) -> Image.Image:
-    """Any supported image input → an RGB ``PIL.Image`` (decoded safely; see the module docstring)."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            if array.size and float(np.nanmax(array)) <= 1.0:
-                array = array * 255.0
-            array = np.clip(np.nan_to_num(array), 0, 255).round().astype(np.uint8)
-        if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
-            return Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array).convert("RGB")
-        raise EmoadaptError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {array.shape}")
-    if isinstance(image, (str, Path, bytes, bytearray)):
-        return decode_image(image, mode="RGB")
-    raise EmoadaptError(f"unsupported image type {type(image).__name__}; pass a path, bytes, PIL image or array")
+    """Any supported image input → an RGB ``PIL.Image``, through the one decoder every input type
+    shares (:func:`emoadapt.data.decode.decode_image`: size limits, EXIF orientation, alpha
+    composited on white, 16-bit rescaled), so a picture gives the same result as a path, bytes, a
+    ``PIL.Image`` or an array. Raises :class:`~emoadapt.errors.ImageDecodeError` (a ``ValueError``)."""
+    return decode_image(image, mode="RGB")
 
 
 def default_runtime() -> str:
@@ -113,8 +103,17 @@ class Predictor:
         return self.model(batch).softmax(1).numpy()
 
     def predict(self, images: Sequence[ImageLike]) -> np.ndarray:
-        """Class probabilities (N, K) for a list of images."""
-        return self.predict_tensors(torch.stack([self.preprocess(image) for image in images]))
+        """Class probabilities (N, K) for a list of images; :class:`~emoadapt.errors.ModelOutputError`
+        when the model returns NaN, inf or values that are not probabilities (broken weights)."""
+        from .errors import ModelOutputError
+        from .predict import check_probabilities
+
+        probs = self.predict_tensors(torch.stack([self.preprocess(image) for image in images]))
+        for index, row in enumerate(probs):
+            problem = check_probabilities(row)
+            if problem is not None:
+                raise ModelOutputError(f"image {index}: {problem}")
+        return probs
 
     def analyze(self, image: ImageLike) -> dict[str, Any]:
         probs = self.predict([image])[0]

@@ -15,7 +15,8 @@ class ImageDecodeError(EmoadaptError):
     Attributes:
         path: the file (``str``), or ``"<bytes>"`` for in-memory input.
         reason: a short machine-friendly reason: ``empty``, ``not-an-image``, ``truncated``,
-            ``corrupt``, ``too-many-pixels``, ``unsupported-mode``, ``missing``.
+            ``corrupt``, ``too-many-pixels``, ``too-large`` (a side), ``bad-aspect-ratio``,
+            ``unsupported-mode``, ``missing`` (``emoadapt.data.decode.REASONS``).
     """
 
     def __init__(self, path: str, reason: str, detail: str = ""):
@@ -34,3 +35,8 @@ class DatasetLayoutError(EmoadaptError):
 
 class CheckpointError(EmoadaptError):
     """A checkpoint or weights file is missing, incomplete or does not match the model."""
+
+
+class ModelOutputError(EmoadaptError):
+    """The model returned something that is not a probability vector (NaN, inf, negative values):
+    broken or incompatible weights. Raised instead of returning a silently wrong result."""

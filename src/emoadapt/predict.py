@@ -1,66 +1,184 @@
 """Batch prediction over any number of images with bounded memory, streamed to CSV or JSONL.
 
-One row per image: ``path, emotion, prob_<class>…, seconds, error``. A file that cannot be decoded
-gets a row with its ``error`` and no probabilities; it never stops the run. ``resume=True`` keeps
-the complete rows already in the output and skips their paths (a row cut off by a kill is dropped
-and redone)."""
+One row per image: ``path, emotion, prob_<class>…, seconds, error``. A file that cannot be decoded,
+or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
+no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
+output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
+with other columns (another model's classes) or that emoadapt did not write.
+
+Any file name survives: every CSV record is one physical line of UTF-8. A path that is not plain
+printable text (undecodable bytes kept by Python as surrogates, control characters such as a
+newline or carriage return) or that starts with ``"`` is written as a JSON string literal — it
+then starts with ``"`` and ``json.loads`` gives the path back; error messages are escaped the same
+way. JSONL rows are JSON (ASCII-escaped), which round-trips any path."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from .errors import EmoadaptError, ImageDecodeError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_bytes
 
 
 def _columns(classes: tuple[str, ...]) -> list[str]:
     return ["path", "emotion", *[f"prob_{c}" for c in classes], "seconds", "error"]
 
 
-def completed_paths(output: Path) -> set[str]:
-    """Paths with a complete row in ``output``; rewrites the file without a torn last line."""
+def path_text(path: str | os.PathLike) -> str:
+    """The ``path`` column of a CSV row: the path itself when it is plain printable text, else its
+    JSON string literal (ASCII, starting with ``"``). Injective, so ``--resume`` never confuses two files."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    return text if text.isprintable() and not text.startswith('"') else json.dumps(text)
+
+
+def path_from_text(text: str) -> str:
+    """The inverse of :func:`path_text`."""
+    return json.loads(text) if text.startswith('"') else text
+
+
+def one_line(message: str) -> str:
+    """``message`` with every non-printable character (newlines, surrogates of undecodable bytes)
+    escaped, so it fits one CSV line and encodes as UTF-8."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
+def _foreign(output: Path, why: str) -> EmoadaptError:
+    return EmoadaptError(f"cannot resume {output}: {why}; choose another --out (or delete the file to start over)")
+
+
+def completed_paths(output: Path, classes: tuple[str, ...] | None = None) -> set[str]:
+    """Keys of the paths with a complete row in ``output`` (:func:`path_text` for CSV, the path for
+    JSONL); rewrites the file without a torn last line. With ``classes``, refuses (``EmoadaptError``)
+    a file whose columns are not this model's, or that is not an emoadapt results file."""
+    output = Path(output)
     if not output.exists():
         return set()
-    text = output.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        atomic_write_text(output, text)
+    if output.is_dir():
+        raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
+    try:
+        raw = output.read_bytes()
+    except OSError as exc:
+        raise EmoadaptError(f"cannot read {output}: {exc.strerror or exc}") from None
+    if raw and not raw.endswith(b"\n"):
+        raw = raw[: raw.rfind(b"\n") + 1]  # a record cut by a kill: dropped, its image is redone
+        try:
+            atomic_write_bytes(output, raw)
+        except OSError as exc:
+            raise EmoadaptError(f"cannot rewrite {output}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _foreign(output, "it is not UTF-8 text, so emoadapt did not write it") from None
+    lines = [line.rstrip("\r") for line in text.split("\n")[:-1]]
+    expected = _columns(classes) if classes is not None else None
     if output.suffix == ".jsonl":
-        return {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
-    rows = list(csv.DictReader(io.StringIO(text)))
-    return {row["path"] for row in rows}
+        return _jsonl_paths(output, lines, expected)
+    if not lines:
+        return set()
+    header = next(csv.reader([lines[0]]))
+    if expected is not None and header != expected:
+        if header[:1] == ["path"] and header[-2:] == ["seconds", "error"]:
+            raise _foreign(output, f"its columns are {','.join(header)} (another model's classes), "
+                                   f"this model writes {','.join(expected)}")
+        raise _foreign(output, "its header is not an emoadapt results header")
+    done = set()
+    for number, line in enumerate(lines[1:], start=2):
+        fields = next(csv.reader([line]), [])
+        if len(fields) != len(header):
+            raise _foreign(output, f"line {number} has {len(fields)} fields, not {len(header)}")
+        done.add(fields[0])
+    return done
+
+
+def _jsonl_paths(output: Path, lines: list[str], expected: list[str] | None) -> set[str]:
+    done = set()
+    probs = None if expected is None else {c for c in expected if c.startswith("prob_")}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise _foreign(output, f"line {number} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            raise _foreign(output, f"line {number} is not an emoadapt row (no path)")
+        keys = {k for k in row if k.startswith("prob_")}
+        if probs is not None and keys and keys != probs:
+            raise _foreign(output, f"line {number} has {','.join(sorted(keys))} (another model's classes), "
+                                   f"this model writes {','.join(sorted(probs))}")
+        done.add(row["path"])
+    return done
 
 
 class RowWriter:
-    """Appends rows to a CSV (header once) or JSONL file, flushing after every batch."""
+    """Appends rows to a CSV (header once) or JSONL file, flushing after every batch. Any
+    ``OSError`` (a directory, no permission, a full disk) becomes a one-line ``EmoadaptError``."""
 
     def __init__(self, output: Path, classes: tuple[str, ...], append: bool):
         self.output, self.columns = output, _columns(classes)
         self.jsonl = output.suffix == ".jsonl"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        new_file = not (append and output.exists() and output.stat().st_size > 0)
-        self.handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
-        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns)
+        if output.is_dir():
+            raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            new_file = not (append and output.exists() and output.stat().st_size > 0)
+            self.handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise EmoadaptError(f"cannot write {output}: {exc.strerror or exc}") from None
+        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
         if self.csv is not None and new_file:
-            self.csv.writeheader()
+            self._guarded(self.csv.writeheader)
+
+    def key(self, path: str | os.PathLike) -> str:
+        """How ``path`` appears in this file's ``path`` column (what :func:`completed_paths` returns)."""
+        return os.fspath(path) if self.jsonl else path_text(path)
 
     def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            if self.jsonl:
-                self.handle.write(json.dumps(row) + "\n")
-            else:
-                self.csv.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in self.columns})
-        self.handle.flush()
+        def write_all() -> None:
+            for row in rows:
+                if self.jsonl:
+                    self.handle.write(json.dumps(row, allow_nan=False) + "\n")
+                else:
+                    cells = {k: ("" if row.get(k) is None else row.get(k)) for k in self.columns}
+                    cells["path"] = path_text(row["path"])
+                    cells["error"] = one_line(str(cells["error"]))
+                    self.csv.writerow(cells)
+            self.handle.flush()
+
+        self._guarded(write_all)
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except OSError as exc:
+            raise EmoadaptError(f"cannot write {self.output}: {exc.strerror or exc}; the rows written so far "
+                                "are kept: fix the cause and rerun with --resume") from None
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+
+
+def check_probabilities(probs: np.ndarray) -> str | None:
+    """``None`` when ``probs`` (K,) is a probability vector, else why not (NaN, inf, negative, sum)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if not np.isfinite(probs).all():
+        return f"the model returned non-finite probabilities ({', '.join(f'{v:g}' for v in probs)})"
+    if (probs < 0).any() or abs(float(probs.sum()) - 1.0) > 1e-3:
+        return f"the model returned probabilities that are negative or do not sum to 1 ({probs.sum():g})"
+    return None
 
 
 def _batches(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
@@ -80,14 +198,15 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     """Predict every image in ``paths`` and stream rows to ``output`` (``.csv`` or ``.jsonl``).
 
     ``on_batch(done, failed)`` reports progress; ``on_row(row, image_tensor)`` lets the caller add
-    work per image (e.g. explanations). Returns counts: ``total``, ``done``, ``skipped``, ``failed``.
+    work per image (e.g. explanations; an exception there becomes the row's ``error``). Returns
+    counts: ``total``, ``done``, ``skipped``, ``failed``.
     """
     output = Path(output)
     if output.suffix not in (".csv", ".jsonl"):
         raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
-    skip = completed_paths(output) if resume else set()
-    todo = [p for p in paths if str(p) not in skip]
+    skip = completed_paths(output, predictor.classes) if resume else set()
     writer = RowWriter(output, predictor.classes, append=resume)
+    todo = [p for p in paths if writer.key(p) not in skip]
     counts = {"total": len(paths), "done": 0, "skipped": len(paths) - len(todo), "failed": 0}
     try:
         for batch in _batches(todo, batch_size):
@@ -99,22 +218,35 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
                     rows.append({"path": str(path), "error": None})
                 except ImageDecodeError as exc:
                     rows.append({"path": str(path), "error": f"{exc.reason}: {exc}"})
+                except Exception as exc:  # a bug or an exhausted resource: this image fails, the run goes on
+                    rows.append({"path": str(path), "error": f"internal-error: {type(exc).__name__}: {exc}"})
             good = [row for row in rows if row["error"] is None]
             probs = predictor.predict_tensors(torch.stack(tensors)) if tensors else []
             per_image = (time.perf_counter() - started) / max(1, len(batch))
-            for row, p in zip(good, probs):
+            kept = []
+            for row, p, tensor in zip(good, probs, tensors):
+                problem = check_probabilities(p)
+                if problem is not None:
+                    row["error"] = f"bad-model-output: {problem}"
+                    continue
                 row["emotion"] = predictor.classes[int(p.argmax())]
                 row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
+                kept.append((row, tensor))
             for row in rows:
                 row["seconds"] = round(per_image, 5)
             if on_row is not None:
-                for row, tensor in zip(good, tensors):
-                    on_row(row, tensor)
+                for row, tensor in kept:
+                    try:
+                        on_row(row, tensor)
+                    except Exception as exc:  # the prediction stands; the row says what else failed
+                        reason = exc.reason if isinstance(exc, ImageDecodeError) else type(exc).__name__
+                        row["error"] = f"explain-failed: {reason}: {exc}"
             writer.write(rows)
-            counts["done"] += len(good)
-            counts["failed"] += len(rows) - len(good)
+            failed = sum(1 for row in rows if row["error"] is not None)
+            counts["done"] += len(rows) - failed
+            counts["failed"] += failed
             if on_batch is not None:
-                on_batch(len(batch), len(rows) - len(good))
+                on_batch(len(batch), failed)
     finally:
         writer.close()
     return counts

@@ -7,13 +7,19 @@ uvicorn with it. Endpoints (see docs/web.md): ``GET /`` (one self-contained HTML
 Every upload is read into memory under a byte cap, decoded from bytes by
 :func:`emoadapt.data.decode.decode_image` and dropped after the answer; figures are rendered into a
 temporary directory that is deleted before the answer is sent. Model work runs in a worker thread
-pool of ``max_concurrency`` threads, gated by an ``asyncio.Semaphore`` and bounded by ``timeout_s``.
+pool of ``max_concurrency`` threads, gated by an ``asyncio.Semaphore`` and bounded by ``timeout_s``:
+every model call checks the job's deadline (a forward pre-hook on each module of the torch model, a
+wrapper around the onnxruntime session), so a job that runs past the timeout stops at its next
+model call and frees its slot. A request whose DnCShap cost (model evaluations: the explanation,
+plus one full tree per layer with ``layers=true``) exceeds ``max_request_evals`` is refused with 422
+before it runs. Every error answer, 500 included, is JSON ``{"detail": ...}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import tempfile
 import threading
 import time
@@ -22,15 +28,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from .api import EXPLAIN_DEPTH, EXPLAIN_MAX_EVALS
 from .data.decode import decode_image
-from .errors import CheckpointError, EmoadaptError, ImageDecodeError
+from .errors import CheckpointError, EmoadaptError, ImageDecodeError, ModelOutputError
 
 MAX_DEPTH = 10  #: largest DnCShap depth a client may ask for (2**10 regions)
 MAX_EVALS = 2 ** (MAX_DEPTH + 1)  #: largest DnCShap budget a client may ask for (the full tree at MAX_DEPTH)
+MAX_REQUEST_EVALS = 4096  #: default cap on the model evaluations of one request (depth × layers × budget)
+_INTEGER = re.compile(r"-?[0-9]{1,6}")  #: ASCII digits only: int() accepts "²" as a digit string but fails on it
 _FORM_OVERHEAD = 64 * 1024  #: bytes allowed beyond the file for multipart framing and small fields
 _ANY_TYPE = ("", "application/octet-stream")  #: part types that still get decoded (curl, some browsers)
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'unsafe-inline'; "
@@ -45,12 +53,55 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "layers": {"type": "boolean", "description": "also return the layer-wise grid (explain only)"}}}}}}}
 
 
+class JobCancelled(Exception):
+    """Raised inside a model call of a job that ran past its deadline (the request got 504)."""
+
+
+_job = threading.local()  #: the running job's deadline (time.monotonic()), per worker thread
+
+
+def _check_deadline(*_args: Any) -> None:
+    deadline = getattr(_job, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise JobCancelled("the request timed out")
+
+
+class _CancellableSession:
+    """An onnxruntime session whose ``run`` first checks the job's deadline (all else delegated)."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        return self._session.run(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def make_cancellable(predictor) -> None:
+    """Make every model call of ``predictor`` check the calling job's deadline: a forward pre-hook
+    on each torch module (outside a job it does nothing) and a wrapped onnxruntime session."""
+    if getattr(predictor, "_emoadapt_cancellable", False):
+        return
+    model = getattr(predictor, "model", None)
+    for module in (model.modules() if hasattr(model, "modules") else ()):
+        module.register_forward_pre_hook(_check_deadline)
+    if getattr(predictor, "session", None) is not None:
+        predictor.session = _CancellableSession(predictor.session)
+    predictor._emoadapt_cancellable = True
+
+
 class _Service:
     """The predictor (loaded lazily, once) and the limits shared by all requests."""
 
     def __init__(self, predictor, model, max_upload_bytes, max_pixels, timeout_s, max_concurrency, depth,
-                 max_evals, queue_timeout_s):
+                 max_evals, queue_timeout_s, max_request_evals=MAX_REQUEST_EVALS):
+        if predictor is not None:
+            make_cancellable(predictor)
         self._predictor, self.model = predictor, model
+        self.max_request_evals = max_request_evals
         self._lock = threading.Lock()
         self.max_upload_bytes, self.max_pixels, self.timeout_s = max_upload_bytes, max_pixels, timeout_s
         self.max_concurrency, self.depth, self.queue_timeout_s = max_concurrency, depth, queue_timeout_s
@@ -64,7 +115,9 @@ class _Service:
             if self._predictor is None:
                 from .api import Predictor
 
-                self._predictor = Predictor(self.model)
+                predictor = Predictor(self.model)
+                make_cancellable(predictor)
+                self._predictor = predictor
             return self._predictor
 
     @property
@@ -79,8 +132,9 @@ class _Service:
 
     async def run(self, job: Callable[[], Any]) -> Any:
         """Run ``job`` in a worker thread: 503 if no slot frees within ``queue_timeout_s`` seconds,
-        504 after ``timeout_s`` seconds. A timed-out job keeps its slot until its thread ends (threads
-        cannot be stopped), so at most ``max_concurrency`` jobs ever run at once."""
+        504 after ``timeout_s`` seconds. A timed-out job stops at its next model call (it checks its
+        deadline) and then frees its slot, so at most ``max_concurrency`` jobs ever run at once and
+        none holds a slot much beyond the timeout."""
         if self.semaphore is None:
             self.semaphore = asyncio.Semaphore(self.max_concurrency)
         try:
@@ -88,17 +142,28 @@ class _Service:
         except TimeoutError:
             raise HTTPException(503, f"busy: {self.max_concurrency} requests are already running; retry shortly",
                                 headers={"Retry-After": "2"}) from None
-        future = asyncio.get_running_loop().run_in_executor(self.executor, job)
+        deadline = time.monotonic() + self.timeout_s
+
+        def timed_job() -> Any:
+            _job.deadline = deadline
+            try:
+                return job()
+            finally:
+                _job.deadline = None
+
+        future = asyncio.get_running_loop().run_in_executor(self.executor, timed_job)
         future.add_done_callback(self._finished)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
-        except TimeoutError:
+        except (TimeoutError, JobCancelled):
             raise HTTPException(504, f"inference took longer than the {self.timeout_s:g} s limit") from None
         except ImageDecodeError as exc:
-            status = 413 if exc.reason == "too-many-pixels" else 422
+            status = 413 if exc.reason in ("too-many-pixels", "too-large") else 422
             raise HTTPException(status, str(exc)) from None  # names the reason
         except CheckpointError as exc:  # the server's model, not the client's request
             raise HTTPException(500, f"the model could not be loaded: {exc}") from None
+        except ModelOutputError as exc:  # the server's model again
+            raise HTTPException(500, f"the model returned an invalid result: {exc}") from None
         except EmoadaptError as exc:  # e.g. an unknown target class
             raise HTTPException(422, str(exc)) from None
 
@@ -162,7 +227,7 @@ def _max_evals(raw: str | None, default: int | None) -> int | None:
         return default
     if raw == "full":
         return None
-    if not raw.isdigit() or not 2 <= int(raw) <= MAX_EVALS:
+    if not _INTEGER.fullmatch(raw) or not 2 <= int(raw) <= MAX_EVALS:
         raise HTTPException(422, f"max_evals must be an integer in 2..{MAX_EVALS} or 'full', got {raw!r}")
     return int(raw)
 
@@ -173,6 +238,18 @@ def _png_base64(render: Callable[[Path], Any]) -> str:
         path = Path(folder) / "figure.png"
         render(path)
         return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _request_cost(predictor, depth: int, max_evals: int | None, with_layers: bool) -> int:
+    """Model evaluations of an explain request: 1 prediction, the DnCShap tree (or its budget) and,
+    with layers, a full tree per spatial layer (layer-wise explanations take no budget)."""
+    from .explain.layerwise import layer_taps
+
+    tree = 2 ** (depth + 1)
+    cost = 1 + (tree if max_evals is None else min(tree, max_evals))
+    if with_layers:
+        cost += tree * len(layer_taps(predictor.model))
+    return cost
 
 
 def _summary(explanation) -> dict[str, Any]:
@@ -186,7 +263,7 @@ def _summary(explanation) -> dict[str, Any]:
 def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: int = 10 * 2**20,
                max_pixels: int = 40_000_000, timeout_s: float = 30, max_concurrency: int = 2,
                depth: int = EXPLAIN_DEPTH, max_evals: int | None = EXPLAIN_MAX_EVALS,
-               queue_timeout_s: float = 2.0) -> FastAPI:
+               queue_timeout_s: float = 2.0, max_request_evals: int = MAX_REQUEST_EVALS) -> FastAPI:
     """The FastAPI app.
 
     Args:
@@ -200,6 +277,8 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         depth: default DnCShap depth (clients may ask for 0..10).
         max_evals: default DnCShap budget of model evaluations (``None``: the full tree; clients
             may ask for 2..2048 or ``full``).
+        max_request_evals: most model evaluations one request may ask for (the explanation's
+            budget, plus 2**(depth+1) per layer with ``layers=true``); 422 above.
     """
     if not 0 <= depth <= MAX_DEPTH:
         raise ValueError(f"depth must be in 0..{MAX_DEPTH}, got {depth}")
@@ -208,9 +287,15 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     service = _Service(predictor, model, max_upload_bytes, max_pixels, timeout_s, max_concurrency, depth,
-                       max_evals, queue_timeout_s)
+                       max_evals, queue_timeout_s, max_request_evals)
     app = FastAPI(title="emoadapt", summary="Which emotion does an image evoke, and why (DnCShap).")
     app.state.service = service
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        """Any unexpected failure: a JSON 500 (never a plain-text traceback page)."""
+        return JSONResponse({"detail": f"internal server error ({type(exc).__name__}); see the server log"},
+                            status_code=500)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
@@ -241,7 +326,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         start = time.perf_counter()
         data, name, fields = await _read_upload(request, service)
         raw_depth = _option(request, fields, "depth")
-        if raw_depth is not None and not raw_depth.lstrip("-").isdigit():
+        if raw_depth is not None and not _INTEGER.fullmatch(raw_depth):
             raise HTTPException(422, f"depth must be an integer in 0..{MAX_DEPTH}, got {raw_depth!r}")
         use_depth = depth if raw_depth is None else int(raw_depth)
         if not 0 <= use_depth <= MAX_DEPTH:
@@ -257,6 +342,10 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
             from .explain import save_layer_grid, save_overlay
 
             predictor = service.predictor
+            cost = _request_cost(predictor, use_depth, use_max_evals, with_layers)
+            if cost > service.max_request_evals:
+                raise EmoadaptError(f"this explanation would take {cost:,} model evaluations, more than the limit of "
+                                    f"{service.max_request_evals:,}: lower depth, set max_evals or drop layers")
             if target is not None and target not in predictor.classes:
                 raise EmoadaptError(f"unknown target {target!r}; the model's classes are {', '.join(predictor.classes)}")
             image = service.decode(data, name)

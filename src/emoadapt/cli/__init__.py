@@ -47,11 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmoadaptError as exc:
         if args.debug or os.environ.get("EMOADAPT_DEBUG"):
             raise
-        print(f"emoadapt {args.command}: error: {exc}", file=sys.stderr)
+        message = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(exc))
+        print(f"emoadapt {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"emoadapt {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an exhausted resource: exit 3, distinct from 1 (some inputs failed)
+        if args.debug or os.environ.get("EMOADAPT_DEBUG"):
+            raise
+        message = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in f"{type(exc).__name__}: {exc}")
+        print(f"emoadapt {args.command}: internal error: {message} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

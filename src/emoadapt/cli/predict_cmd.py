@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
+from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor
+
+#: exit statuses of ``emoadapt predict`` (and every command; docs/reliability.md)
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 NAME = "predict"
 HELP = "predict the emotion of images (files, folders, globs) into CSV/JSONL"
@@ -15,8 +18,10 @@ HELP = "predict the emotion of images (files, folders, globs) into CSV/JSONL"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
                        description="One row per image: path, emotion, prob_<class>…, seconds, error. A file that "
-                                   "cannot be decoded gets an error row; the exit status is 1 if any image failed.")
-    p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB", help="image files, folders (searched recursively) or globs")
+                                   "cannot be decoded gets an error row. Exit status: 0 every image predicted, 1 some "
+                                   "images failed (error rows), 2 usage or configuration error, 3 internal failure.")
+    p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB",
+                   help="image files, folders (searched recursively) or globs")
     p.add_argument("--out", default="results.csv", help="output .csv or .jsonl (default results.csv)")
     add_model_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
@@ -52,20 +57,31 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
           file=sys.stderr)
-    return 1 if counts["failed"] else 0
+    return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
+
+
+def overlay_name(path: str | Path) -> str:
+    """``<stem>-<12 hex of sha256(absolute path)>_overlay.png``: the same for a path on every run (so
+    ``--resume`` rewrites its own file), different for two paths (so it never overwrites another
+    image's overlay); the stem is reduced to safe characters and 60 of them."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(os.fspath(path)))).hexdigest()[:12]
+    stem = "".join(c if (c.isalnum() and c.isprintable()) or c in "._-" else "_" for c in Path(path).stem)
+    return f"{stem[:60].lstrip('.') or 'image'}-{digest}_overlay.png"
 
 
 def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
-    """Per-row hook writing ``<out stem>_explanations/<image stem>_overlay.png``."""
+    """Per-row hook writing ``<out stem>_explanations/<overlay_name(path)>``."""
     from ..explain import save_overlay
 
     folder = out.with_name(out.stem + "_explanations")
     explainer = predictor.explainer(depth, max_evals=max_evals)
-    used: set[str] = set()
 
     def on_row(row: dict, image) -> None:
         explanation = explainer.attribute(image)
-        png = folder / f"{unique_stem(Path(row['path']), used)}_overlay.png"
+        png = folder / overlay_name(row["path"])
         save_overlay(image, explanation, png)
         row["overlay"] = str(png)
 

@@ -37,7 +37,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             raw = handle.metadata() or {}
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from None
-    return {k: json.loads(v) for k, v in raw.items()}
+    parsed = {}
+    for key, value in raw.items():
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError as exc:  # a user's file with hand-written or cut metadata: one line, not a traceback
+            raise CheckpointError(f"cannot read {path}: its metadata field {key!r} is not valid JSON ({exc})") from None
+    for key in ("model_config", "extra"):
+        if key in parsed and not isinstance(parsed[key], dict):
+            raise CheckpointError(f"cannot read {path}: its metadata field {key!r} is not a JSON object")
+    return parsed
 
 
 def load_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
