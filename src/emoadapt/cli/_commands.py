@@ -9,3 +9,5 @@ from . import (adapt_cmd, data_cmd, demo_cmd, embed_cmd, evaluate_cmd, explain_c
 REGISTERED = [demo_cmd.register, predict_cmd.register, explain_cmd.register, export_cmd.register,
               data_cmd.register, train_fer_cmd.register, adapt_cmd.register, evaluate_cmd.register,
               embed_cmd.register, serve_cmd.register, models_cmd.register]
+from . import report_cmd  # noqa: E402
+REGISTERED.append(report_cmd.register)
