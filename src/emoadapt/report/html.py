@@ -21,6 +21,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}td.l,th.l{text-align:left}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;
 word-break:break-all}figure{display:inline-block;margin:4px;vertical-align:top;text-align:center}
 figcaption{font-size:12px;max-width:280px}img{max-width:100%}.row{display:flex;flex-wrap:wrap;gap:4px}
+.kind{border-left:3px solid #ddd;padding-left:6px;margin-right:10px}
 .ci{color:#666;font-size:90%}.err{color:#a00}.note{color:#555;font-size:90%}
 """
 
@@ -112,10 +113,11 @@ def _examples(m: dict, out: Path) -> str:
         if not mine:
             continue
         parts.append(f"<h4>{escape(c)}</h4>")
+        groups = []
         for kind in EXAMPLE_KINDS:
             chosen = sorted((e for e in mine if e["kind"] == kind), key=lambda e: e["rank"])
             if not chosen:
-                parts.append(f"<p class='note'>{KIND_TITLES[kind]}: none</p>")
+                groups.append(f"<div class='kind'><p><b>{KIND_TITLES[kind]}</b></p><p class='note'>none</p></div>")
                 continue
             figures = []
             for e in chosen:
@@ -127,7 +129,9 @@ def _examples(m: dict, out: Path) -> str:
                 if e.get("layer_grid"):
                     figures.append(_img(examples_dir, e["layer_grid"], f"{c} {kind} {e['rank'] + 1} layers",
                                         "layer-wise DnCShap of the same image and class"))
-            parts.append(f"<p><b>{KIND_TITLES[kind]}</b></p><div class='row'>{''.join(figures)}</div>")
+            groups.append(f"<div class='kind'><p><b>{KIND_TITLES[kind]}</b></p><div class='row'>{''.join(figures)}"
+                          "</div></div>")
+        parts.append(f"<div class='row'>{''.join(groups)}</div>")
     return "".join(parts)
 
 
@@ -142,9 +146,11 @@ def _model(m: dict, out: Path) -> str:
     missing = (f"<p class='note'>Taps not in this model, skipped: {escape(', '.join(m['missing_taps']))}</p>"
                if m["missing_taps"] else "")
     weights = f"{escape(m['weights'] or '-')} (sha256 {escape((m['sha256'] or '-')[:16])}…)"
+    restricted = (" (FER probabilities restricted to the mapped classes and renormalised)"
+                  if len(m["model_classes"]) != len(m["classes"]) else "")
     return (f"<h2>{escape(m['name'])}</h2><p class='note'>{escape(m['architecture'])}, {m['input_size']} px, "
             f"{m['in_chans']} channel(s); weights {weights}; scored in {escape(', '.join(m['classes']))}"
-            f"{' (FER probabilities restricted to the mapped classes)' if len(m['model_classes']) != len(m['classes']) else ''}"
+            f"{restricted}"
             f"</p>{missing}<h3>Metrics</h3>{_per_class(m)}<h3>Confusion matrix</h3>{_confusion_table(m)}"
             + _img(out, m["figures"]["confusion"], "confusion matrix") + _calibration(m, out) + _examples(m, out)
             + _errors(m))

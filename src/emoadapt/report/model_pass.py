@@ -81,7 +81,8 @@ def explain_examples(model: torch.nn.Module, images: np.ndarray, examples: list[
     explainer = DnCShap(model, depth=depth, max_evals=max_evals, batch_size=batch_size,
                         class_names=list(model_classes))
     grids = 0
-    for n, example in enumerate(tqdm(examples, desc=f"explain {prefix}".strip(), unit="img", disable=not progress)):
+    bar = tqdm(examples, desc=f"explain {prefix.strip('-')}", unit="img", disable=not progress)
+    for n, example in enumerate(bar):
         name = f"{prefix}{example['true']}-{example['kind']}-{example['rank'] + 1}"
         picture = picture_of(images[example["index"]])
         title = f"true {example['true']} · pred {example['predicted']} ({example['confidence']:.2f})"

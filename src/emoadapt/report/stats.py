@@ -26,7 +26,8 @@ def _rates(confusion: np.ndarray) -> dict[str, np.ndarray]:
             "precision": precision, "recall": recall, "f1": f1}
 
 
-def confusion_matrices(labels: np.ndarray, preds: np.ndarray, k: int, resamples: np.ndarray | None = None) -> np.ndarray:
+def confusion_matrices(labels: np.ndarray, preds: np.ndarray, k: int,
+                       resamples: np.ndarray | None = None) -> np.ndarray:
     """(K, K) confusion counts, or (B, K, K) for each row of index arrays ``resamples`` (B, N)."""
     cells = np.asarray(labels, np.int64) * k + np.asarray(preds, np.int64)
     if resamples is None:
