@@ -154,7 +154,8 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
         i = e.pop("index")
         e.update(index=i, path=arrays.paths[i], true=classes[arrays.labels[i]], predicted=classes[preds[i]],
                  predicted_index=int(preds[i]), confidence=round(float(probs[i].max()), 4),
-                 p_true=round(float(probs[i, arrays.labels[i]]), 4), class_name=classes[e.pop("class")])
+                 p_true=round(float(probs[i, arrays.labels[i]]), 4))
+        del e["class"]  # the true class, named in "true"
     (out / "examples").mkdir(parents=True, exist_ok=True)
     explain_examples(model, arrays.images, examples, out / "examples", budget=options.explain_budget,
                      layer_grids=options.layer_grids, depth=options.depth, max_evals=options.max_evals,

@@ -109,7 +109,7 @@ def _examples(m: dict, out: Path) -> str:
              "probability per pixel). Thumbnails without a colour bar are beyond the explanation budget.</p>"]
     examples_dir = out / "examples"
     for c in m["classes"]:
-        mine = [e for e in m["examples"] if e["class_name"] == c]
+        mine = [e for e in m["examples"] if e["true"] == c]
         if not mine:
             continue
         parts.append(f"<h4>{escape(c)}</h4>")
