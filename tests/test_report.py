@@ -150,3 +150,34 @@ def test_report_page_in_chromium(report_dir, tmp_path):
     assert accuracy == pct(model["metrics"]["accuracy"])
     assert all(url.startswith(("file:", "data:")) for url in requests), requests  # nothing external
     assert shot.stat().st_size > 10_000
+
+
+def test_command_line_repeats_the_run():
+    import shlex
+
+    from emoadapt.cli import build_parser
+    from emoadapt.cli.report_cmd import command_line
+
+    parser = build_parser()
+    args = parser.parse_args(["report", "--model", "fer-cpu", "--model", "my runs/best.safetensors", "--data", "d",
+                              "--out", "o", "--tap", "s5", "--explain-budget", "5"])
+    line = command_line(args)
+    again = parser.parse_args(shlex.split(line)[1:])
+    skip = {"run", "threads", "no_progress", "batch_size", "debug"}
+    assert {k: v for k, v in vars(again).items() if k not in skip} == {k: v for k, v in vars(args).items()
+                                                                       if k not in skip}
+
+
+def test_two_models_side_by_side_on_the_page(report_dir, tmp_path):
+    """Two model sections render with one accuracy each (the page is built from report.json alone)."""
+    import shutil
+
+    from emoadapt.report.html import pct, render_html
+
+    report = json.loads((report_dir / "report.json").read_text())
+    second = dict(report["models"][0], name="second", metrics=dict(report["models"][0]["metrics"], accuracy=0.5))
+    report["models"].append(second)
+    shutil.copytree(report_dir, tmp_path / "out")
+    html = render_html(report, tmp_path / "out")
+    assert html.count('class="accuracy"') == 2
+    assert f'id="accuracy-1" class="accuracy" data-value="0.5">{pct(0.5)}' in html
