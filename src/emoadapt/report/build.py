@@ -124,8 +124,13 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     _log(options, f"{name}: {len(dataset)} images, scored in {mapping.upper()} classes")
     arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, cache_dir=options.cache_dir,
                          progress=options.progress)
+    unlabelled = int((arrays.labels < 0).sum())
+    if unlabelled:  # images without a class in the scoring classes cannot be scored
+        keep = np.flatnonzero(arrays.labels >= 0)
+        arrays = replace(arrays, images=arrays.images[keep], labels=arrays.labels[keep],
+                         paths=[arrays.paths[i] for i in keep])
     if len(arrays.labels) == 0:
-        raise EmoadaptError(f"{options.data}: no readable images to report on")
+        raise EmoadaptError(f"{options.data}: no readable labelled images to report on")
     taps = options.taps or default_taps(model)
     missing = [t for t in taps if t not in getattr(model, "taps", ())]
     taps = [t for t in taps if t not in missing]
@@ -170,7 +175,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights else None,
         "temperature": float(temperature) if isinstance(temperature, (int, float)) else None,
         "metrics": metrics, "calibration": curves, "figures": figures, "examples": examples,
-        "errors": [{"path": p, "reason": r} for p, r in arrays.failed],
+        "errors": [{"path": p, "reason": r} for p, r in arrays.failed], "unlabelled": unlabelled,
         "embedding_taps": taps, "missing_taps": missing, "seconds": round(time.perf_counter() - started, 1)}
     embed_inputs = {"model": model, "name": name, "classes": classes, "model_classes": model_classes or classes,
                     "mapping": mapping, "labels": arrays.labels, "features": result.features,

@@ -136,10 +136,13 @@ def _examples(m: dict, out: Path) -> str:
 
 
 def _errors(m: dict) -> str:
+    unlabelled = (f"<p class='note'>{m['unlabelled']} images without one of these classes were left out.</p>"
+                  if m.get("unlabelled") else "")
     if not m["errors"]:
-        return "<p class='note'>Every image was readable.</p>"
+        return unlabelled + "<p class='note'>Every image was readable.</p>"
     items = "".join(f"<li>{escape(e['path'])}: {escape(e['reason'])}</li>" for e in m["errors"])
-    return f"<h3 class='err'>Unreadable images ({len(m['errors'])}), left out</h3><ul class='err'>{items}</ul>"
+    return (unlabelled + f"<h3 class='err'>Unreadable images ({len(m['errors'])}), left out</h3>"
+            f"<ul class='err'>{items}</ul>")
 
 
 def _model(m: dict, out: Path) -> str:
