@@ -73,11 +73,12 @@ def _weights_file(spec: str) -> Path | None:
 def _prepare(dataset, model_classes: tuple[str, ...], mapping: str, data: str):
     """(dataset in the scoring classes, classes, mapping), as ``emoadapt evaluate`` scores."""
     from ..data.labels import IER_CLASSES
-    from ..evaluate import _as_fer_dataset, choose_mapping
+    from .. import evaluate
 
-    mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
-    if mapping == "fer":
-        return _as_fer_dataset(dataset), model_classes, mapping
+    mapping = evaluate.choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
+    if mapping == "fer":  # evaluate's helper (public as ``as_fer_dataset`` in newer versions)
+        as_fer = getattr(evaluate, "as_fer_dataset", None) or getattr(evaluate, "_as_fer_dataset")
+        return as_fer(dataset), model_classes, mapping
     if dataset.to_ier is None:
         raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
     return dataset.to_ier_dataset(), IER_CLASSES, mapping
