@@ -20,7 +20,7 @@ DEPTH = 6
 #: Largest depth the web app lets a client ask for (2**10 regions).
 MAX_DEPTH = 10
 #: Budget of model evaluations (``None``: the whole tree, see :func:`tree_evaluations`).
-MAX_EVALS: int | None = 128
+MAX_EVALS: int | None = None
 #: Largest budget the web app lets a client ask for.
 MAX_EVALS_LIMIT = 4 * 2 ** MAX_DEPTH
 #: Images per model call, everywhere (explainers, faithfulness curves, CLI, web).
@@ -51,23 +51,26 @@ def check_depth(depth: Any, maximum: int | None = None) -> int:
     return depth
 
 
-def check_max_evals(max_evals: Any, maximum: int | None = None) -> int | None:
+def check_max_evals(max_evals: Any, maximum: int | None = None, name: str = "max_evals") -> int | None:
     """A budget of model evaluations: ``None`` or ``"full"`` (the whole tree) or an int ≥ 2."""
     if max_evals is None or max_evals == "full":
         return None
     if isinstance(max_evals, bool) or not isinstance(max_evals, int):
         if not (isinstance(max_evals, str) and max_evals.strip().isdigit()):
-            raise EmoadaptError(f"max_evals must be an integer of at least 2 or 'full', got {max_evals!r}")
+            raise EmoadaptError(f"{name} must be an integer of at least 2 or 'full', got {max_evals!r}")
         max_evals = int(max_evals)
     if max_evals < 2 or (maximum is not None and max_evals > maximum):
         bound = f"in 2..{maximum}" if maximum is not None else "at least 2"
-        raise EmoadaptError(f"max_evals must be {bound} or 'full', got {max_evals}")
+        raise EmoadaptError(f"{name} must be {bound} or 'full', got {max_evals}")
     return max_evals
 
 
-def check_batch_size(batch_size: Any) -> int:
+def check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
+    """``batch_size`` as an int of at least 1 (digit strings accepted)."""
+    if isinstance(batch_size, str) and batch_size.strip().isdigit():
+        batch_size = int(batch_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise EmoadaptError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+        raise EmoadaptError(f"{name} must be an integer of at least 1, got {batch_size!r}")
     return batch_size
 
 
@@ -101,7 +104,7 @@ def check_target(target: Any, classes: Sequence[str] | None = None, outputs: int
             target = int(target)
         else:
             known = f"; the model's classes are {', '.join(classes)}" if classes else " (the model has no class names)"
-            raise EmoadaptError(f"unknown target class {target!r}{known}")
+            raise EmoadaptError(f"unknown class {target!r}{known}")
     if isinstance(target, bool) or not isinstance(target, int) or target < 0:
         raise EmoadaptError(f"target must be a class name or a class index, got {target!r}")
     count = outputs if outputs is not None else (len(classes) if classes else None)
