@@ -12,6 +12,7 @@ from conftest import TINY_CLASSES as CLASSES
 from conftest import save_tiny_model
 
 from emoadapt.cli import main
+from emoadapt.explain.settings import tree_evaluations
 
 
 
@@ -48,7 +49,7 @@ def test_explain_folder_with_a_corrupt_file(tmp_path, folder, weights, capsys):
     assert sorted(p.name for p in out.iterdir()) == [
         "a.json", "a.npy", "a_layers.png", "a_overlay.png", "b.json", "b.npy", "b_layers.png", "b_overlay.png"]
     data = json.loads((out / "a.json").read_text())
-    assert data["target_name"] in CLASSES and data["depth"] == 3 and data["evaluations"] == 16
+    assert data["target_name"] in CLASSES and data["depth"] == 3 and data["evaluations"] == tree_evaluations(3)
     assert abs(sum(data["values"]) - (data["full_value"] - data["base_value"])) < 1e-6
     assert np.load(out / "a.npy").shape == (32, 32)
 
@@ -70,13 +71,13 @@ def test_explain_globs_folders_and_reference_variant(tmp_path, folder, weights, 
 def test_explain_with_a_budget(tmp_path, folder, weights, capsys):
     out = tmp_path / "out"
     assert main(["explain", str(folder / "a.png"), "--out", str(out), "--weights", str(weights), "--depth", "5",
-                 "--max-evals", "10", "--no-progress"]) == 0
-    data = json.loads((out / "a.json").read_text())
-    assert (data["evaluations"], len(data["values"]), data["max_evals"]) == (10, 5, 10)
+                 "--max-evals", "12", "--no-progress"]) == 0
+    data = json.loads((out / "a.json").read_text())  # v(x), v(∅), the root split (2), two splits of 4 (both contexts)
+    assert (data["evaluations"], len(data["values"]), data["max_evals"]) == (12, 4, 12)
     assert abs(sum(data["values"]) - (data["full_value"] - data["base_value"])) < 1e-6
     assert main(["explain", str(folder / "a.png"), "--out", str(out), "--weights", str(weights), "--depth", "2",
                  "--max-evals", "full", "--no-progress"]) == 0
-    assert json.loads((out / "a.json").read_text())["evaluations"] == 8
+    assert json.loads((out / "a.json").read_text())["evaluations"] == tree_evaluations(2)
     for bad in ("1", "lots"):
         with pytest.raises(SystemExit):
             main(["explain", str(folder / "a.png"), "--out", str(out), "--max-evals", bad])

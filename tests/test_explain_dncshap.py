@@ -11,6 +11,7 @@ import torch
 
 from emoadapt.explain import DnCShap, Explanation, build_partition, max_depth, resolve_baseline
 from emoadapt.explain.dncshap import TIE_TOLERANCE
+from emoadapt.explain.settings import CONTEXTS, tree_evaluations
 
 
 @pytest.fixture(autouse=True)
@@ -99,14 +100,14 @@ def test_max_depth_and_cap():
         build_partition(2, 2, 3)
     explanation = DnCShap(tiny_cnn(0, height=2, width=2), depth=9).attribute(torch.rand(3, 2, 2))
     assert (explanation.depth, explanation.requested_depth, len(explanation.values)) == (2, 9, 4)
-    assert explanation.evaluations == 2 ** 3
+    assert explanation.evaluations == tree_evaluations(2)
 
 
 # --- Shapley properties ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("baseline", ["zero", "mean", "blur"])
-@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("context", CONTEXTS)
 def test_two_regions_equal_brute_force_shapley(seed, baseline, context):
     model, image = tiny_cnn(seed, height=7, width=5), torch.rand(3, 7, 5, generator=torch.Generator().manual_seed(seed))
     explanation = DnCShap(model, depth=1, baseline=baseline, context=context).attribute(image)
@@ -123,7 +124,7 @@ def test_additive_game_gives_exact_shapley_at_every_leaf():
         return torch.stack([score, -score], dim=1)
 
     image = torch.rand(1, 8, 8)
-    for context in ("present", "absent"):
+    for context in CONTEXTS:
         explanation = DnCShap(linear, depth=4, context=context).attribute(image, target=0)
         value = lambda x: float(linear(x[None])[0, 0])
         expected = [value(compose(image, torch.zeros_like(image), explanation.boxes, [i])) - 0.5
@@ -133,7 +134,7 @@ def test_additive_game_gives_exact_shapley_at_every_leaf():
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("height,width,depth", [(13, 7, 1), (13, 7, 3), (13, 7, 5), (13, 7, 9), (8, 6, 4), (1, 9, 3)])
-@pytest.mark.parametrize("variant_context", ["present", "absent"])
+@pytest.mark.parametrize("variant_context", CONTEXTS)
 def test_efficiency_on_random_models(seed, height, width, depth, variant_context):
     model = tiny_cnn(seed, height=height, width=width)
     image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(seed + 10))
@@ -144,7 +145,7 @@ def test_efficiency_on_random_models(seed, height, width, depth, variant_context
         assert e.map.shape == (height, width) and e.map.dtype == np.float32
 
 
-@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("context", CONTEXTS)
 def test_symmetric_siblings_get_equal_scores(context):
     def model(images):  # symmetric in TL ↔ TR, with interactions everywhere
         m = quadrant_means(images)
@@ -157,7 +158,7 @@ def test_symmetric_siblings_get_equal_scores(context):
     assert abs(values[0] - values[1]) < 1e-12 and abs(values[0]) > 1e-3
 
 
-@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("context", CONTEXTS)
 def test_symmetric_halves_get_mirrored_scores(context):
     def model(images):  # invariant under swapping the top and bottom halves
         m = quadrant_means(images)
@@ -170,7 +171,7 @@ def test_symmetric_halves_get_mirrored_scores(context):
     np.testing.assert_allclose(values[:2], values[2:], atol=1e-12)
 
 
-@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("depth", [2, 3])
 def test_ignored_region_scores_zero(context, depth):
     def model(images):  # ignores the top-left quadrant; TR interacts with the bottom half
@@ -185,6 +186,60 @@ def test_ignored_region_scores_zero(context, depth):
     assert np.abs(e.values[~in_tl]).min() > TIE_TOLERANCE
 
 
+def half_max(images: torch.Tensor) -> torch.Tensor:
+    """f = max(mean(TR), mean(BR)): ignores the left half; TR matters only while BR is low."""
+    m = quadrant_means(images)
+    return two_class(8 * torch.maximum(m[:, 1], m[:, 3]) - 4)
+
+
+def half_product(images: torch.Tensor) -> torch.Tensor:
+    """f = mean(TR) · mean(BR): ignores the left half; TR and BR matter only together."""
+    m = quadrant_means(images)
+    return two_class(8 * m[:, 1] * m[:, 3] - 1)
+
+
+@pytest.mark.parametrize("model", [half_max, half_product])
+@pytest.mark.parametrize("context", CONTEXTS)
+@pytest.mark.parametrize("depth", [2, 3, 4, 5])
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+def test_dummy_regions_score_zero_when_the_sibling_matters_only_through_outside_regions(model, context, depth,
+                                                                                         baseline):
+    """Issue #17 defect 2: the left half is ignored; its regions score 0 at every depth and context,
+    also where the right-hand sibling is silent in the node's own context (max: TR below BR)."""
+    image = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(depth))
+    image[:, 4:, 4:] += 0.5  # BR above TR: with the rest present, TR changes nothing either
+    e = DnCShap(model, depth=depth, context=context, baseline=baseline).attribute(image.clamp(0, 1), target=0)
+    left = e.boxes[:, 3] <= 4
+    assert left.sum() == len(e.values) // 2
+    np.testing.assert_allclose(e.values[left], 0.0, atol=1e-12)
+    np.testing.assert_allclose(e.values.sum(), e.full_value - e.base_value, atol=1e-12)
+
+
+def brute_force_owen(value, image, baseline, part) -> np.ndarray:
+    """Exact Owen values of the leaves of a binary partition: for each leaf, the mean over the
+    2**T unions S of its ancestors' siblings of v(S ∪ leaf) − v(S)."""
+    depth, phi = part.depth, []
+    for leaf in range(2 ** depth):
+        siblings = [((leaf >> (depth - d)) ^ 1, d) for d in range(1, depth + 1)]  # (index, level)
+        total = 0.0
+        for chosen in itertools.product([False, True], repeat=depth):
+            boxes = [part.levels[d][i] for (i, d), c in zip(siblings, chosen) if c]
+            with_leaf = boxes + [part.leaves[leaf]]
+            total += value(compose(image, baseline, with_leaf, range(len(with_leaf)))) - \
+                value(compose(image, baseline, boxes, range(len(boxes))))
+        phi.append(total / 2 ** depth)
+    return np.array(phi)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_both_contexts_give_exact_owen_values_at_depth_two(seed):
+    model, image = tiny_cnn(seed, height=8, width=6), torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(seed))
+    e = DnCShap(model, depth=2, context="both").attribute(image)
+    base, _ = resolve_baseline("zero", image)
+    expected = brute_force_owen(model_value(model, e.target), image, base, build_partition(8, 6, 2))
+    np.testing.assert_allclose(e.values, expected, atol=1e-6)
+
+
 def test_deterministic():
     model, image = tiny_cnn(7, height=13, width=7), torch.rand(3, 13, 7)
     first, second = (DnCShap(model, depth=4, baseline="blur").attribute(image) for _ in range(2))
@@ -194,19 +249,24 @@ def test_deterministic():
 
 # --- cost -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", ["clean", "reference"])
+@pytest.mark.parametrize("variant", ["clean", "reference", "present", "absent"])
 @pytest.mark.parametrize("depth", [0, 1, 2, 3, 5])
 @pytest.mark.parametrize("batch_size", [3, 64])
-def test_evaluation_count_is_two_to_the_depth_plus_one(variant, depth, batch_size):
+def test_evaluation_count_of_the_whole_tree(variant, depth, batch_size):
     calls = []
 
     def model(images):
         calls.append(len(images))
         return two_class(images.mean(dim=(1, 2, 3)))
 
-    explainer = DnCShap(model, depth=depth, variant=variant, batch_size=batch_size)
+    context = variant if variant in CONTEXTS else "both"
+    explainer = DnCShap(model, depth=depth, variant="reference" if variant == "reference" else "clean",
+                        context=context, batch_size=batch_size)
     explanation = explainer.attribute(torch.rand(1, 16, 16))
-    assert explanation.evaluations == sum(calls) == explainer.function.evaluations == 2 ** (depth + 1)
+    expected = 2 ** (depth + 1) if variant == "reference" else tree_evaluations(depth, context)
+    assert explanation.evaluations == sum(calls) == explainer.function.evaluations == expected
+    if variant != "reference":
+        assert expected == (2 ** (depth + 1) if context != "both" else max(2, 2 ** (depth + 2) - 4))
     assert max(calls) <= batch_size
 
 
@@ -320,16 +380,16 @@ def test_explanation_save_load_roundtrip(tmp_path):
 
 # --- evaluation budget (max_evals) ---------------------------------------------------------
 
-@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("batch_size", [4, 64])
 def test_budget_one_split_short_of_the_tree_merges_one_leaf_pair(context, batch_size):
-    """2**(T+1) - 2 evaluations: every node but one deepest parent is split, so every other leaf
-    carries its full-tree score and the unsplit pair carries their sum."""
+    """One split short of the whole tree: every node but one deepest parent is split, so every
+    other leaf carries its full-tree score and the unsplit pair carries their sum."""
     model, image, depth = tiny_cnn(3, height=13, width=7), torch.rand(3, 13, 7), 4
     full = DnCShap(model, depth=depth, context=context).attribute(image)
-    budgeted = DnCShap(model, depth=depth, context=context, batch_size=batch_size,
-                       max_evals=2 ** (depth + 1) - 2).attribute(image)
-    assert budgeted.evaluations == 2 ** (depth + 1) - 2 and len(budgeted.values) == 2 ** depth - 1
+    short = tree_evaluations(depth, context) - (4 if context == "both" else 2)
+    budgeted = DnCShap(model, depth=depth, context=context, batch_size=batch_size, max_evals=short).attribute(image)
+    assert budgeted.evaluations == short and len(budgeted.values) == 2 ** depth - 1
     merged = [i for i, box in enumerate(budgeted.boxes) if not (full.boxes == box).all(1).any()]
     assert len(merged) == 1
     pair = np.flatnonzero((full.boxes[:, :2] >= budgeted.boxes[merged[0], :2]).all(1)
@@ -340,26 +400,30 @@ def test_budget_one_split_short_of_the_tree_merges_one_leaf_pair(context, batch_
     np.testing.assert_allclose(others, np.delete(full.values, pair), atol=1e-12)
 
 
-@pytest.mark.parametrize("context", ["present", "absent"])
+@pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("max_evals", [2, 3, 9, 24, 100])
 def test_budget_is_kept_and_scores_stay_efficient(context, max_evals):
     model, image = tiny_cnn(4, height=16, width=12), torch.rand(3, 16, 12)
     e = DnCShap(model, depth=6, context=context, max_evals=max_evals, batch_size=8).attribute(image)
-    assert e.evaluations == max_evals - max_evals % 2  # splits cost two; an odd last one is not spent
-    assert len(e.values) == 1 + (e.evaluations - 2) // 2 and e.max_evals == max_evals
+    cost = 4 if context == "both" else 2  # per split below the root (which costs two)
+    assert max_evals - cost < e.evaluations <= max_evals or (max_evals < 4 and e.evaluations == 2)
+    splits = len(e.values) - 1
+    assert e.evaluations == 2 + (2 + cost * (splits - 1) if splits else 0) and e.max_evals == max_evals
     np.testing.assert_allclose(e.values.sum(), e.full_value - e.base_value, atol=1e-12)
     areas = (e.boxes[:, 2] - e.boxes[:, 0]) * (e.boxes[:, 3] - e.boxes[:, 1])
     assert areas.sum() == 16 * 12 and (areas > 0).all()  # the regions tile the image…
     np.testing.assert_allclose(e.map.sum(), e.values.sum(), atol=1e-5)  # …without overlap (paint adds up)
 
 
-def test_budget_refines_where_the_scores_are():
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_budget_refines_where_the_scores_are(context):
     """Only the bottom-right quadrant moves the output: the budget goes there, the rest stays coarse."""
     def model(images):
         return two_class(8 * quadrant_means(images)[:, 3] - 2)
 
     image = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(2))
-    e = DnCShap(model, depth=6, max_evals=2 + 2 * 12).attribute(image, target=0)
+    cost = 4 if context == "both" else 2
+    e = DnCShap(model, depth=6, context=context, max_evals=4 + cost * 11).attribute(image, target=0)
     in_br = (e.boxes[:, 0] >= 4) & (e.boxes[:, 1] >= 4)
     areas = (e.boxes[:, 2] - e.boxes[:, 0]) * (e.boxes[:, 3] - e.boxes[:, 1])
     assert in_br.sum() >= 2 * (~in_br).sum()
@@ -376,4 +440,4 @@ def test_budget_options_are_checked():
     roomy = DnCShap(tiny_cnn(0), depth=2, max_evals=1000).attribute(
         torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(0)))
     np.testing.assert_array_equal(full.values, roomy.values)  # a budget above the tree's cost changes nothing
-    assert roomy.evaluations == 8
+    assert roomy.evaluations == tree_evaluations(2)

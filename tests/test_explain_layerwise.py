@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from emoadapt.explain.settings import tree_evaluations
 from PIL import Image
 
 from emoadapt.explain import LAYER_TAPS, DnCShap, LayerDnCShap, explain_layers, save_layer_grid, save_overlay
@@ -47,7 +49,7 @@ def test_efficiency_in_each_layer_value_function(net, baseline):
         assert abs(e.full_value - float(probs[target])) < 1e-5  # forward_from agrees with forward
         assert abs(e.probability - float(probs[target])) < 1e-9
         assert (e.depth, e.requested_depth) == (EFFECTIVE_DEPTH_AT_4[tap], 4)
-        assert e.evaluations == 2 ** (e.depth + 1) + 1
+        assert e.evaluations == tree_evaluations(e.depth) + 1
         assert e.map.shape == (32, 32) and abs(float(e.map.sum(dtype=np.float64)) - e.values.sum()) < 1e-5
         cover = np.zeros((32, 32), dtype=int)
         for top, left, bottom, right in e.boxes:

@@ -110,15 +110,17 @@ def test_explain_overlay_then_layers_with_depth_and_target(client):
 
 
 def test_explain_budget(client):
-    summary = client.post("/api/explain", files=upload(png()), data={"max_evals": "6"}).json()["explanation"]
-    assert (summary["evaluations"], summary["max_evals"]) == (6, 6)
+    from emoadapt.explain.settings import tree_evaluations
+
+    summary = client.post("/api/explain", files=upload(png()), data={"max_evals": "8"}).json()["explanation"]
+    assert (summary["evaluations"], summary["max_evals"]) == (8, 8)
     summary = client.post("/api/explain", files=upload(png()), data={"depth": "3", "max_evals": "full"}).json()
-    assert (summary["explanation"]["evaluations"], summary["explanation"]["max_evals"]) == (16, None)
+    assert (summary["explanation"]["evaluations"], summary["explanation"]["max_evals"]) == (tree_evaluations(3), None)
 
 
 @pytest.mark.parametrize("options", [{"depth": "11"}, {"depth": "-1"}, {"depth": "deep"}, {"target": "joy"},
                                      {"layers": "maybe"}, {"max_evals": "1"}, {"max_evals": "many"},
-                                     {"max_evals": "2049"}])
+                                     {"max_evals": str(4 * 2 ** 10 + 1)}])
 def test_bad_explain_options_are_422(client, options):
     answer = client.post("/api/explain", files=upload(png()), data=options)
     assert answer.status_code == 422 and isinstance(answer.json()["detail"], str)

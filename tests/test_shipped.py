@@ -44,10 +44,11 @@ def test_default_model_predicts_the_bundled_samples():
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_default_explanation_is_the_depth_6_tree_and_adds_up():
-    """The interactive default (docs/benchmarks.md §3): 64 regions, 128 model evaluations."""
+def test_default_explanation_is_the_depth_5_tree_and_adds_up():
+    """The interactive default (docs/benchmarks.md §7): both contexts, 32 regions, 124 model evaluations."""
     explanation = Predictor().explain(SAMPLES[0])
-    assert (explanation.depth, explanation.evaluations, len(explanation.values)) == (6, 128, 64)
+    assert (explanation.depth, explanation.evaluations, len(explanation.values)) == (5, 124, 32)
+    assert explanation.context == "both"
     assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-9)
     assert explanation.map.shape == (160, 160)
 

@@ -5,7 +5,7 @@ by DnCShap. Public API (imported lazily, so ``emoadapt --help`` stays instant)::
 
     emoadapt.analyze(image)      -> {"emotion": {label: prob}, "dominant_emotion": label}
     emoadapt.top_emotion(image)  -> (label, prob)
-    emoadapt.explain(image)      -> Explanation (DnCShap)
+    emoadapt.explain(image)      -> Explanation (DnCShap); a list/batch -> list of Explanations
     emoadapt.Predictor(model)    -> batch prediction / explanation with one loaded model
     emoadapt.create_model(name), emoadapt.list_models(), emoadapt.load_model(path)
 """
@@ -17,16 +17,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "analyze": "api", "top_emotion": "api", "explain": "api", "Predictor": "api", "to_pil": "api",
+    "analyze": "api", "top_emotion": "api", "Predictor": "api", "to_pil": "api",
     "create_model": "models.registry", "list_models": "models.registry", "load_model": "models.registry",
     "decode_image": "data.decode", "open_dataset": "data",
     "EmoadaptError": "errors", "ImageDecodeError": "errors",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted([*_LAZY, "explain"]) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "explain":  # the subpackage, which is callable: emoadapt.explain(image) == api.explain(image)
+        import importlib
+
+        return importlib.import_module(".explain", __name__)
     if name in _LAZY:
         import importlib
 

@@ -5,12 +5,15 @@
 {'emotion': {'happy': 0.71, 'sad': 0.12, 'hate': 0.05, 'anger': 0.12}, 'dominant_emotion': 'happy'}
 >>> emoadapt.top_emotion("photo.jpg")
 ('happy', 0.71)
->>> explanation = emoadapt.explain("photo.jpg")             # DnCShap (depth 6); .map is (H, W)
+>>> explanation = emoadapt.explain("photo.jpg")             # DnCShap; .map is (H, W)
+>>> emoadapt.explain(["a.jpg", "b.jpg"], model=my_module)    # any model; a batch -> a list
 
 Images may be a path, the bytes of a file, a ``PIL.Image`` or a NumPy array (H, W, 3) **in RGB
 order** (OpenCV users: convert from BGR first) or (H, W) grey, uint8 0–255 or float 0–1.
-The default model is the shipped IER model (:data:`emoadapt.models.registry.DEFAULT_MODEL`);
-pass ``model=`` a preset name or a ``.safetensors`` path for another.
+A torch tensor (C, H, W) is taken as a preprocessed model input in [0, 1]. The default model is
+the shipped IER model (:data:`emoadapt.models.registry.DEFAULT_MODEL`); pass ``model=`` a preset
+name or a ``.safetensors`` path for another (``explain`` also takes an ``nn.Module``, an ``.onnx``
+file, an onnxruntime session or a batch function images → probabilities).
 """
 
 from __future__ import annotations
@@ -26,16 +29,15 @@ from PIL import Image
 from .data.decode import decode_image
 from .data.transforms import image_to_tensor
 from .errors import EmoadaptError
+from .explain import settings
 from .models.registry import resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
 
-#: DnCShap defaults of ``explain``, ``predict --explain``, ``demo`` and the web app: the partition
-#: depth (6: 64 regions, 128 model evaluations — as faithful by deletion/insertion as depth 8 at a
-#: quarter of the cost, docs/benchmarks.md §3) and the budget of model evaluations (``None``: the
-#: full tree, 2**(depth+1)).
-EXPLAIN_DEPTH = 6
-EXPLAIN_MAX_EVALS: int | None = None
+#: DnCShap defaults of ``explain``, ``predict --explain``, ``demo`` and the web app, kept in
+#: :mod:`emoadapt.explain.settings` (torch-free): the partition depth and the evaluation budget.
+EXPLAIN_DEPTH = settings.DEPTH
+EXPLAIN_MAX_EVALS: int | None = settings.MAX_EVALS
 
 
 def to_pil(image: ImageLike) -> Image.Image:
@@ -85,8 +87,11 @@ class Predictor:
 
             self.session = onnx_session(self.model, threads=threads)
 
-    def preprocess(self, image: ImageLike) -> torch.Tensor:
-        """(C, S, S) float32 in [0, 1]: short side resized to S, centre crop, grey or RGB."""
+    def preprocess(self, image: ImageLike | torch.Tensor) -> torch.Tensor:
+        """(C, S, S) float32 in [0, 1]: short side resized to S, centre crop, grey or RGB; a tensor
+        (C, H, W) is taken as already preprocessed."""
+        if torch.is_tensor(image):
+            return image
         return image_to_tensor(to_pil(image), self.input_size, self.channels)
 
     def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
@@ -120,38 +125,125 @@ class Predictor:
         emotion = {name: float(p) for name, p in zip(self.classes, probs)}
         return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get)}
 
-    def explainer(self, depth: int = EXPLAIN_DEPTH, baseline: Any = "zero", batch_size: int = 128,
-                  variant: str = "clean", max_evals: int | None = EXPLAIN_MAX_EVALS):
+    @property
+    def forward(self) -> Any:
+        """What explainers run: the onnxruntime session when loaded, else the torch model."""
+        return self.session if self.session is not None else self.model
+
+    def explainer(self, depth: int = settings.DEPTH, baseline: Any = settings.BASELINE,
+                  batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
+                  max_evals: int | None = settings.MAX_EVALS, context: str = settings.CONTEXT):
         """A :class:`~emoadapt.explain.DnCShap` over this model (onnxruntime when loaded)."""
-        from .explain import DnCShap
+        return _explainer(self, depth, baseline, batch_size, variant, max_evals, context)
 
-        forward = self.session if self.session is not None else self.model
-        return DnCShap(forward, depth=depth, baseline=baseline, batch_size=batch_size, variant=variant,
-                       class_names=self.classes, max_evals=max_evals)
+    def explain(self, images: Any, *, target: int | str | None = None, **options: Any):
+        """DnCShap explanation (:class:`emoadapt.explain.Explanation`) of ``target`` (a class name or
+        index; default: the predicted class), or a list of them for a batch (a list of images, a
+        tensor (N, C, H, W) or an array (N, H, W, C)). Options: ``depth``, ``baseline``,
+        ``batch_size``, ``variant``, ``max_evals`` (a cap on model evaluations; ``None``: the whole
+        tree), ``context`` — defaults in :mod:`emoadapt.explain.settings`."""
+        return _explain_all(self, images, target, options)
 
-    def explain(self, image: ImageLike, *, depth: int = EXPLAIN_DEPTH, baseline: Any = "zero",
-                target: int | str | None = None, batch_size: int = 128, variant: str = "clean",
-                max_evals: int | None = EXPLAIN_MAX_EVALS):
-        """DnCShap explanation (see :class:`emoadapt.explain.Explanation`) of ``target`` (a class
-        name or index; default: the predicted class); ``max_evals`` caps the model evaluations
-        (regions with the largest scores are split first; ``None``: the full tree, 2**(depth+1))."""
-        explainer = self.explainer(depth, baseline, batch_size, variant, max_evals)
-        return explainer.attribute(self.preprocess(image), self._target_index(target))
-
-    def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = 6,
-                       target: int | str | None = None, batch_size: int = 128) -> dict:
+    def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = settings.DEPTH,
+                       target: int | str | None = None, batch_size: int = settings.BATCH_SIZE) -> dict:
         """Layer-wise DnCShap at each tap (default: all spatial taps of the model)."""
         from .explain import explain_layers
 
-        return explain_layers(self.model, self.preprocess(image), taps, depth=depth,
-                              target=self._target_index(target), batch_size=batch_size, class_names=self.classes)
+        return explain_layers(self.model, self.preprocess(image), taps, depth=settings.check_depth(depth),
+                              target=self._target_index(target), batch_size=settings.check_batch_size(batch_size),
+                              class_names=self.classes)
 
     def _target_index(self, target: int | str | None) -> int | None:
-        if isinstance(target, str):
-            if target not in self.classes:
-                raise EmoadaptError(f"unknown class {target!r}; the model's classes are {', '.join(self.classes)}")
-            return self.classes.index(target)
-        return target
+        return settings.check_target(target, self.classes)
+
+
+class _AnyModel:
+    """A model the registry does not know, for :func:`explain`: an ``nn.Module``, an onnxruntime
+    session (or ``.onnx`` file) or a batch function (N, C, H, W) → (N, K) probabilities.
+
+    Images that are not tensors are resized to ``input_size`` (int or (H, W)) with ``channels``
+    (1 or 3), taken from the model when it says (``model.config``, the ONNX input shape)."""
+
+    def __init__(self, model: Any, class_names: Sequence[str] | None = None, input_size: Any = None,
+                 channels: int | None = None, output: str = "auto"):
+        if isinstance(model, (str, Path)):
+            model = _onnx_file_session(Path(model))
+        config = getattr(model, "config", None)
+        shape = _onnx_input_shape(model)
+        self.forward, self.output = model, output
+        self.classes = tuple(class_names) if class_names is not None else tuple(getattr(model, "classes", ()) or ())
+        self.input_size = input_size or getattr(config, "input_size", None) or (shape[2:] if shape else None)
+        self.channels = channels or getattr(config, "in_chans", None) or (shape[1] if shape else None) or 3
+
+    def preprocess(self, image: Any) -> torch.Tensor:
+        if torch.is_tensor(image):
+            return image
+        if not self.input_size:
+            raise EmoadaptError("this model does not say its input size: pass explain(..., input_size=S) or a "
+                                "preprocessed tensor (C, H, W) in [0, 1]")
+        size = self.input_size
+        if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] != size[1]:
+            pil = to_pil(image).convert("L" if self.channels == 1 else "RGB").resize((int(size[1]), int(size[0])))
+            array = np.asarray(pil, dtype=np.float32) / 255.0
+            return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+        return image_to_tensor(to_pil(image), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels)
+
+    def _target_index(self, target: int | str | None) -> int | None:
+        return settings.check_target(target, self.classes or None)
+
+
+def _onnx_file_session(path: Path):
+    if path.suffix != ".onnx" or not path.is_file():
+        raise EmoadaptError(f"{path}: not an .onnx file (models by path: a .safetensors file or an .onnx file)")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise EmoadaptError(f"{path}: ONNX models need onnxruntime: pip install 'emoadapt[onnx]'") from None
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _onnx_input_shape(model: Any) -> tuple | None:
+    """(N, C, H, W) of an onnxruntime session's first input when C, H and W are fixed numbers."""
+    if not callable(getattr(model, "get_inputs", None)):
+        return None
+    shape = tuple(model.get_inputs()[0].shape)
+    return shape if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) else None
+
+
+def _explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, variant: Any, max_evals: Any,
+               context: Any, output: str = "auto"):
+    from .explain import DnCShap
+
+    return DnCShap(source.forward, depth=settings.check_depth(depth), baseline=baseline,
+                   batch_size=settings.check_batch_size(batch_size), variant=variant, context=context,
+                   output=output, class_names=source.classes or None, max_evals=settings.check_max_evals(max_evals))
+
+
+_EXPLAIN_OPTIONS = ("depth", "baseline", "batch_size", "variant", "max_evals", "context")
+
+
+def _explain_all(source: Any, images: Any, target: int | str | None, options: dict[str, Any]):
+    unknown = sorted(set(options) - set(_EXPLAIN_OPTIONS))
+    if unknown:
+        raise EmoadaptError(f"unknown explain option(s) {', '.join(unknown)}; known: {', '.join(_EXPLAIN_OPTIONS)}")
+    defaults = {"depth": settings.DEPTH, "baseline": settings.BASELINE, "batch_size": settings.BATCH_SIZE,
+                "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT}
+    explainer = _explainer(source, **{**defaults, **options}, output=getattr(source, "output", "auto"))
+    target = source._target_index(target)
+    batch, items = _as_batch(images)
+    results = [explainer.attribute(source.preprocess(item), target) for item in items]
+    return results if batch else results[0]
+
+
+def _as_batch(images: Any) -> tuple[bool, list]:
+    """(is a batch, the images): a list or tuple, a tensor (N, C, H, W) or an array (N, H, W, C) is a batch."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise EmoadaptError("explain got an empty batch of images")
+        return True, list(images)
+    if (torch.is_tensor(images) or isinstance(images, np.ndarray)) and images.ndim == 4:
+        return True, list(images)
+    return False, [images]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -177,6 +269,29 @@ def top_emotion(image: ImageLike, model: str | None = None) -> tuple[str, float]
     return label, result["emotion"][label]
 
 
-def explain(image: ImageLike, model: str | None = None, **options: Any):
-    """DnCShap explanation of one image (options: depth, baseline, target, batch_size, variant, max_evals)."""
-    return get_predictor(None if model is None else str(model)).explain(image, **options)
+def explain(images: Any, model: Any = None, *, target: int | str | None = None, class_names: Sequence[str] | None = None,
+            input_size: Any = None, channels: int | None = None, output: str = "auto", **options: Any):
+    """DnCShap explanation of one image, or a list of explanations for a batch.
+
+    Args:
+        images: one image (see the module docstring) or a tensor (C, H, W) in [0, 1]; or a batch:
+            a list of those, a tensor (N, C, H, W) or an array (N, H, W, C) → a list.
+        model: ``None`` (the shipped IER model), a preset name, a ``.safetensors`` or ``.onnx``
+            file, an ``nn.Module``, an onnxruntime session, or a batch function images (N, C, H, W)
+            → probabilities (N, K).
+        target: class name or index to explain (default: each image's predicted class).
+        class_names, input_size, channels, output: for models the registry does not know: their
+            class names, input size (int or (H, W), to resize images that are not tensors), 1 or 3
+            channels, and what they return (``"auto"``: logits for modules and ONNX, probabilities
+            for functions; or ``"probs"`` / ``"logits"``).
+        options: ``depth``, ``baseline``, ``batch_size``, ``variant``, ``max_evals``, ``context``
+            (defaults in :mod:`emoadapt.explain.settings`).
+    """
+    if model is None or (isinstance(model, (str, Path)) and Path(model).suffix != ".onnx"):
+        if class_names is not None or input_size is not None or channels is not None or output != "auto":
+            raise EmoadaptError("class_names, input_size, channels and output are for models the registry does not "
+                                "know; shipped models and .safetensors files carry their own")
+        source = get_predictor(None if model is None else str(model))
+    else:
+        source = _AnyModel(model, class_names, input_size, channels, output)
+    return _explain_all(source, images, target, options)

@@ -31,14 +31,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
-from .api import EXPLAIN_DEPTH, EXPLAIN_MAX_EVALS
 from .data.decode import decode_image
 from .errors import CheckpointError, EmoadaptError, ImageDecodeError, ModelOutputError
+from .explain import settings
 
-MAX_DEPTH = 10  #: largest DnCShap depth a client may ask for (2**10 regions)
-MAX_EVALS = 2 ** (MAX_DEPTH + 1)  #: largest DnCShap budget a client may ask for (the full tree at MAX_DEPTH)
+MAX_DEPTH = settings.MAX_DEPTH  #: largest DnCShap depth a client may ask for
+MAX_EVALS = settings.MAX_EVALS_LIMIT  #: largest DnCShap budget a client may ask for
 MAX_REQUEST_EVALS = 4096  #: default cap on the model evaluations of one request (depth × layers × budget)
-_INTEGER = re.compile(r"-?[0-9]{1,6}")  #: ASCII digits only: int() accepts "²" as a digit string but fails on it
+_INTEGER = re.compile(r"-?[0-9]{1,6}")  #: ASCII digits only: int() accepts "٣" as a digit string
 _FORM_OVERHEAD = 64 * 1024  #: bytes allowed beyond the file for multipart framing and small fields
 _ANY_TYPE = ("", "application/octet-stream")  #: part types that still get decoded (curl, some browsers)
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'unsafe-inline'; "
@@ -225,11 +225,12 @@ def _max_evals(raw: str | None, default: int | None) -> int | None:
     """The request's ``max_evals`` field: absent → ``default``; ``full`` → ``None``; else 2..MAX_EVALS."""
     if raw is None:
         return default
-    if raw == "full":
-        return None
-    if not _INTEGER.fullmatch(raw) or not 2 <= int(raw) <= MAX_EVALS:
+    if raw != "full" and not _INTEGER.fullmatch(raw):
         raise HTTPException(422, f"max_evals must be an integer in 2..{MAX_EVALS} or 'full', got {raw!r}")
-    return int(raw)
+    try:
+        return settings.check_max_evals(raw, MAX_EVALS)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _png_base64(render: Callable[[Path], Any]) -> str:
@@ -262,7 +263,7 @@ def _summary(explanation) -> dict[str, Any]:
 
 def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: int = 10 * 2**20,
                max_pixels: int = 40_000_000, timeout_s: float = 30, max_concurrency: int = 2,
-               depth: int = EXPLAIN_DEPTH, max_evals: int | None = EXPLAIN_MAX_EVALS,
+               depth: int = settings.DEPTH, max_evals: int | None = settings.MAX_EVALS,
                queue_timeout_s: float = 2.0, max_request_evals: int = MAX_REQUEST_EVALS) -> FastAPI:
     """The FastAPI app.
 
@@ -276,14 +277,12 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
             ``queue_timeout_s`` seconds for a slot, then get 503 with ``Retry-After``.
         depth: default DnCShap depth (clients may ask for 0..10).
         max_evals: default DnCShap budget of model evaluations (``None``: the full tree; clients
-            may ask for 2..2048 or ``full``).
+            may ask for 2..MAX_EVALS or ``full``).
         max_request_evals: most model evaluations one request may ask for (the explanation's
             budget, plus 2**(depth+1) per layer with ``layers=true``); 422 above.
     """
-    if not 0 <= depth <= MAX_DEPTH:
-        raise ValueError(f"depth must be in 0..{MAX_DEPTH}, got {depth}")
-    if max_evals is not None and not 2 <= max_evals <= MAX_EVALS:
-        raise ValueError(f"max_evals must be in 2..{MAX_EVALS} or None, got {max_evals}")
+    depth = settings.check_depth(depth, MAX_DEPTH)
+    max_evals = settings.check_max_evals(max_evals, MAX_EVALS)
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     service = _Service(predictor, model, max_upload_bytes, max_pixels, timeout_s, max_concurrency, depth,
@@ -328,9 +327,10 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         raw_depth = _option(request, fields, "depth")
         if raw_depth is not None and not _INTEGER.fullmatch(raw_depth):
             raise HTTPException(422, f"depth must be an integer in 0..{MAX_DEPTH}, got {raw_depth!r}")
-        use_depth = depth if raw_depth is None else int(raw_depth)
-        if not 0 <= use_depth <= MAX_DEPTH:
-            raise HTTPException(422, f"depth must be in 0..{MAX_DEPTH}, got {use_depth}")
+        try:
+            use_depth = depth if raw_depth is None else settings.check_depth(raw_depth, MAX_DEPTH)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
         use_max_evals = _max_evals(_option(request, fields, "max_evals"), max_evals)
         target = _option(request, fields, "target")
         layers = (_option(request, fields, "layers") or "false").lower()
@@ -346,16 +346,15 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
             if cost > service.max_request_evals:
                 raise EmoadaptError(f"this explanation would take {cost:,} model evaluations, more than the limit of "
                                     f"{service.max_request_evals:,}: lower depth, set max_evals or drop layers")
-            if target is not None and target not in predictor.classes:
-                raise EmoadaptError(f"unknown target {target!r}; the model's classes are {', '.join(predictor.classes)}")
+            target_index = settings.check_target(target, predictor.classes)  # before decoding: a cheap 422
             image = service.decode(data, name)
             out = predictor.analyze(image)
             tensor = predictor.preprocess(image)
-            explanation = predictor.explain(image, depth=use_depth, target=target, max_evals=use_max_evals)
+            explanation = predictor.explain(tensor, depth=use_depth, target=target_index, max_evals=use_max_evals)
             out["explanation"] = _summary(explanation)
             out["overlay_png"] = _png_base64(lambda path: save_overlay(tensor, explanation, path))
             if with_layers:
-                by_tap = predictor.explain_layers(image, depth=use_depth, target=target)
+                by_tap = predictor.explain_layers(image, depth=use_depth, target=target_index)
                 out["layers"] = {tap: _summary(e) for tap, e in by_tap.items()}
                 out["layers_png"] = _png_base64(lambda path: save_layer_grid(tensor, by_tap, path))
             return out

@@ -15,30 +15,25 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_dncshap_options(p: argparse.ArgumentParser) -> None:
-    """``--depth`` and ``--max-evals``: the partition depth and evaluation budget of DnCShap."""
-    from ..api import EXPLAIN_DEPTH, EXPLAIN_MAX_EVALS
+    """``--depth`` and ``--max-evals``: the partition depth and evaluation budget of DnCShap
+    (defaults and checks from :mod:`emoadapt.explain.settings`, which does not import torch)."""
+    from ..explain import settings
 
-    p.add_argument("--depth", type=_count("depth", 0), default=EXPLAIN_DEPTH,
-                   help=f"DnCShap partition depth T: at most 2^T regions (default {EXPLAIN_DEPTH})")
-    p.add_argument("--max-evals", type=_budget, default=EXPLAIN_MAX_EVALS,
+    p.add_argument("--depth", type=checked(settings.check_depth), default=settings.DEPTH,
+                   help=f"DnCShap partition depth T: at most 2^T regions (default {settings.DEPTH})")
+    p.add_argument("--max-evals", type=checked(lambda value: settings.check_max_evals(value, name="max-evals")), default=settings.MAX_EVALS,
                    help="DnCShap budget of model evaluations: regions with the largest scores are split first "
-                        f"(default {EXPLAIN_MAX_EVALS or 'full'}; 'full': the whole tree, 2^(T+1) evaluations)")
+                        f"(default {settings.MAX_EVALS or 'full'}; 'full': the whole tree)")
 
 
-def _count(name: str, minimum: int):
-    def parse(value: str) -> int:
+def checked(check):
+    """An argparse type from a settings check (its message becomes the argument error)."""
+    def parse(value: str):
         try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {value!r}") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {number}")
-        return number
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
-
-
-def _budget(value: str) -> int | None:
-    return None if value == "full" else _count("max-evals", 2)(value)
 
 
 def add_target_options(p: argparse.ArgumentParser, manifest_help: str) -> None:

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     counts = predict_files(predictor, samples, out / "results.csv", on_row=on_row)
     first = samples[0]
-    save_layer_grid(predictor.preprocess(first), predictor.explain_layers(first, depth=6),
+    save_layer_grid(predictor.preprocess(first), predictor.explain_layers(first, depth=args.depth),
                     out / f"{first.stem}_layers.png")
     print((out / "results.csv").read_text(), end="")
     budget = f", at most {args.max_evals} evaluations" if args.max_evals else ""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
+from ..explain import settings
+from ._shared import checked, add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
 
 NAME = "explain"
 HELP = "explain predictions with DnCShap (overlay PNG, scores JSON, map NPY)"
@@ -25,11 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", default=None,
                    help="also explain these taps, comma-separated (b1,b2,b3,b4,b5,merged) or 'all'")
     add_dncshap_options(p)
-    p.add_argument("--baseline", default="zero", type=_baseline, help="absent pixels: zero, mean, blur or a number")
-    p.add_argument("--layer-baseline", choices=("zero", "mean-activation"), default="zero",
-                   help="absent cells of a layer (default zero)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per model call")
-    p.add_argument("--variant", choices=("clean", "reference"), default="clean",
+    p.add_argument("--baseline", default=settings.BASELINE, type=checked(settings.parse_baseline),
+                   help=f"absent pixels: {', '.join(settings.BASELINES)} or a number (default {settings.BASELINE})")
+    p.add_argument("--layer-baseline", choices=settings.LAYER_BASELINES, default=settings.LAYER_BASELINES[0],
+                   help=f"absent cells of a layer (default {settings.LAYER_BASELINES[0]})")
+    p.add_argument("--batch-size", type=checked(lambda value: settings.check_batch_size(value, name="batch-size")),
+                   default=settings.BATCH_SIZE, help=f"images per model call (default {settings.BATCH_SIZE})")
+    p.add_argument("--variant", choices=settings.VARIANTS, default=settings.VARIANT,
                    help="clean DnCShap (default), or the original recursion with its quirks (reference)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -47,15 +50,6 @@ def _layers(value: str | None, model) -> tuple[str, ...]:
     if unknown:
         raise EmoadaptError(f"unknown layer(s) {', '.join(unknown)}; this model has {', '.join(known)} (or 'all')")
     return taps
-
-
-def _baseline(value: str) -> str | float:
-    if value in ("zero", "mean", "blur"):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected zero, mean, blur or a number, got {value!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

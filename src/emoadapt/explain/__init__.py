@@ -4,12 +4,25 @@
 >>> explanation = explainer.attribute(image)          # image (C, H, W) in [0, 1]
 >>> explanation.values.sum()                          # == v(x) - v(baseline)
 >>> save_overlay(image, explanation, "overlay.png")
+
+``emoadapt.explain`` is also the one-call API :func:`emoadapt.api.explain`: this module is callable,
+so ``emoadapt.explain(image)`` works whether or not the subpackage has been imported.
 """
 
-from ._base import BatchFunction, Explainer, Explanation
-from .dncshap import DnCShap, Partition, build_partition, max_depth, resolve_baseline
-from .figures import save_layer_grid, save_overlay
-from .layerwise import LAYER_TAPS, LayerDnCShap, explain_layers, layer_taps
+import importlib
+import sys
+import types
+from typing import Any
+
+#: public name -> submodule; imported on first use, so ``emoadapt.explain.settings`` (and the CLI's
+#: ``--help``) does not import torch.
+_LAZY = {
+    "BatchFunction": "_base", "Explainer": "_base", "Explanation": "_base",
+    "DnCShap": "dncshap", "resolve_baseline": "baselines",
+    "Partition": "partition", "build_partition": "partition", "max_depth": "partition",
+    "save_layer_grid": "figures", "save_overlay": "figures",
+    "LAYER_TAPS": "layerwise", "LayerDnCShap": "layerwise", "explain_layers": "layerwise", "layer_taps": "layerwise",
+}
 
 __all__ = [
     "BatchFunction",
@@ -26,4 +39,30 @@ __all__ = [
     "resolve_baseline",
     "save_layer_grid",
     "save_overlay",
+    "settings",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing a subpackage binds it as an attribute of its parent, over the parent's lazy
+    ``emoadapt.explain`` function (issue #17): calling the subpackage calls that function."""
+
+    def __call__(self, *args, **kwargs):
+        from ..api import explain
+
+        return explain(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+sys.modules[__name__].__class__ = _CallableModule

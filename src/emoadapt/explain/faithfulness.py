@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ._base import BatchFunction
-from .dncshap import resolve_baseline
+from .baselines import resolve_baseline
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._base import Explanation, eval_mode, paint
+from . import settings
 from .dncshap import DnCShap, _single
 
 #: EmoNet's taps with a spatial feature map (the ones layer-wise DnCShap can partition).
@@ -58,12 +59,13 @@ class LayerDnCShap(DnCShap):
     the one forward pass that computes the activation.
     """
 
-    def __init__(self, model: torch.nn.Module, tap: str, *, depth: int = 6, baseline: Any = "zero",
-                 batch_size: int = 64, variant: str = "clean", context: str = "present",
+    def __init__(self, model: torch.nn.Module, tap: str, *, depth: int = settings.DEPTH, baseline: Any = "zero",
+                 batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
+                 context: str = settings.CONTEXT,
                  class_names: Sequence[str] | None = None):
         if tap not in layer_taps(model):
             raise ValueError(f"tap must be one of {layer_taps(model)}, got {tap!r}")
-        if isinstance(baseline, str) and baseline not in ("zero", "mean-activation"):
+        if isinstance(baseline, str) and baseline not in settings.LAYER_BASELINES:
             raise ValueError(f"layer baseline must be 'zero', 'mean-activation', a number or a tensor, "
                              f"got {baseline!r}")
         super().__init__(_RestOfNetwork(model, tap), depth=depth,
@@ -97,7 +99,7 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def explain_layers(model: torch.nn.Module, image: torch.Tensor, taps: Sequence[str] | None = None, *,
-                   depth: int = 6, target: int | None = None, **options: Any) -> dict[str, Explanation]:
+                   depth: int = settings.DEPTH, target: int | None = None, **options: Any) -> dict[str, Explanation]:
     """Layer-wise DnCShap of ``image`` (C, H, W) at each tap, all for the same target class.
 
     ``options`` go to :class:`LayerDnCShap` (baseline, batch_size, variant, context, class_names).

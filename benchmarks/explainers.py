@@ -1,0 +1,542 @@
+"""DnCShap against the explainers people already use, at equal numbers of model evaluations.
+
+    pip install -e '.[onnx,bench]'      # shap, captum, lime: benchmark only, not in the core install
+    python benchmarks/explainers.py [--quick] [--models emoadapt-ier,fer-cpu] [--images 100] [--split test]
+
+For each shipped model (onnxruntime, one thread) and each test image — the Emotion6 test split of
+``benchmarks/results/adaptation/split.json`` for the IER model, FER2013 PrivateTest faces for the
+FER model — every method explains the model's predicted class with a budget of model evaluations,
+and its map is scored by the project's deletion and insertion curves
+(:mod:`emoadapt.explain.faithfulness`: 20 steps, zero baseline, the same code for every method).
+Methods that work on regions get DnCShap's own 8 × 8 partition (depth 6, 64 regions): shap
+Partition/Exact get its tree as their clustering, captum KernelShap/Lime/FeatureAblation and the
+``lime`` package its leaves as features; Occlusion uses windows of the leaves' size.
+
+Writes ``--out`` (JSON: every image × method, the summary, machine and date), prints a markdown
+table (means ± standard errors; DnCShap minus shap Partition paired per image; time per
+explanation as a ratio to DnCShap's default) and draws ``explainers_auc.png`` (AUC vs evaluations),
+``explainers_time.png`` (time vs evaluations) and ``explainers_overlays.png`` beside the JSON.
+``--sanity N`` adds the model-randomisation check on N images (Spearman correlation of the region
+ranking before and after re-initialising every layer; near 0 is what a faithful method gives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoadapt.api import Predictor
+from emoadapt.explain import DnCShap, build_partition
+from emoadapt.explain._base import paint
+from emoadapt.explain.faithfulness import deletion_insertion
+from emoadapt.fileio import atomic_write_json
+
+TREE_DEPTH = 6  # the regions every region-based method gets: 64 of them
+BUDGETS = (64, 128, 512)
+HERE = Path(__file__).resolve().parent
+
+
+# --- the model as every library wants it -----------------------------------------------------
+
+class Model:
+    """A shipped model: an onnxruntime session behind a counting (N, C, H, W) → probabilities function."""
+
+    def __init__(self, name: str):
+        self.predictor = Predictor(name, runtime="onnx", threads=1)
+        self.name, self.session = name, self.predictor.session
+        self.input_name = self.session.get_inputs()[0].name
+        self.size, self.channels = self.predictor.input_size, self.predictor.channels
+        self.evaluations = 0
+
+    def probs(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        batch = np.asarray(images.detach().cpu() if torch.is_tensor(images) else images, dtype=np.float32)
+        out = []
+        for i in range(0, len(batch), 64):
+            logits = self.session.run(None, {self.input_name: batch[i:i + 64]})[0].astype(np.float64)
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            out.append(e / e.sum(1, keepdims=True))
+        self.evaluations += len(batch)
+        return np.concatenate(out)
+
+    def torch_probs(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.probs(images), dtype=torch.float32)
+
+
+def region_tree(size: int):
+    part = build_partition(size, size, TREE_DEPTH)
+    leaves = part.leaves
+    mask = np.zeros((size, size), dtype=np.int64)
+    for i, (t, l, b, r) in enumerate(leaves):
+        mask[t:b, l:r] = i
+    # scipy linkage matrix of the same binary tree (leaves 0..M-1, clusters M.. bottom-up)
+    rows, ids = [], list(range(len(leaves)))
+    for level in range(TREE_DEPTH - 1, -1, -1):
+        nxt = []
+        for i in range(2 ** level):
+            a, b = ids[2 * i], ids[2 * i + 1]
+            rows.append([a, b, TREE_DEPTH - level, 2 ** (TREE_DEPTH - level)])
+            nxt.append(len(leaves) + len(rows) - 1)
+        ids = nxt
+    return part, mask, np.array(rows, dtype=np.float64)
+
+
+def compose(x: np.ndarray, mask: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(N, M) 0/1 region indicators → (N, C, H, W) images, absent regions at 0 (the zero baseline)."""
+    return x[None] * present[:, mask][:, None].astype(np.float32)
+
+
+# --- the methods: (model, image, target, budget) → (map (H, W), region scores or None) ----------
+
+def dncshap(**options):
+    def run(m, x, target, budget, tree):
+        depth = options.get("depth", TREE_DEPTH if budget <= 128 else 8)
+        full = options.get("full", False)
+        e = DnCShap(m.probs, depth=depth, output="probs", max_evals=None if full else budget,
+                    **{k: v for k, v in options.items() if k not in ("depth", "full")}).attribute(x, target)
+        return e.map
+    return run
+
+
+def dncshap_full(context):
+    """The whole tree at the deepest depth whose cost fits the budget."""
+    from emoadapt.explain.settings import tree_evaluations
+
+    def run(m, x, target, budget, tree):
+        depth = max(d for d in range(12) if tree_evaluations(d, context) <= budget)
+        e = DnCShap(m.probs, depth=depth, context=context, output="probs").attribute(x, target)
+        return e.map
+    return run
+
+
+def reference(m, x, target, budget, tree):
+    depth = int(np.log2(budget)) - 1
+    return DnCShap(m.probs, depth=depth, variant="reference", output="probs").attribute(x, target).map
+
+
+def _shap_game(m, x, target, mask):
+    xn = x.numpy()
+    return lambda z: m.probs(compose(xn, mask, np.asarray(z) > 0.5))[:, target]
+
+
+def shap_partition(m, x, target, budget, tree):
+    import shap
+
+    part, mask, linkage = tree
+    masker = shap.maskers.Partition(np.zeros((1, linkage.shape[0] + 1)), clustering=linkage)
+    explainer = shap.PartitionExplainer(_shap_game(m, x, target, mask), masker)
+    values = explainer(np.ones((1, linkage.shape[0] + 1)), max_evals=budget, batch_size=64, silent=True).values[0]
+    return paint(values, part.leaves, m.size, m.size)
+
+
+def shap_exact(m, x, target, budget, tree):
+    """Exact Owen values on the same tree (shap's ExactExplainer with a clustering); ignores the budget."""
+    import shap
+
+    part, mask, linkage = tree
+    masker = shap.maskers.Partition(np.zeros((1, linkage.shape[0] + 1)), clustering=linkage)
+    explainer = shap.ExactExplainer(_shap_game(m, x, target, mask), masker)
+    values = explainer(np.ones((1, linkage.shape[0] + 1)), batch_size=64).values[0]
+    return paint(values, part.leaves, m.size, m.size)
+
+
+def _captum_mask(tree):
+    return torch.as_tensor(tree[1])[None, None]
+
+
+def kernel_shap(m, x, target, budget, tree):
+    from captum.attr import KernelShap
+
+    a = KernelShap(m.torch_probs).attribute(x[None], baselines=0.0, target=target, feature_mask=_captum_mask(tree),
+                                            n_samples=budget, perturbations_per_eval=64)
+    return a[0].sum(0).numpy()
+
+
+def captum_lime(m, x, target, budget, tree):
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+
+    a = Lime(m.torch_probs, interpretable_model=SkLearnRidge(alpha=1.0)).attribute(
+        x[None], baselines=0.0, target=target, feature_mask=_captum_mask(tree), n_samples=budget,
+        perturbations_per_eval=64)
+    return a[0].sum(0).numpy()
+
+
+def occlusion(m, x, target, budget, tree):
+    from captum.attr import Occlusion
+
+    s = m.size // 8
+    a = Occlusion(m.torch_probs).attribute(x[None], sliding_window_shapes=(m.channels, s, s),
+                                           strides=(m.channels, s, s), baselines=0.0, target=target,
+                                           perturbations_per_eval=64)
+    return a[0].sum(0).numpy()
+
+
+def feature_ablation(m, x, target, budget, tree):
+    from captum.attr import FeatureAblation
+
+    a = FeatureAblation(m.torch_probs).attribute(x[None], baselines=0.0, target=target,
+                                                 feature_mask=_captum_mask(tree), perturbations_per_eval=64)
+    return a[0].sum(0).numpy()
+
+
+def grad_cam(m, x, target, budget, tree):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = m.predictor.model.eval()
+    layer = _cam_layer(model, x)
+    m.evaluations += 1
+    a = LayerGradCam(model, layer).attribute(x[None], target=target, relu_attributions=True)
+    return LayerAttribution.interpolate(a, (m.size, m.size), "bilinear")[0, 0].detach().numpy()
+
+
+def _cam_layer(model, x):
+    """The last convolutional block whose output is at least 5 × 5."""
+    blocks = list(getattr(model, "features", None) or getattr(model, "blocks"))
+    sizes = []
+    hooks = [b.register_forward_hook(lambda mod, i, o, s=sizes: s.append(o.shape[-1])) for b in blocks]
+    with torch.no_grad():
+        model(x[None])
+    for h in hooks:
+        h.remove()
+    return [b for b, s in zip(blocks, sizes) if s >= 5][-1]
+
+
+def lime_package(m, x, target, budget, tree):
+    from lime import lime_image
+
+    mask = tree[1]
+    image = x.numpy().transpose(1, 2, 0).astype(np.float64)
+    rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+
+    def classify(batch):
+        b = np.asarray(batch, dtype=np.float32).transpose(0, 3, 1, 2)
+        return m.probs(b if m.channels == 3 else b[:, :1])
+
+    explanation = lime_image.LimeImageExplainer(random_state=0).explain_instance(
+        rgb, classify, labels=(target,), top_labels=None, hide_color=0, num_samples=budget,
+        segmentation_fn=lambda _: mask, batch_size=64)
+    scores = np.zeros(mask.max() + 1)
+    for segment, weight in explanation.local_exp[target]:
+        scores[segment] = weight
+    return scores[mask]
+
+
+def random_map(m, x, target, budget, tree):
+    return np.random.default_rng(int(x.sum() * 1000) % 2**32).random((m.size, m.size))
+
+
+#: name → (function, budgets it runs at; None: its own fixed cost)
+#: methods run at every budget on the first --budget-images images (the others at 128 only)
+ALL_BUDGETS = ("DnCShap", "DnCShap present (before #17)", "shap Partition", "captum KernelShap")
+METHODS = {
+    "DnCShap": (dncshap_full("both"), BUDGETS),  # the default: both contexts, the whole tree that fits
+    "DnCShap present (before #17)": (dncshap_full("present"), BUDGETS),
+    "DnCShap reference": (reference, BUDGETS),
+    "shap Partition": (shap_partition, BUDGETS),
+    "shap Exact (Owen)": (shap_exact, None),
+    "captum KernelShap": (kernel_shap, BUDGETS),
+    "captum Lime": (captum_lime, BUDGETS),
+    "lime": (lime_package, BUDGETS),
+    "captum Occlusion": (occlusion, None),
+    "captum FeatureAblation": (feature_ablation, None),
+    "captum LayerGradCam": (grad_cam, None),
+    "random": (random_map, None),
+}
+DEFAULT = "DnCShap"
+PEER = "shap Partition"
+#: variants tried while improving DnCShap (run with --methods)
+VARIANTS = {
+    "DnCShap budget": (dncshap(), BUDGETS),
+    "DnCShap present budget": (dncshap(context="present"), BUDGETS),
+    "DnCShap blur": (dncshap(baseline="blur"), BUDGETS),
+    "DnCShap mean": (dncshap(baseline="mean"), BUDGETS),
+    "DnCShap depth 10": (dncshap(depth=10), BUDGETS),
+}
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def test_images(model: str, count: int, split: str) -> list[str]:
+    """Every ``len // count``-th image of the split, so the classes are all present."""
+    from emoadapt.data import open_dataset
+    from emoadapt.data.locate import dataset_path
+    from emoadapt.data.splits import select_splits
+
+    if model.startswith("fer"):
+        name = {"test": "PrivateTest", "val": "PublicTest"}[split]
+        paths = [s.path for s in open_dataset(dataset_path("fer2013"), "fer2013").split(name).samples]
+    else:
+        manifest = HERE / "results" / "adaptation" / "split.json"
+        paths = [s.path for s in select_splits(open_dataset(dataset_path("emotion6"), "emotion6"), manifest,
+                                               [split]).samples]
+    step = max(1, len(paths) // count)
+    return paths[::step][:count]
+
+
+def run_model(name: str, paths: list[str], methods: dict, budgets: tuple[int, ...], peer_images: int,
+              budget_images: int, exact_images: int, checkpoint=None) -> list[dict]:
+    """Every image: DnCShap and shap Partition at 128; the first ``peer_images``: every method at
+    128 (or its own cost); the first ``budget_images``: :data:`ALL_BUDGETS` at every budget; the
+    first ``exact_images``: exact Owen values."""
+    from tqdm import tqdm
+
+    m = Model(name)
+    tree = region_tree(m.size)
+    rows = []
+    for index, path in enumerate(tqdm(paths, desc=name, unit="img")):
+        x = m.predictor.preprocess(path)
+        target = int(np.argmax(m.probs(x[None])[0]))
+        for method, (function, own_budgets) in methods.items():
+            if index >= peer_images and method not in (DEFAULT, PEER):
+                continue
+            if method == "shap Exact (Owen)" and index >= exact_images:
+                continue
+            chosen = budgets if index < budget_images and method in ALL_BUDGETS else [b for b in budgets if b == 128]
+            for budget in ([None] if own_budgets is None else [b for b in own_budgets if b in chosen]):
+                m.evaluations = 0
+                start = time.perf_counter()
+                attribution = function(m, x, target, budget or 128, tree)
+                seconds, evaluations = time.perf_counter() - start, m.evaluations
+                curves = deletion_insertion(m.probs, x, np.asarray(attribution, dtype=np.float64), target,
+                                            output="probs", steps=20)
+                rows.append({"model": name, "image": str(path), "index": index, "method": method, "budget": budget,
+                             "evaluations": evaluations, "seconds": seconds, "deletion": curves.deletion_auc,
+                             "insertion": curves.insertion_auc, "target": target,
+                             "all_zero": bool(np.all(np.asarray(attribution) == 0))})
+        if checkpoint is not None:
+            checkpoint(rows)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean ± SE per (model, method, budget); paired differences to shap Partition at the same budget;
+    time as a ratio to DnCShap's default at the same budget (128 for fixed-cost methods)."""
+    out = []
+    keys = sorted({(r["model"], r["method"], r["budget"] or 0) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
+    by = {(r["model"], r["method"], r["budget"] or 0, r["index"]): r for r in rows}
+    for model, method, budget in keys:
+        mine = [r for r in rows if (r["model"], r["method"], r["budget"] or 0) == (model, method, budget)]
+        entry = {"model": model, "method": method, "budget": budget or None, "n": len(mine)}
+        for field in ("deletion", "insertion", "evaluations", "seconds"):
+            values = np.array([r[field] for r in mine], dtype=np.float64)
+            entry[field] = float(values.mean())
+            entry[field + "_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+        entry["all_zero_maps"] = sum(r["all_zero"] for r in mine)
+        peer_budget = budget or 128
+        pairs = [(r, by.get((model, PEER, peer_budget, r["index"])), by.get((model, DEFAULT, peer_budget, r["index"])))
+                 for r in mine]
+        for field in ("deletion", "insertion"):
+            diffs = np.array([r[field] - p[field] for r, p, _ in pairs if p is not None])
+            if len(diffs) > 1 and method != PEER:
+                entry[f"{field}_minus_shap"] = float(diffs.mean())
+                entry[f"{field}_minus_shap_se"] = float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
+        ratios = [r["seconds"] / d["seconds"] for r, _, d in pairs if d is not None]
+        entry["time_vs_dncshap"] = float(np.median(ratios)) if ratios else None
+        out.append(entry)
+    return out
+
+
+def table(summary: list[dict]) -> str:
+    def pm(e, f, digits=3):
+        se = e.get(f + "_se")
+        return f"{e[f]:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+
+    lines = ["| model | method | budget | evaluations | n | deletion AUC ↓ | insertion AUC ↑ | "
+             "del − shap (paired) | ins − shap (paired) | s / explanation | time ÷ DnCShap |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in summary:
+        diff = lambda f: pm(e, f"{f}_minus_shap") if f"{f}_minus_shap" in e else "—"
+        ratio = f"{e['time_vs_dncshap']:.2f}" if e["time_vs_dncshap"] is not None else "—"
+        lines.append(f"| {e['model']} | {e['method']} | {e['budget'] or '—'} | {e['evaluations']:.0f} | {e['n']} | "
+                     f"{pm(e, 'deletion')} | {pm(e, 'insertion')} | {diff('deletion')} | {diff('insertion')} | "
+                     f"{e['seconds']:.3f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def plots(summary: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({e["model"] for e in summary})
+    for kind, fields in (("auc", ("deletion", "insertion")), ("time", ("seconds",))):
+        fig, axes = plt.subplots(len(fields), len(models), figsize=(5.5 * len(models), 4 * len(fields)), squeeze=False)
+        for col, model in enumerate(models):
+            for row, field in enumerate(fields):
+                ax = axes[row, col]
+                for method in sorted({e["method"] for e in summary if e["model"] == model}):
+                    pts = sorted((e["evaluations"], e[field]) for e in summary if (e["model"], e["method"]) == (model, method))
+                    style = "-o" if len(pts) > 1 else "s"
+                    ax.plot(*zip(*pts), style, label=method, lw=2.5 if method == DEFAULT else 1)
+                ax.set_xscale("log")
+                ax.set_title(f"{model}: {field}{' AUC' if kind == 'auc' else ' per explanation'}")
+                ax.set_xlabel("model evaluations")
+        axes[0, -1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out.with_name(f"{out.stem}_{kind}.png"), dpi=90)
+        plt.close(fig)
+
+
+def overlays(name: str, paths: list[str], methods: dict, out: Path) -> None:
+    """All methods at 128 evaluations side by side on the first images (positive part, 70th percentile)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = Model(name)
+    tree = region_tree(m.size)
+    names = [k for k in methods if k != "shap Exact (Owen)"]
+    fig, axes = plt.subplots(len(paths), len(names) + 1, figsize=(1.6 * (len(names) + 1), 1.8 * len(paths)),
+                             squeeze=False)
+    for row, path in enumerate(paths):
+        x = m.predictor.preprocess(path)
+        target = int(np.argmax(m.probs(x[None])[0]))
+        shown = x.numpy().transpose(1, 2, 0).squeeze()
+        axes[row, 0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        axes[row, 0].set_title(m.predictor.classes[target], fontsize=7)
+        for col, method in enumerate(names, 1):
+            a = np.asarray(methods[method][0](m, x, target, 128, tree), dtype=np.float64)
+            keep = (a >= np.percentile(np.abs(a), 70)) & (a > 0)
+            axes[row, col].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+            axes[row, col].imshow(np.where(keep, a, np.nan), cmap="seismic", alpha=0.4,
+                                  vmin=-np.abs(a).max(), vmax=np.abs(a).max())
+            if row == 0:
+                axes[row, col].set_title(method.replace("captum ", ""), fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out.with_name(f"{out.stem}_overlays_{name}.png"), dpi=90)
+    plt.close(fig)
+
+
+def sanity(name: str, paths: list[str], methods: dict) -> list[dict]:
+    """Model randomisation (Adebayo et al., 2018): Spearman correlation of the 64 region scores of the
+    trained and a re-initialised model (torch runtime for both)."""
+    from scipy.stats import spearmanr
+
+    results = []
+    m = Model(name)
+    tree = region_tree(m.size)
+    trained = m.predictor.model
+    from emoadapt.models.registry import build_from_config
+
+    torch.manual_seed(0)
+    arch = "mobilenetv2" if type(trained).__name__ == "MobileNetV2" else "emonet"
+    scrambled = build_from_config(dict(vars(trained.config), arch=arch)).eval()  # every layer freshly initialised
+    for method in (DEFAULT, PEER, "captum LayerGradCam"):
+        rhos = []
+        for path in paths:
+            x = m.predictor.preprocess(path)
+            maps = []
+            for model in (trained, scrambled):
+                m.predictor.model, m.session = model, _TorchSession(model)
+                target = int(np.argmax(m.probs(x[None])[0]))
+                a = np.asarray(methods[method][0](m, x, target, 128, tree), dtype=np.float64)
+                maps.append(np.array([a[t:b, l:r].mean() for t, l, b, r in tree[0].leaves]))
+            rhos.append(spearmanr(*maps).statistic)
+        m.predictor.model, m.session = trained, m.predictor.session
+        results.append({"model": name, "method": method, "n": len(rhos), "spearman": float(np.nanmean(rhos)),
+                        "spearman_se": float(np.nanstd(rhos, ddof=1) / np.sqrt(len(rhos)))})
+    return results
+
+
+class _TorchSession:
+    """An onnxruntime-like ``run`` over a torch model (for the randomised copy)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def run(self, _, feeds):
+        with torch.inference_mode():
+            return [self.model(torch.as_tensor(next(iter(feeds.values())))).numpy()]
+
+
+def command(args, parser) -> str:
+    return "python benchmarks/explainers.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v != parser.get_default(k))
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def machine() -> str:
+    import onnxruntime
+    import os
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, Python {platform.python_version()}, "
+            f"torch {torch.__version__} (1 thread), onnxruntime {onnxruntime.__version__} (1 thread)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="emoadapt-ier,fer-cpu")
+    parser.add_argument("--images", type=int, default=100, help="images per model for DnCShap and shap Partition")
+    parser.add_argument("--peer-images", type=int, default=20, help="images per model for the other methods")
+    parser.add_argument("--budget-images", type=int, default=10, help="images per model for budgets 64 and 512")
+    parser.add_argument("--exact-images", type=int, default=3, help="images per model for exact Owen values")
+    parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    parser.add_argument("--methods", default=None, help="comma-separated subset (default: all; see VARIANTS too)")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="val: for tuning, test: to report")
+    parser.add_argument("--sanity", type=int, default=5, help="images for the model-randomisation check (0: none)")
+    parser.add_argument("--quick", action="store_true", help="4 images, budget 128, no sanity check")
+    parser.add_argument("--out", default=str(HERE / "results" / "explainers.json"))
+    parser.add_argument("--from-json", nargs="*", default=None,
+                        help="only summarise the rows of these result files (or their .partial.json)")
+    args = parser.parse_args()
+    if args.from_json:
+        import json
+
+        runs = [json.loads(Path(f).read_text()) for f in args.from_json]
+        rows = [r for run in runs for r in run["rows"]]
+        summary = summarise(rows)
+        print(table(summary))
+        out = Path(args.out)
+        atomic_write_json(out, {"command": [run.get("command") for run in runs], "date": [run.get("date") for run in runs],
+                                "machine": runs[0].get("machine"), "summary": summary,
+                                "sanity": [c for run in runs for c in run.get("sanity", [])], "rows": rows})
+        plots(summary, out)
+        return
+    torch.set_num_threads(1)
+    if args.quick:
+        args.images, args.peer_images, args.budget_images, args.exact_images, args.sanity = 4, 4, 2, 1, 0
+        if args.out == parser.get_default("out"):
+            args.out = str(HERE / "results" / "explainers-quick.json")
+    every = {**METHODS, **VARIANTS}
+    methods = every if args.methods is None else {k: every[k] for k in args.methods.split(",")}
+    if args.methods is None:
+        methods = dict(METHODS)
+    budgets = tuple(int(b) for b in args.budgets.split(","))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started, rows, checks = time.time(), [], []
+    for name in args.models.split(","):
+        paths = test_images(name, args.images, args.split)
+        done = list(rows)
+        rows += run_model(name, paths, methods, budgets, args.peer_images, args.budget_images, args.exact_images,
+                          lambda new: atomic_write_json(out.with_suffix(".partial.json"), {
+                              "command": command(args, parser), "date": now(), "machine": machine(),
+                              "rows": done + new}))
+        if args.sanity:
+            checks += sanity(name, paths[:args.sanity], methods)
+        if not args.quick:
+            overlays(name, paths[:3], methods, out)
+    summary = summarise(rows)
+    print(table(summary))
+    for c in checks:
+        print(f"sanity {c['model']} {c['method']}: Spearman trained vs randomised {c['spearman']:.2f} ± {c['spearman_se']:.2f}")
+    atomic_write_json(out, {"command": command(args, parser), "date": now(), "machine": machine(),
+                            "seconds": time.time() - started, "summary": summary, "sanity": checks, "rows": rows})
+    plots(summary, out)
+
+
+if __name__ == "__main__":
+    main()

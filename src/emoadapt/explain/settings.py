@@ -1,0 +1,122 @@
+"""Explanation defaults and their validation, in one torch-free place.
+
+The CLI (``explain``, ``predict --explain``, ``demo``), the Python API, the web app and the
+explainers themselves read their defaults from here and check user values with these functions,
+so a default or a range is written once. Importing this module does not import torch (the CLI
+builds its ``--help`` from it).
+
+Every check raises :class:`~emoadapt.errors.EmoadaptError` (a ``ValueError``) with a message that
+names the option and the accepted values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import EmoadaptError
+
+#: Partition depth T of DnCShap: 2**T regions (5: 32 regions of 20 × 40 px on the 160 px model; with
+#: both contexts the whole tree costs 124 model evaluations, docs/dncshap.md §8).
+DEPTH = 5
+#: Largest depth the web app lets a client ask for (2**10 regions).
+MAX_DEPTH = 10
+#: Budget of model evaluations (``None``: the whole tree, see :func:`tree_evaluations`).
+MAX_EVALS: int | None = None
+#: Largest budget the web app lets a client ask for.
+MAX_EVALS_LIMIT = 4 * 2 ** MAX_DEPTH
+#: Images per model call, everywhere (explainers, faithfulness curves, CLI, web).
+BATCH_SIZE = 64
+#: What absent pixels become: a name, a number or a tensor (see ``resolve_baseline``).
+BASELINES = ("zero", "mean", "blur")
+BASELINE = "zero"
+#: What absent cells of a layer become (layer-wise DnCShap).
+LAYER_BASELINES = ("zero", "mean-activation")
+#: DnCShap variants: the clean, efficient one and the authors' recursion with its quirks.
+VARIANTS = ("clean", "reference")
+VARIANT = "clean"
+#: The context in which a node of the tree is split (docs/dncshap.md §3): "both" averages the
+#: rest-of-image-present and rest-of-image-absent games (Owen-style); the others use one of them.
+CONTEXTS = ("both", "present", "absent")
+CONTEXT = "both"
+
+
+def check_depth(depth: Any, maximum: int | None = None) -> int:
+    """``depth`` as an int in ``0..maximum`` (no upper bound when ``maximum`` is None)."""
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        if not (isinstance(depth, str) and depth.strip().lstrip("-").isdigit()):
+            raise EmoadaptError(f"depth must be an integer, got {depth!r}")
+        depth = int(depth)
+    if depth < 0 or (maximum is not None and depth > maximum):
+        bound = f"0..{maximum}" if maximum is not None else "at least 0"
+        raise EmoadaptError(f"depth must be {bound}, got {depth}")
+    return depth
+
+
+def check_max_evals(max_evals: Any, maximum: int | None = None, name: str = "max_evals") -> int | None:
+    """A budget of model evaluations: ``None`` or ``"full"`` (the whole tree) or an int ≥ 2."""
+    if max_evals is None or max_evals == "full":
+        return None
+    if isinstance(max_evals, bool) or not isinstance(max_evals, int):
+        if not (isinstance(max_evals, str) and max_evals.strip().isdigit()):
+            raise EmoadaptError(f"{name} must be an integer of at least 2 or 'full', got {max_evals!r}")
+        max_evals = int(max_evals)
+    if max_evals < 2 or (maximum is not None and max_evals > maximum):
+        bound = f"in 2..{maximum}" if maximum is not None else "at least 2"
+        raise EmoadaptError(f"{name} must be {bound} or 'full', got {max_evals}")
+    return max_evals
+
+
+def check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
+    """``batch_size`` as an int of at least 1 (digit strings accepted)."""
+    if isinstance(batch_size, str) and batch_size.strip().isdigit():
+        batch_size = int(batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EmoadaptError(f"{name} must be an integer of at least 1, got {batch_size!r}")
+    return batch_size
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise EmoadaptError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def parse_baseline(value: str) -> str | float:
+    """A baseline given as text (CLI, web form): one of :data:`BASELINES` or a number."""
+    if value in BASELINES:
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise EmoadaptError(f"baseline must be {', '.join(BASELINES)} or a number, got {value!r}") from None
+
+
+def check_target(target: Any, classes: Sequence[str] | None = None, outputs: int | None = None) -> int | None:
+    """A target given as a class name or index → its index (``None``: the predicted class).
+
+    ``classes`` are the model's class names (needed for names); ``outputs`` its number of outputs
+    (checked when known)."""
+    if target is None:
+        return None
+    if isinstance(target, str):
+        if classes and target in classes:
+            return list(classes).index(target)
+        if target.strip().isdigit():
+            target = int(target)
+        else:
+            known = f"; the model's classes are {', '.join(classes)}" if classes else " (the model has no class names)"
+            raise EmoadaptError(f"unknown class {target!r}{known}")
+    if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+        raise EmoadaptError(f"target must be a class name or a class index, got {target!r}")
+    count = outputs if outputs is not None else (len(classes) if classes else None)
+    if count is not None and target >= count:
+        raise EmoadaptError(f"target {target} is not a class index of a model with {count} outputs")
+    return target
+
+
+def tree_evaluations(depth: int, context: str = CONTEXT) -> int:
+    """Model evaluations of the whole tree at ``depth`` (clean variant, no ties to resolve):
+    2**(T+1) with one context, 2**(T+2) − 4 with both (the root split costs 2 either way)."""
+    if depth == 0:
+        return 2
+    return 2 ** (depth + 1) if context != "both" else 2 ** (depth + 2) - 4

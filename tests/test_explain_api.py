@@ -1,0 +1,108 @@
+"""The one-call API ``emoadapt.explain``: callable again and again, any model, batches (issue #17)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import emoadapt
+from emoadapt.errors import EmoadaptError
+from emoadapt.explain import DnCShap, Explanation
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Every test here runs with one torch thread (see conftest.one_thread)."""
+
+
+def tiny_cnn(seed: int = 0, size: int = 8, classes: int = 3) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(4 * size * size, classes)).eval()
+
+
+def test_top_level_explain_is_callable_twice_and_after_importing_the_subpackage():
+    """Run in a fresh interpreter: the subpackage ``emoadapt.explain`` used to replace the function."""
+    code = textwrap.dedent("""
+        import torch, emoadapt
+        f = lambda x: torch.softmax(x.mean(dim=(2, 3)), dim=1)
+        image = torch.rand(3, 8, 8)
+        first = emoadapt.explain(image, model=f, depth=2)
+        second = emoadapt.explain(image, model=f, depth=2)
+        from emoadapt.explain import DnCShap, settings
+        third = emoadapt.explain(image, model=f, depth=2)
+        import emoadapt.explain as ex
+        assert ex.DnCShap is DnCShap and ex.settings.DEPTH == settings.DEPTH
+        assert (first.values == second.values).all() and (first.values == third.values).all()
+        import emoadapt.explain.dncshap
+        emoadapt.explain(image, model=f, depth=2)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_callable_function_batches_and_lists():
+    def probs(images):  # a plain batch function: (N, C, H, W) -> probabilities
+        return torch.softmax(torch.stack([images[:, 0].mean((1, 2)), images[:, 1].mean((1, 2)),
+                                          images[:, 2].mean((1, 2))], 1) * 5, dim=1)
+
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    one = emoadapt.explain(images[0], model=probs, depth=2)
+    assert isinstance(one, Explanation) and one.map.shape == (8, 8)
+    batch = emoadapt.explain(images, model=probs, depth=2)
+    as_list = emoadapt.explain(list(images), model=probs, depth=2, class_names=["r", "g", "b"], target="g")
+    assert isinstance(batch, list) and len(batch) == len(as_list) == 3
+    np.testing.assert_array_equal(batch[0].values, one.values)
+    assert {e.target_name for e in as_list} == {"g"}
+    direct = DnCShap(probs, depth=2).attribute(images[1])
+    np.testing.assert_allclose(batch[1].values, direct.values, atol=1e-12)
+
+
+def test_module_with_images_needs_an_input_size():
+    model = tiny_cnn()
+    picture = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)  # (H, W, 3) RGB
+    e = emoadapt.explain(picture, model=model, input_size=8, depth=2)
+    assert e.map.shape == (8, 8)
+    batch = emoadapt.explain(np.stack([picture, picture]), model=model, input_size=8, depth=2)
+    assert len(batch) == 2 and np.allclose(batch[0].values, batch[1].values)
+    with pytest.raises(EmoadaptError, match="input_size"):
+        emoadapt.explain(picture, model=model)
+    with pytest.raises(EmoadaptError, match="unknown explain option"):
+        emoadapt.explain(torch.rand(3, 8, 8), model=model, dpeth=2)
+
+
+def test_onnx_file(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="install the 'onnx' extra")
+    pytest.importorskip("onnx")
+    model = tiny_cnn(1)
+    path = tmp_path / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 3, 8, 8),), str(path), dynamo=False, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}})
+    assert ort is not None
+    image = torch.rand(3, 8, 8)
+    by_file = emoadapt.explain(image, model=str(path), depth=3)
+    by_module = emoadapt.explain(image, model=model, depth=3)
+    assert by_file.target == by_module.target
+    np.testing.assert_allclose(by_file.values, by_module.values, atol=1e-5)
+    picture = (np.random.default_rng(1).random((16, 16, 3)) * 255).astype(np.uint8)
+    assert emoadapt.explain(picture, model=path, depth=1).map.shape == (8, 8)  # size read from the ONNX input
+
+
+def test_shipped_model_by_name_with_a_batch_of_files():
+    from importlib import resources
+    from pathlib import Path
+
+    samples = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))[:2]
+    results = emoadapt.explain(samples, depth=1, target="happy")
+    assert len(results) == 2 and all(e.target_name == "happy" for e in results)
+    with pytest.raises(EmoadaptError, match="unknown class"):
+        emoadapt.explain(samples[0], depth=1, target="joy")
