@@ -33,7 +33,7 @@ import torch
 
 from emoadapt.api import Predictor
 from emoadapt.explain import DnCShap, build_partition
-from emoadapt.explain._base import paint
+from emoadapt.explain import paint
 from emoadapt.explain.faithfulness import deletion_insertion
 from emoadapt.fileio import atomic_write_json
 

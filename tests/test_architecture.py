@@ -33,6 +33,14 @@ ALLOWED_PRIVATE = {
     ("emoadapt.explain.layerwise", "emoadapt.explain.dncshap", "_single"),
 }
 
+#: Upward imports allowed in spite of the layer rule, each with its reason.
+ALLOWED_UPWARD = {
+    # issue #17, defect 1: ``import emoadapt.explain`` binds the subpackage over the lazy top-level
+    # function ``emoadapt.explain``; the subpackage is made callable and forwards, at call time only,
+    # to that function in the API layer.
+    ("emoadapt.explain", "emoadapt.api"),
+}
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
@@ -84,12 +92,14 @@ def test_no_module_imports_a_higher_layer():
     known = modules()
     upward = [f"{name} (layer {layer(name)}) imports {target} (layer {layer(target)}), line {line}"
               for name, path in known.items() for target, _, line in imports(path, name, known)
-              if target in known and layer(target) > layer(name)]
+              if target in known and layer(target) > layer(name) and (name, target) not in ALLOWED_UPWARD]
     assert upward == []
 
 
 def test_no_import_cycles_between_modules():
     edges = graph()
+    for name, target in ALLOWED_UPWARD:
+        edges[name].discard(target)
     index, low, stack, on_stack, cycles = {}, {}, [], set(), []
 
     def visit(node: str) -> None:  # Tarjan's strongly connected components

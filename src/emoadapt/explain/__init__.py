@@ -17,7 +17,7 @@ from typing import Any
 #: public name -> submodule; imported on first use, so ``emoadapt.explain.settings`` (and the CLI's
 #: ``--help``) does not import torch.
 _LAZY = {
-    "BatchFunction": "_base", "Explainer": "_base", "Explanation": "_base",
+    "BatchFunction": "_base", "Explainer": "_base", "Explanation": "_base", "paint": "_base",
     "DnCShap": "dncshap", "resolve_baseline": "baselines",
     "Partition": "partition", "build_partition": "partition", "max_depth": "partition",
     "save_layer_grid": "figures", "save_overlay": "figures",
@@ -36,6 +36,7 @@ __all__ = [
     "explain_layers",
     "layer_taps",
     "max_depth",
+    "paint",
     "resolve_baseline",
     "save_layer_grid",
     "save_overlay",
