@@ -217,8 +217,9 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                 training_data="face branch: FER2013 Training (28,709 faces, 7 classes); head: the 740 Emotion6 "
                               "training images of benchmarks/results/adaptation/split.json (8 views each) and "
                               "6,000 FER2013 Training faces of angry/disgust/happy/sad",
-                source="emoadapt train-fer --model fer-lite0 ...; python benchmarks/faces_scenes.py ship ... "
-                       "(model card: weights/emoadapt-ier.md)"))
+                source="emoadapt train-fer --out runs/fer-lite0 --model fer-lite0 --epochs 8 --lr 1e-3 --seed 0, then "
+                       "python benchmarks/faces_scenes.py encode (both branches) and ship --config +source-CE "
+                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)"))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
