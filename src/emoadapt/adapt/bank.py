@@ -25,7 +25,7 @@ from ..data.labels import IER_CLASSES
 from ..data.transforms import fit_images, match_channels, uint8_to_tensor
 from ..training.metrics import classification_report, predict_arrays
 from .config import AdaptConfig, ConfigError, uses_source
-from .loop import Arrays, fit_adaptation
+from .loop import Arrays, fit_adaptation, target_batch
 from .losses import adaptation_loss, distillation_loss, pooled
 from .start import frozen_modules, hidden_width
 from .views import crop_boxes, render_views
@@ -112,11 +112,7 @@ def train_with_bank(model: nn.Module, optimizer: torch.optim.Optimizer, discrepa
         return torch.randint(max(1, available), (count if available else 0,), generator=generator).numpy()
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
-        if step == 0:
-            order["target"] = torch.randperm(len(xt), generator=generator).numpy()
-            for m in frozen:
-                m.eval()
-        t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        t_index = target_batch(order, len(xt), frozen, step, cfg.batch_size, generator)
         s_index = (torch.randint(len(xs), (len(t_index),), generator=generator).numpy() if use_source
                    else np.zeros(0, dtype=np.int64))
         x_target, taught_target = from_bank("target", t_index, generator)

@@ -21,7 +21,7 @@ from ..data.transforms import match_channels, uint8_to_tensor
 from ..models.mobilenetv2 import STAGE_ENDS, MobileNetV2
 from ..training.metrics import classification_report
 from .config import AdaptConfig, ConfigError, uses_source
-from .loop import fit_adaptation
+from .loop import fit_adaptation, target_batch
 from .losses import adaptation_loss, pooled
 from .start import frozen_modules
 from .views import crop_boxes, render_views
@@ -109,12 +109,10 @@ def train_cached(model: nn.Module, tap: str, optimizer: torch.optim.Optimizer, d
     if use_source and views_s is None:
         raise ConfigError("this configuration needs the source faces' cached activations")
 
+    frozen = frozen_modules(model, cfg.freeze)
+
     def train_step(epoch: int, step: int, generator: torch.Generator):
-        if step == 0:
-            order["target"] = torch.randperm(xt_count, generator=generator).numpy()
-            for m in frozen_modules(model, cfg.freeze):
-                m.eval()
-        t_index = torch.as_tensor(order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size])
+        t_index = torch.as_tensor(target_batch(order, xt_count, frozen, step, cfg.batch_size, generator))
         s_index = torch.randint(xs_count, (len(t_index),), generator=generator)
         t_view = torch.randint(views_t.shape[0], (len(t_index),), generator=generator)
         s_view = torch.randint(2, (len(s_index),), generator=generator)

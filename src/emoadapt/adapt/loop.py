@@ -29,6 +29,18 @@ from .start import frozen_modules
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
+def target_batch(order: dict[str, np.ndarray], count: int, frozen: list[nn.Module], step: int, batch_size: int,
+                 generator: torch.Generator) -> np.ndarray:
+    """Indices of step ``step``'s target batch: at step 0 a new seeded permutation of ``count``
+    images (and the frozen modules set back to eval mode, so they keep their batch-norm
+    statistics); then consecutive slices of it. ``order`` keeps the permutation between steps."""
+    if step == 0:
+        order["target"] = torch.randperm(count, generator=generator).numpy()
+        for m in frozen:
+            m.eval()
+    return order["target"][step * batch_size:(step + 1) * batch_size]
+
+
 def fit_adaptation(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: AdaptConfig, steps_per_epoch: int,
                    train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, *, resume: bool,
                    progress: bool, stop_after_epochs: int | None,
@@ -56,11 +68,7 @@ def train_joint(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy:
     order: dict[str, np.ndarray] = {}
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
-        if step == 0:
-            order["target"] = torch.randperm(len(xt), generator=generator).numpy()
-            for m in frozen:
-                m.eval()
-        t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        t_index = target_batch(order, len(xt), frozen, step, cfg.batch_size, generator)
         s_index = torch.randint(len(xs), (len(t_index),), generator=generator).numpy()
         x = torch.cat([uint8_to_tensor(xt[t_index]), uint8_to_tensor(match_channels(xs[s_index], xt.shape[-1]))])
         if cfg.augment:
