@@ -34,12 +34,7 @@ ALLOWED_PRIVATE = {
 }
 
 #: Upward imports allowed in spite of the layer rule, each with its reason.
-ALLOWED_UPWARD = {
-    # issue #17, defect 1: ``import emoadapt.explain`` binds the subpackage over the lazy top-level
-    # function ``emoadapt.explain``; the subpackage is made callable and forwards, at call time only,
-    # to that function in the API layer.
-    ("emoadapt.explain", "emoadapt.api"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()  # (module, upper module) edges allowed with a reason; none now
 
 
 def module_name(path: Path) -> str:

@@ -5,13 +5,11 @@
 >>> explanation.values.sum()                          # == v(x) - v(baseline)
 >>> save_overlay(image, explanation, "overlay.png")
 
-``emoadapt.explain`` is also the one-call API :func:`emoadapt.api.explain`: this module is callable,
-so ``emoadapt.explain(image)`` works whether or not the subpackage has been imported.
+The top-level name ``emoadapt.explain`` is the one-call API :func:`emoadapt.api.explain`, which also
+carries this subpackage's names (``emoadapt.explain.DnCShap``); see ``emoadapt._ExplainEntry``.
 """
 
 import importlib
-import sys
-import types
 from typing import Any
 
 #: public name -> submodule; imported on first use, so ``emoadapt.explain.settings`` (and the CLI's
@@ -44,16 +42,6 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """Importing a subpackage binds it as an attribute of its parent, over the parent's lazy
-    ``emoadapt.explain`` function (issue #17): calling the subpackage calls that function."""
-
-    def __call__(self, *args, **kwargs):
-        from ..api import explain
-
-        return explain(*args, **kwargs)
-
-
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
@@ -65,5 +53,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
-
-sys.modules[__name__].__class__ = _CallableModule
