@@ -223,12 +223,20 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     return counts
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of CPU tensors (C, S, S) → (N, C, S, S), copied by NumPy (torch's copy runs
+    on its thread pool, slow on a busy machine for these sizes); other devices: ``torch.stack``."""
+    if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+    return torch.stack(tensors)
+
+
 def _predict_batch(predictor, batch: list, on_row: Callable[[dict, torch.Tensor | None], None] | None) -> list[dict]:
     """The rows of one batch of :class:`~emoadapt.pipeline.Loaded` inputs (in order)."""
     rows = [{"path": str(item.path), "error": item.error} for item in batch]
     good = [(row, item.tensor) for row, item in zip(rows, batch) if item.error is None]
     started = time.perf_counter()
-    probs = predictor.predict_tensors(torch.stack([t for _, t in good])) if good else []
+    probs = predictor.predict_tensors(_stack([t for _, t in good])) if good else []
     model_share = (time.perf_counter() - started) / max(1, len(good))
     kept = []
     for (row, tensor), p in zip(good, probs):
