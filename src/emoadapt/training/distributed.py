@@ -102,6 +102,15 @@ def all_sum(values: list[float], d: Dist) -> list[float]:
     return tensor.tolist()
 
 
+def sync_buffers(model: nn.Module, d: Dist) -> None:
+    """Give every rank rank 0's buffers (batch-norm running statistics). DDP broadcasts them before
+    each forward pass, but the last pass of an epoch updates each rank's own copy with its own batch;
+    after this call all ranks hold identical parameters and buffers."""
+    if d.active:
+        for buffer in model.buffers():
+            tdist.broadcast(buffer, src=0)
+
+
 def autocast(d: Dist, enabled: bool):
     """Mixed precision (bfloat16 autocast) for a forward pass on CUDA when ``enabled``; a no-op
     context otherwise. Asking for it without CUDA is a user error."""

@@ -27,7 +27,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from .augment import augment_batch
 from .checkpoint import load_training_state, save_training_state, save_weights
 from .config import TrainConfig
-from .distributed import Dist, all_sum, autocast, barrier, wrap
+from .distributed import Dist, all_sum, autocast, barrier, sync_buffers, wrap
 from .ema import WeightAverage
 from .metrics import classification_report, predict_arrays
 
@@ -165,6 +165,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
         bar.close()
         seconds = time.time() - started
         seen, loss_sum, correct = all_sum([seen, loss_sum, correct], d)
+        sync_buffers(model, d)
         epochs_run += 1
         if not d.is_main:  # rank 0 validates and saves; the others wait for its checkpoint
             state["epoch"] = epoch + 1
