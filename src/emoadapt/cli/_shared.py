@@ -58,6 +58,28 @@ def add_scale_options(p: argparse.ArgumentParser) -> None:
                         "RANK/WORLD_SIZE unless given")
 
 
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--amp`` of the training commands (``train-fer``, ``adapt``), which run
+    data-parallel under torchrun (docs/scaling.md)."""
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="train on the CPU or a CUDA GPU (default auto: GPU LOCAL_RANK when CUDA is available). "
+                        "Under torchrun every process is one data-parallel rank (DDP; gloo on CPU, nccl on GPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision (bfloat16 autocast) on a CUDA GPU; refused on the CPU (not tested on a GPU "
+                        "yet, see docs/scaling.md)")
+
+
+def distributed_setup(args: argparse.Namespace):
+    """(:class:`~emoadapt.training.distributed.Dist`, torch threads): the process group under torchrun;
+    ``--threads`` 0 with several ranks on this node becomes the node's cores divided among them."""
+    from ..shards import cores_per_rank
+    from ..training.distributed import setup
+
+    d = setup(args.device)
+    threads = args.threads or (cores_per_rank() if d.active else 0)
+    return d, threads
+
+
 def shard_of(args: argparse.Namespace) -> tuple[int, int] | None:
     """This process's (shard, count): ``--shard`` when given, else torchrun's RANK/WORLD_SIZE, else None."""
     from ..shards import parse_shard, shard_from_env

@@ -75,16 +75,17 @@ def teardown(d: Dist) -> None:
         tdist.destroy_process_group()
 
 
-def wrap(model: nn.Module, d: Dist) -> nn.Module:
+def wrap(model: nn.Module, d: Dist, find_unused: bool = False) -> nn.Module:
     """``model`` on ``d.device``, inside DistributedDataParallel when the job has several ranks
-    (DDP broadcasts rank 0's weights at construction, so every rank starts equal)."""
+    (DDP broadcasts rank 0's weights at construction, so every rank starts equal);
+    ``find_unused``: some trainable parameters take no part in the loss (e.g. a branch's own head)."""
     model.to(d.device)
     if not d.active:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [d.device.index] if d.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def barrier(d: Dist) -> None:
