@@ -4,7 +4,9 @@ test_training.py (gloo, CPU).
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_toy.py OUT EPOCHS full|die|resume
 
 Writes OUT/rank<r>.json with a digest of that rank's final weights (and buffers). ``die`` stops
-after the first epoch's checkpoint and leaves with ``os._exit`` (no teardown, as under a kill)."""
+after the first epoch's checkpoint and leaves with ``os._exit`` (no teardown, as under a kill).
+``full`` then also adapts a tiny FER network with the joint trainer (OUT/adapt) and records the
+digest of its adapted weights as ``adapt``."""
 
 from __future__ import annotations
 
@@ -54,8 +56,39 @@ def main() -> None:
         stop_after_epochs=1 if mode == "die" else None, progress=False, dist=d)
     if mode == "die":
         os._exit(9)
-    (out / f"rank{d.rank}.json").write_text(json.dumps({"digest": digest(model), "world": d.world}))
+    record = {"digest": digest(model), "world": d.world}
+    if mode == "full":
+        record["adapt"] = adapt_joint(out / "adapt", d)
+    (out / f"rank{d.rank}.json").write_text(json.dumps(record))
     teardown(d)
+
+
+def adapt_joint(out: Path, d) -> str:
+    """Two epochs of the joint adaptation trainer on toy target images and faces; its weights' digest."""
+    from emoadapt.adapt.config import AdaptConfig
+    from emoadapt.adapt.train import adapt
+    from emoadapt.data.labels import FER_CLASSES
+    from emoadapt.training.checkpoint import save_weights
+    from emoadapt.training.distributed import barrier
+
+    fer = EmoNetConfig(num_classes=7, in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool",
+                       hidden=(16,))
+    init = out.parent / "fer.safetensors"
+    if d.is_main:
+        torch.manual_seed(0)
+        save_weights(init, EmoNet(fer).eval(), fer.to_dict(), extra={"classes": list(FER_CLASSES)})
+    barrier(d)
+    x, y = toy_data(48)
+    faces, face_labels = toy_data(40, seed=3)
+    cfg = AdaptConfig(init=str(init), input_size=32, epochs=2, batch_size=8, lr=3e-3, threads=1,
+                      backbone_lr_scale=1.0, warmup_epochs=0.5, freeze="none", discrepancy="mmd")
+    from emoadapt.adapt.start import build_start_model
+
+    torch.manual_seed(5 + d.rank)
+    model = build_start_model(cfg)
+    adapt((np.repeat(x, 3, -1), y), (np.repeat(x[:16], 3, -1), y[:16]), (faces, face_labels), cfg, out,
+          progress=False, model=model, dist=d)
+    return digest(model)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """DDP training under torchrun (issue #20): 2 CPU processes on loopback (gloo) hold identical
-weights after training, and a run killed after its first epoch resumes to the same weights as an
+weights after training (``fit``, as train-fer, and the joint adaptation trainer), and a run killed after its first epoch resumes to the same weights as an
 uninterrupted one. The worker is tests/ddp_toy.py."""
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def test_two_cpu_ranks_train_identical_weights_and_resume_after_a_kill(tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
     a, b = _digests(tmp_path / "full")
     assert a == b  # DDP: rank 1 started from other weights and ends equal to rank 0
+    adapted = [json.loads((tmp_path / "full" / f"rank{r}.json").read_text())["adapt"] for r in (0, 1)]
+    assert adapted[0] == adapted[1] and (tmp_path / "full" / "adapt" / "best.safetensors").exists()
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
 
