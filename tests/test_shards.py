@@ -95,3 +95,23 @@ def test_ordered_map_keeps_order_with_a_bounded_window():
         consumed[0] += 1
     assert out == [i * i for i in range(40)] and ahead[0] <= 5
     assert list(ordered_map(slow, range(5), workers=0, window=1)) == [0, 1, 4, 9, 16]
+
+
+def test_explain_shards_write_the_files_of_one_process(tmp_path, setup):
+    import json
+
+    images, weights = setup
+    files = [str(images / name) for name in ("i0.jpg", "i1.jpg", "i3_broken.jpg")]
+    common = ["--model", str(weights), "--runtime", "torch", "--depth", "1", "--no-progress"]
+    main(["explain", *files, "--out", str(tmp_path / "one"), "--workers", "0", *common])
+    for shard in ("0/2", "1/2"):
+        main(["explain", *files, "--out", str(tmp_path / "two"), "--shard", shard, "--workers", "2", *common])
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(names) == 2 * 3
+
+    def content(path):
+        return {k: v for k, v in json.loads(path.read_text()).items() if "seconds" not in k and "time" not in k}
+
+    for name in names:
+        if name.endswith(".json"):
+            assert content(tmp_path / "one" / name) == content(tmp_path / "two" / name)
