@@ -5,12 +5,20 @@
 1. Generates N JPEGs of 640×427 (random crops, flips and brightness of the bundled public-domain
    samples, seeded; never dataset images) under runs/pipeline-images/.
 2. Model only: batched onnxruntime (batch 32) on tensors decoded beforehand.
-3. ``predict_files`` as ``emoadapt predict`` runs it: serial decoding (``workers=0``, the old loop),
-   decode threads (the default), and threads + JPEG draft mode; each repeated, interleaved with
-   the model-only run, so every ratio compares peers measured side by side.
+3. ``predict_files`` as ``emoadapt predict`` runs it: serial decoding (``workers=0``, the old loop)
+   and decode threads (1, and the default); each repeated, interleaved with the model-only run, so
+   every ratio compares peers measured side by side.
 4. Start-up: wall time of ``python -m emoadapt --help`` and of a one-image ``predict`` (subprocesses).
-5. Draft mode: the largest change of any probability vs full decoding, on the generated JPEGs and
-   on the real photos of ``--photos`` (e.g. a folder of camera photos).
+5. JPEG draft mode: the change of the probabilities vs full decoding when the short side is kept
+   ≥ 1× and ≥ 2× (``--draft``) the input size, on the bundled photos, the generated JPEGs and the
+   photos of ``--photos``; and the decode + preprocess time of a large JPEG (2560×1707, an
+   upscaled sample) with and without draft mode.
+
+``--old-code`` measures only the model alone against ``predict_files`` with its defaults, for a
+checkout from before this pipeline (the "before" row of docs/benchmarks.md §9)::
+
+    git archive 9a75f4c src | tar -x -C runs/before
+    PYTHONPATH=runs/before/src python benchmarks/pipeline_speed.py --old-code
 
 Prints markdown tables (docs/benchmarks.md §9 and docs/scaling.md).
 """
@@ -34,7 +42,6 @@ from PIL import Image, ImageEnhance
 from emoadapt.api import Predictor
 from emoadapt.data.decode import decode_image
 from emoadapt.data.folder import expand_inputs
-from emoadapt.pipeline import DRAFT_FACTOR, default_workers
 from emoadapt.predict import predict_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +81,12 @@ def model_only(predictor: Predictor, tensors: torch.Tensor, batch_size: int) -> 
     return len(tensors) / (time.perf_counter() - started)
 
 
-def end_to_end(predictor: Predictor, paths: list[Path], batch_size: int, workers: int, draft: bool) -> float:
+def end_to_end(predictor: Predictor, paths: list[Path], batch_size: int, workers: int | None, draft: bool) -> float:
+    """Images/s of ``predict_files`` (``workers`` None: its defaults, as on an older checkout)."""
+    options = {} if workers is None else {"workers": workers, "draft": draft}
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        counts = predict_files(predictor, paths, Path(folder) / "r.csv", batch_size=batch_size, workers=workers,
-                               draft=draft)
+        counts = predict_files(predictor, paths, Path(folder) / "r.csv", batch_size=batch_size, **options)
         seconds = time.perf_counter() - started
     assert counts["done"] == len(paths), counts
     return len(paths) / seconds
@@ -93,9 +101,10 @@ def wall(command: list[str], repeats: int) -> list[float]:
     return times
 
 
-def draft_change(predictor: Predictor, paths: list[Path]) -> tuple[float, float, float, int]:
-    """(max |Δp|, mean |Δp|, share of images whose top class changes, n) of draft vs full decoding."""
-    side = DRAFT_FACTOR * predictor.input_size
+def draft_change(predictor: Predictor, paths: list[Path], factor: int) -> tuple[float, float, float, int]:
+    """(max |Δp|, mean |Δp|, share of images whose top class changes, n) of draft vs full decoding,
+    the short side kept ≥ ``factor`` × the input size."""
+    side = factor * predictor.input_size
     deltas, flips = [], 0
     for start in range(0, len(paths), 32):
         chunk = paths[start:start + 32]
@@ -118,11 +127,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=None, help=f"decode threads (default {default_workers()})")
+    parser.add_argument("--workers", type=int, default=None, help="decode threads (default: the pipeline's)")
+    parser.add_argument("--old-code", action="store_true", help="model only vs predict_files' defaults, nothing else")
     parser.add_argument("--photos", default=None, help="a folder of real photos for the draft-mode change")
     parser.add_argument("--folder", default=str(ROOT / "runs" / "pipeline-images"))
     args = parser.parse_args()
-    workers = default_workers() if args.workers is None else args.workers
+    if args.old_code:
+        workers = 0
+    else:
+        from emoadapt.pipeline import default_workers
+
+        workers = default_workers() if args.workers is None else args.workers
     paths = generate(Path(args.folder), args.n)
     predictor = Predictor(args.model, runtime="onnx")
     print(f"{len(paths)} JPEGs {SIZE[0]}x{SIZE[1]}, model {predictor.meta.get('name', args.model or 'default')} "
@@ -132,12 +147,15 @@ def main() -> None:
     tensors = torch.stack([predictor.preprocess(p) for p in paths])
     predictor.predict_tensors(tensors[:args.batch_size])  # warm-up
     peers = {"model only (pre-decoded)": lambda: model_only(predictor, tensors, args.batch_size),
-             "predict, serial decode (workers 0, before)": lambda: end_to_end(predictor, paths, args.batch_size, 0,
+             "predict, decode in the main thread (--workers 0)": lambda: end_to_end(predictor, paths, args.batch_size, 0,
                                                                               False),
+             "predict, 1 decode thread": lambda: end_to_end(predictor, paths, args.batch_size, 1, False),
              f"predict, {workers} decode threads (default)": lambda: end_to_end(predictor, paths, args.batch_size,
-                                                                                workers, False),
-             f"predict, {workers} threads + JPEG draft": lambda: end_to_end(predictor, paths, args.batch_size,
-                                                                           workers, True)}
+                                                                                workers, False)}
+    if args.old_code:
+        peers = {"model only (pre-decoded)": peers["model only (pre-decoded)"],
+                 "predict with the checkout's defaults": lambda: end_to_end(predictor, paths, args.batch_size, None,
+                                                                            False)}
     rates: dict[str, list[float]] = {name: [] for name in peers}
     ratios: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(args.repeats):
@@ -149,6 +167,9 @@ def main() -> None:
     for name in peers:
         low, mid, high = min(ratios[name]), statistics.median(ratios[name]), max(ratios[name])
         print(f"| {name} | {fmt(rates[name])} | {mid:.2f} ({low:.2f}–{high:.2f}) |")
+    if args.old_code:
+        return
+    from emoadapt.pipeline import DRAFT_FACTOR
     one = str(paths[0])
     with tempfile.TemporaryDirectory() as folder:
         python = [sys.executable, "-m", "emoadapt"]
@@ -161,13 +182,29 @@ def main() -> None:
           f"({min(first_s):.2f}–{max(first_s):.2f}) |")
     print(f"| `emoadapt predict` {len(paths)} JPEGs, whole command | {all_s:.1f} ({len(paths) / all_s:.1f} img/s "
           "with start-up) |")
-    print("\n| draft mode vs full decode | max abs Δp | mean abs Δp | top class changed | images |\n|---|---|---|---|---|")
-    sets = {"generated 640×427": paths}
+    print("\n| draft mode vs full decode | short side kept | max abs Δp | mean abs Δp | top class changed | images |"
+          "\n|---|---|---|---|---|---|")
+    samples = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
+    sets = {"bundled photos (451–640 px)": samples, "generated 640×427": paths}
     if args.photos:
         sets[f"photos in {args.photos}"] = expand_inputs([args.photos])
     for name, chosen in sets.items():
-        big, mean, flipped, n = draft_change(predictor, chosen)
-        print(f"| {name} | {big:.4f} | {mean:.5f} | {flipped:.1%} | {n} |")
+        for factor in (1, DRAFT_FACTOR):
+            big, mean, flipped, n = draft_change(predictor, chosen, factor)
+            print(f"| {name} | ≥ {factor}× input | {big:.4f} | {mean:.5f} | {flipped:.1%} | {n} |")
+    large = Path(args.folder).parent / "pipeline-large.jpg"
+    Image.open(samples[0]).convert("RGB").resize((2560, 1707), Image.Resampling.BICUBIC).save(large, quality=90)
+    full = min(timed(lambda: predictor.preprocess(large)) for _ in range(5))
+    side = DRAFT_FACTOR * predictor.input_size
+    fast = min(timed(lambda: predictor.preprocess(decode_image(large, mode="RGB", reduce_to=side))) for _ in range(5))
+    print(f"\n2560×1707 JPEG, decode + preprocess: full {full * 1e3:.0f} ms, --draft {fast * 1e3:.0f} ms "
+          f"({full / fast:.1f}× faster; best of 5)")
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
