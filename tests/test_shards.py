@@ -115,3 +115,17 @@ def test_explain_shards_write_the_files_of_one_process(tmp_path, setup):
     for name in names:
         if name.endswith(".json"):
             assert content(tmp_path / "one" / name) == content(tmp_path / "two" / name)
+
+
+def test_draft_decoding_keeps_the_short_side_and_skips_other_formats(tmp_path):
+    from emoadapt.data.decode import decode_image
+
+    rng = np.random.default_rng(1)
+    picture = Image.fromarray(rng.integers(0, 256, (500, 700, 3), dtype=np.uint8))
+    picture.save(tmp_path / "a.jpg", quality=90)
+    picture.save(tmp_path / "a.png")
+    assert decode_image(tmp_path / "a.jpg").size == (700, 500)
+    assert decode_image(tmp_path / "a.jpg", reduce_to=160).size == (350, 250)  # 1/2: short side 250 >= 160
+    assert decode_image(tmp_path / "a.jpg", reduce_to=120).size == (175, 125)  # 1/4
+    assert decode_image(tmp_path / "a.jpg", reduce_to=300).size == (700, 500)  # 1/2 would be < 300
+    assert decode_image(tmp_path / "a.png", reduce_to=120).size == (700, 500)
