@@ -9,7 +9,8 @@
    FER2013 (when found under $EMOADAPT_DATA): training images/s of the epoch (log.jsonl, summed
    over the ranks) and the wall seconds of the job.
 
-Every rank gets cores / R torch threads and decode threads. Prints a markdown table per part.
+Every rank gets cores / R torch threads and decode threads; training also runs 1 rank × 1 thread,
+since torch's thread pool can cost more than it gives on a busy machine. Prints a table per part.
 """
 
 from __future__ import annotations
@@ -68,13 +69,15 @@ def main() -> None:
         print("\nFER2013 not found: training part skipped")
         return
     print(f"\n| train-fer fer-cpu, {args.train_limit} images, 1 epoch | train images/s | wall s |\n|---|---|---|")
+    cores = os.cpu_count() or 1
+    runs = [(ranks, max(1, cores // ranks)) for ranks in args.ranks] + [(1, 1)]  # (1, 1): one thread, for scale
     with tempfile.TemporaryDirectory() as folder:
-        for ranks in args.ranks:
-            out = f"{folder}/t{ranks}"
+        for ranks, threads in runs:
+            out = f"{folder}/t{ranks}-{threads}"
             seconds = torchrun(ranks, "train-fer", "--out", out, "--model", "fer-cpu", "--limit", str(args.train_limit),
-                               "--epochs", "1", "--no-progress", "--device", "cpu")
+                               "--epochs", "1", "--no-progress", "--device", "cpu", "--threads", str(threads))
             rate = json.loads(Path(out, "log.jsonl").read_text().splitlines()[-1])["train_img_per_s"]
-            print(f"| {ranks} rank(s) | {rate:.1f} | {seconds:.1f} |", flush=True)
+            print(f"| {ranks} rank(s) × {threads} thread(s) | {rate:.1f} | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
