@@ -75,7 +75,10 @@ def distributed_setup(args: argparse.Namespace):
     from ..shards import cores_per_rank
     from ..training.distributed import setup
 
+    from ..training.distributed import autocast
+
     d = setup(args.device)
+    autocast(d, args.amp)  # refuses --amp without CUDA before any data is read
     threads = args.threads or (cores_per_rank() if d.active else 0)
     return d, threads
 
