@@ -49,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
         raise EmoadaptError("no images found in " + ", ".join(args.inputs))
     out = Path(args.out)
     shard = shard_of(args)
-    if shard is not None:
+    if shard is not None and out.suffix in (".csv", ".jsonl"):  # predict_files refuses other names
         from ..shards import part_path, shard_block, write_sidecar
 
         paths, out = shard_block(paths, *shard), part_path(out, *shard)
         write_sidecar(out, *shard, paths)
     predictor = load_predictor(args)
-    on_row = _explainer(predictor, out, args.depth, args.max_evals) if args.explain else None
+    # overlays of every shard go to one folder beside --out (their names never collide: overlay_name)
+    on_row = _explainer(predictor, Path(args.out), args.depth, args.max_evals) if args.explain else None
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=args.no_progress)
     failed_so_far = [0]
 
