@@ -129,3 +129,26 @@ def test_draft_decoding_keeps_the_short_side_and_skips_other_formats(tmp_path):
     assert decode_image(tmp_path / "a.jpg", reduce_to=120).size == (175, 125)  # 1/4
     assert decode_image(tmp_path / "a.jpg", reduce_to=300).size == (700, 500)  # 1/2 would be < 300
     assert decode_image(tmp_path / "a.png", reduce_to=120).size == (700, 500)
+
+
+def test_torchrun_environment_shards_jsonl_and_merge_keeps_rows(tmp_path, setup, monkeypatch):
+    import json
+
+    images, weights = setup
+    main(["predict", str(images), "--out", str(tmp_path / "one.jsonl"), "--model", str(weights), "--runtime", "torch",
+          "--no-progress"])
+    out = tmp_path / "ranks.jsonl"
+    for rank in (0, 1):  # what torchrun sets for each of its 2 processes
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        _predict(images, weights, out)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert part_path(out, 1, 2).exists() and not out.exists()
+    assert main(["merge", "--out", str(out)]) == 0
+
+    def rows(path):
+        return [{k: v for k, v in json.loads(line).items() if k not in DROP} for line in path.read_text().splitlines()]
+
+    assert rows(out) == rows(tmp_path / "one.jsonl")
