@@ -19,13 +19,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .errors import EmoadaptError, ImageDecodeError
 from .fileio import atomic_write_bytes
+from .pipeline import DRAFT_FACTOR, default_workers, loaded_batches
 
 
 def _columns(classes: tuple[str, ...]) -> list[str]:
@@ -181,25 +182,22 @@ def check_probabilities(probs: np.ndarray) -> str | None:
     return None
 
 
-def _batches(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
-    batch: list[Path] = []
-    for path in paths:
-        batch.append(path)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_size: int = 32, resume: bool = False,
                   on_batch: Callable[[int, int], None] | None = None,
-                  on_row: Callable[[dict, torch.Tensor | None], None] | None = None) -> dict[str, int]:
+                  on_row: Callable[[dict, torch.Tensor | None], None] | None = None,
+                  workers: int | None = None, draft: bool = False) -> dict[str, int]:
     """Predict every image in ``paths`` and stream rows to ``output`` (``.csv`` or ``.jsonl``).
 
     ``on_batch(done, failed)`` reports progress; ``on_row(row, image_tensor)`` lets the caller add
     work per image (e.g. explanations; an exception there becomes the row's ``error``). Returns
     counts: ``total``, ``done``, ``skipped``, ``failed``.
+
+    ``workers`` threads decode and resize the images ahead of the model (:mod:`emoadapt.pipeline`;
+    ``None``: :func:`~emoadapt.pipeline.default_workers`, 0: in this thread), rows stay in the order
+    of ``paths``. ``draft`` (opt-in) lets libjpeg decode large JPEGs at 1/2–1/8 scale while their
+    short side stays ≥ 2 × the model's input size: faster, but the probabilities then differ slightly
+    from the API's and the web app's (measured in docs/scaling.md), so it is off by default.
+    A row's ``seconds`` is its image's decode time plus its share of its batch's model time.
     """
     output = Path(output)
     if output.suffix not in (".csv", ".jsonl"):
@@ -208,39 +206,12 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     writer = RowWriter(output, predictor.classes, append=resume)
     todo = [p for p in paths if writer.key(p) not in skip]
     counts = {"total": len(paths), "done": 0, "skipped": len(paths) - len(todo), "failed": 0}
+    size = getattr(predictor, "input_size", None)
+    draft_side = DRAFT_FACTOR * size if draft and isinstance(size, int) else None
+    workers = default_workers() if workers is None else workers
     try:
-        for batch in _batches(todo, batch_size):
-            started = time.perf_counter()
-            rows, tensors = [], []
-            for path in batch:
-                try:
-                    tensors.append(predictor.preprocess(path))
-                    rows.append({"path": str(path), "error": None})
-                except ImageDecodeError as exc:
-                    rows.append({"path": str(path), "error": f"{exc.reason}: {exc}"})
-                except Exception as exc:  # a bug or an exhausted resource: this image fails, the run goes on
-                    rows.append({"path": str(path), "error": f"internal-error: {type(exc).__name__}: {exc}"})
-            good = [row for row in rows if row["error"] is None]
-            probs = predictor.predict_tensors(torch.stack(tensors)) if tensors else []
-            per_image = (time.perf_counter() - started) / max(1, len(batch))
-            kept = []
-            for row, p, tensor in zip(good, probs, tensors):
-                problem = check_probabilities(p)
-                if problem is not None:
-                    row["error"] = f"bad-model-output: {problem}"
-                    continue
-                row["emotion"] = predictor.classes[int(p.argmax())]
-                row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
-                kept.append((row, tensor))
-            for row in rows:
-                row["seconds"] = round(per_image, 5)
-            if on_row is not None:
-                for row, tensor in kept:
-                    try:
-                        on_row(row, tensor)
-                    except Exception as exc:  # the prediction stands; the row says what else failed
-                        reason = exc.reason if isinstance(exc, ImageDecodeError) else type(exc).__name__
-                        row["error"] = f"explain-failed: {reason}: {exc}"
+        for batch in loaded_batches(predictor.preprocess, todo, batch_size, workers=workers, draft_side=draft_side):
+            rows = _predict_batch(predictor, batch, on_row)
             writer.write(rows)
             failed = sum(1 for row in rows if row["error"] is not None)
             counts["done"] += len(rows) - failed
@@ -250,3 +221,39 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     finally:
         writer.close()
     return counts
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of CPU tensors (C, S, S) → (N, C, S, S), copied by NumPy (torch's copy runs
+    on its thread pool, slow on a busy machine for these sizes); other devices: ``torch.stack``."""
+    if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+    return torch.stack(tensors)
+
+
+def _predict_batch(predictor, batch: list, on_row: Callable[[dict, torch.Tensor | None], None] | None) -> list[dict]:
+    """The rows of one batch of :class:`~emoadapt.pipeline.Loaded` inputs (in order)."""
+    rows = [{"path": str(item.path), "error": item.error} for item in batch]
+    good = [(row, item.tensor) for row, item in zip(rows, batch) if item.error is None]
+    started = time.perf_counter()
+    probs = predictor.predict_tensors(_stack([t for _, t in good])) if good else []
+    model_share = (time.perf_counter() - started) / max(1, len(good))
+    kept = []
+    for (row, tensor), p in zip(good, probs):
+        problem = check_probabilities(p)
+        if problem is not None:
+            row["error"] = f"bad-model-output: {problem}"
+            continue
+        row["emotion"] = predictor.classes[int(p.argmax())]
+        row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
+        kept.append((row, tensor))
+    for row, item in zip(rows, batch):
+        row["seconds"] = round(item.seconds + (model_share if item.error is None else 0.0), 5)
+    if on_row is not None:
+        for row, tensor in kept:
+            try:
+                on_row(row, tensor)
+            except Exception as exc:  # the prediction stands; the row says what else failed
+                reason = exc.reason if isinstance(exc, ImageDecodeError) else type(exc).__name__
+                row["error"] = f"explain-failed: {reason}: {exc}"
+    return rows

@@ -20,6 +20,7 @@ from torch import nn
 from ..data.labels import IER_CLASSES
 from ..data.transforms import match_channels, uint8_to_tensor
 from ..training.augment import augment_batch
+from ..training.distributed import Dist, Taps, autocast, wrap
 from ..training.loop import StepFn, run_epochs
 from ..training.metrics import classification_report, predict_arrays
 from .config import AdaptConfig
@@ -44,7 +45,7 @@ def target_batch(order: dict[str, np.ndarray], count: int, frozen: list[nn.Modul
 def fit_adaptation(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: AdaptConfig, steps_per_epoch: int,
                    train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, *, resume: bool,
                    progress: bool, stop_after_epochs: int | None,
-                   helpers: dict[str, nn.Module] | None = None) -> dict:
+                   helpers: dict[str, nn.Module] | None = None, dist: Dist | None = None) -> dict:
     """Run ``cfg.epochs`` epochs of ``train_step`` with the run's settings stored beside the weights
     (``best.safetensors`` is an IER model whose metadata holds the whole :class:`AdaptConfig`)."""
     return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
@@ -52,34 +53,57 @@ def fit_adaptation(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: Adap
                       train_step=train_step, validate=validate, out_dir=out_dir,
                       model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
                       extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
-                      progress=progress, ema_decay=cfg.ema, helpers=helpers)
+                      progress=progress, ema_decay=cfg.ema, helpers=helpers, dist=dist)
 
 
 def train_joint(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy: nn.Module, target_train: Arrays,
                 target_val: Arrays, source: Arrays, cfg: AdaptConfig, out_dir: str | Path, *, resume: bool,
-                progress: bool, stop_after_epochs: int | None) -> dict:
+                progress: bool, stop_after_epochs: int | None, dist: Dist | None = None, amp: bool = False) -> dict:
     """Full-network adaptation on uint8 arrays; ``source`` labels already mapped to IER indices
     (−1 for faces without an IER class). Source faces share every batch (and its batch-norm
-    statistics), as in the recorded ablation."""
+    statistics), as in the recorded ablation.
+
+    Under torchrun (``dist`` with several ranks) the network runs in DistributedDataParallel and a
+    DistributedSampler gives each rank its share of the target images (each rank draws its own
+    source faces); ``amp``: bfloat16 autocast on CUDA (:mod:`emoadapt.training.distributed`)."""
     (xt, yt), (xv, yv), (xs, ys) = target_train, target_val, source
-    steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
+    d = dist or Dist()
+    taps = tuple(dict.fromkeys((*cfg.layers, "pre_logits", "logits")))
+    net = wrap(Taps(model, taps), d, find_unused=True)
+    sampler = None
+    if d.active:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(range(len(xt)), num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil((len(sampler) if sampler else len(xt)) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     frozen = frozen_modules(model, cfg.freeze)
     order: dict[str, np.ndarray] = {}
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
-        t_index = target_batch(order, len(xt), frozen, step, cfg.batch_size, generator)
+        if sampler is not None and step == 0:  # this rank's share of a new permutation
+            sampler.set_epoch(epoch)
+            order["target"] = np.fromiter(iter(sampler), dtype=np.int64)
+            for m in frozen:
+                m.eval()
+        if sampler is not None:
+            t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        else:
+            t_index = target_batch(order, len(xt), frozen, step, cfg.batch_size, generator)
         s_index = torch.randint(len(xs), (len(t_index),), generator=generator).numpy()
         x = torch.cat([uint8_to_tensor(xt[t_index]), uint8_to_tensor(match_channels(xs[s_index], xt.shape[-1]))])
         if cfg.augment:
             x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)
-        out = model.forward_taps(x, tuple(dict.fromkeys((*cfg.layers, "pre_logits", "logits"))))
+        with autocast(d, amp):
+            out = net(x.to(d.device, non_blocking=True))
+        out = {name: value.float() for name, value in out.items()}
         progress_now = (epoch * steps_per_epoch + step) / max(1, total_steps)
-        return adaptation_loss(out["logits"], [pooled(out[tap]) for tap in cfg.layers], torch.as_tensor(yt[t_index]),
-                               torch.as_tensor(ys[s_index]), progress_now, cfg, discrepancy)
+        return adaptation_loss(out["logits"], [pooled(out[tap]) for tap in cfg.layers],
+                               torch.as_tensor(yt[t_index]).to(d.device), torch.as_tensor(ys[s_index]).to(d.device),
+                               progress_now, cfg, discrepancy)
 
     def validate() -> dict:
         return classification_report(yv, predict_arrays(model, xv), IER_CLASSES)
 
     return fit_adaptation(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
-                          progress=progress, stop_after_epochs=stop_after_epochs)
+                          progress=progress, stop_after_epochs=stop_after_epochs, dist=d)

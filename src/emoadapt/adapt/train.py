@@ -39,7 +39,8 @@ from .start import build_start_model, make_optimizer
 def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndarray, np.ndarray],
           source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None,
-          cached: dict[str, torch.Tensor] | None = None, distill: TeacherBank | OnlineTeacher | None = None) -> dict:
+          cached: dict[str, torch.Tensor] | None = None, distill: TeacherBank | OnlineTeacher | None = None,
+          dist=None, amp: bool = False) -> dict:
     """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
 
     Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
@@ -50,7 +51,10 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
     ``kd_hint_weight`` or ``kd_spatial_weight`` > 0) ``distill`` is what teaches: a bank from
     :func:`~emoadapt.adapt.bank.distillation_bank` (``kd_mode=bank``) or an
     :class:`~emoadapt.adapt.distill.OnlineTeacher` (``kd_mode=online``; its images at the
-    teacher's size)."""
+    teacher's size).
+
+    ``dist`` (several torchrun ranks) and ``amp`` (mixed precision on CUDA) are for the joint
+    (full-network) trainer; the cached and distillation protocols run in one process."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = model if model is not None else build_start_model(cfg)
@@ -60,6 +64,10 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         raise ConfigError("a teacher was given but no distillation weight (kd_weight, kd_hint_weight, "
                           "kd_spatial_weight) is above 0")
     (xt, yt), (xv, yv), (xs, ys_fer) = target_train, target_val, source
+    if (dist is not None and dist.active or amp) and chosen is not Protocol.JOINT:
+        raise ConfigError(f"several torchrun ranks and --amp are for the full-network (joint) trainer; this "
+                          f"configuration trains with the {chosen.value} protocol, which runs in one process "
+                          "(it trains on cached features or a teacher's outputs and is fast on one machine)")
     if chosen is Protocol.ONLINE:
         return function_matching(model, distill, yt, target_val, (xs, fer_to_ier_indices(ys_fer)), cfg, out_dir,
                                  optimizer=make_optimizer(model, cfg), discrepancy=make_discrepancy(cfg.discrepancy),
@@ -77,4 +85,5 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
             cached = encode_views(model, xt, xv, xs if source_needed(cfg, tap) else None, tap=tap, views=cfg.views,
                                   seed=0, progress=progress)
         return train_cached(model, tap, optimizer, discrepancy, cached, yt, yv, ys, cfg, out_dir, **run)
-    return train_joint(model, optimizer, discrepancy, target_train, target_val, (xs, ys), cfg, out_dir, **run)
+    return train_joint(model, optimizer, discrepancy, target_train, target_val, (xs, ys), cfg, out_dir, **run,
+                       dist=dist, amp=amp)

@@ -45,10 +45,71 @@ def add_target_options(p: argparse.ArgumentParser, manifest_help: str) -> None:
     p.add_argument("--source", default=None, help="FER2013 folder (default: $EMOADAPT_DATA/fer2013)")
 
 
+def add_scale_options(p: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--shard``: parallel decoding and one share of a large collection
+    (docs/scaling.md)."""
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads that decode and resize images ahead of the model (default: the usable cores, "
+                        "at most 8, divided among the ranks of this node under torchrun; 0 = decode in the "
+                        "main thread)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="process only the I-th of N contiguous blocks of the sorted inputs (0 <= I < N), into "
+                        "OUT.part-I-of-N; join the parts with `emoadapt merge`. Under torchrun the shard is "
+                        "RANK/WORLD_SIZE unless given")
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--amp`` of the training commands (``train-fer``, ``adapt``), which run
+    data-parallel under torchrun (docs/scaling.md)."""
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="train on the CPU or a CUDA GPU (default auto: GPU LOCAL_RANK when CUDA is available). "
+                        "Under torchrun every process is one data-parallel rank (DDP; gloo on CPU, nccl on GPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision (bfloat16 autocast) on a CUDA GPU; refused on the CPU (not tested on a GPU "
+                        "yet, see docs/scaling.md)")
+
+
+def distributed_setup(args: argparse.Namespace):
+    """(:class:`~emoadapt.training.distributed.Dist`, torch threads): the process group under torchrun;
+    ``--threads`` 0 with several ranks on this node becomes the node's cores divided among them."""
+    from ..shards import cores_per_rank
+    from ..training.distributed import setup
+
+    from ..training.distributed import autocast
+
+    d = setup(args.device)
+    autocast(d, args.amp)  # refuses --amp without CUDA before any data is read
+    threads = args.threads or (cores_per_rank() if d.active else 0)
+    return d, threads
+
+
+def shard_of(args: argparse.Namespace) -> tuple[int, int] | None:
+    """This process's (shard, count): ``--shard`` when given, else torchrun's RANK/WORLD_SIZE, else None."""
+    from ..shards import parse_shard, shard_from_env
+
+    return parse_shard(args.shard) if args.shard else shard_from_env()
+
+
+def workers_of(args: argparse.Namespace) -> int:
+    """``--workers``, or the cores this rank may use (at most 8)."""
+    from ..shards import cores_per_rank
+
+    if args.workers is not None and args.workers < 0:
+        from ..errors import EmoadaptError
+
+        raise EmoadaptError(f"--workers must be 0 or more, got {args.workers}")
+    return min(8, cores_per_rank()) if args.workers is None else args.workers
+
+
 def load_predictor(args: argparse.Namespace):
     from ..api import Predictor
 
-    return Predictor(args.model, runtime=args.runtime, threads=args.threads or None)
+    threads = args.threads or None
+    if threads is None and getattr(args, "shard", None) is None:
+        from ..shards import cores_per_rank, shard_from_env
+
+        threads = cores_per_rank() if shard_from_env() else None  # N ranks on a node share its cores
+    return Predictor(args.model, runtime=args.runtime, threads=threads)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ._shared import add_target_options
+from ._shared import add_distributed_options, add_target_options, distributed_setup
 
 NAME = "adapt"
 HELP = "adapt a FER model to generic images (classification + discrepancy loss)"
@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP, description=" ".join(__doc__.split()))
     add_target_options(p, "reuse this split manifest (JSON) instead of making one")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
+    add_distributed_options(p)
     p.add_argument("--split-seed", type=int, default=0, help="seed of a new split (default 0)")
     p.add_argument("--val", type=float, default=0.15, help="validation fraction of a new split (default 0.15)")
     p.add_argument("--test", type=float, default=0.15, help="test fraction of a new split (default 0.15)")
@@ -55,8 +56,15 @@ def run(args: argparse.Namespace) -> int:
     from ..adapt.start import build_start_model
     from ..adapt.train import adapt
 
+    from ..training.distributed import teardown
+
     cfg = AdaptConfig(**{f.name: getattr(args, f.name) for f in fields(AdaptConfig)})
     check(cfg)  # a wrong option fails before any image is read
+    d, threads = distributed_setup(args)
+    if threads != cfg.threads:
+        from dataclasses import replace
+
+        cfg = replace(cfg, threads=threads)
     model = build_start_model(cfg)
     size, channels = model.config.input_size, model.config.in_chans
     out = Path(args.out)
@@ -67,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
     distill = _teacher(args, cfg, out, size, channels) if cfg.distilling else None
     state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
-                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, distill=distill)
+                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, distill=distill,
+                  dist=d, amp=args.amp)
+    teardown(d)
+    if not d.is_main:
+        return 0
     best = state["best"]
     print(f"best epoch {best['epoch']}: validation accuracy {best['val_acc']:.4f} -> {out}/best.safetensors")
     print(f"score the test split once with: emoadapt evaluate {out}/best.safetensors {args.target} "

@@ -2,7 +2,11 @@
 
 For each image writes ``OUT/<stem>.json`` (scores, boxes, target, values, cost), ``OUT/<stem>.npy``
 (the map), ``OUT/<stem>_overlay.png`` and, with ``--layers``, ``OUT/<stem>_layers.png``. A file
-that cannot be decoded is reported on stderr and skipped; the exit status is 1 if any failed."""
+that cannot be decoded is reported on stderr and skipped; the exit status is 1 if any failed.
+
+Worker threads decode the next images while DnCShap runs (``--workers``). With ``--shard I/N`` (or
+under torchrun) this process explains one contiguous block of the sorted inputs; the file names
+come from the whole list, so N processes can write into one OUT without collisions."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import argparse
 from pathlib import Path
 
 from ..explain import settings
-from ._shared import checked, add_dncshap_options, add_model_options, expand_inputs, load_predictor, unique_stem
+from ._shared import (add_dncshap_options, add_model_options, add_scale_options, checked, expand_inputs, load_predictor,
+                      shard_of, unique_stem, workers_of)
 
 NAME = "explain"
 HELP = "explain predictions with DnCShap (overlay PNG, scores JSON, map NPY)"
@@ -34,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=settings.BATCH_SIZE, help=f"images per model call (default {settings.BATCH_SIZE})")
     p.add_argument("--variant", choices=settings.VARIANTS, default=settings.VARIANT,
                    help="clean DnCShap (default), or the original recursion with its quirks (reference)")
+    add_scale_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -57,24 +63,34 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..errors import EmoadaptError, ImageDecodeError
+    from ..errors import EmoadaptError
     from ..explain import explain_layers, save_layer_grid, save_overlay
+    from ..pipeline import load_one, ordered_map
 
     paths = expand_inputs(args.inputs)
     if not paths:
         raise EmoadaptError("no images found in " + ", ".join(args.inputs))
+    used: set[str] = set()
+    stems = [unique_stem(path, used) for path in paths]  # from the whole list: the same in every shard
+    shard = shard_of(args)
+    if shard is not None:
+        from ..shards import shard_block
+
+        paths, stems = shard_block(paths, *shard), shard_block(stems, *shard)
     predictor = load_predictor(args)
     taps = _layers(args.layers, predictor.model)
     explainer = predictor.explainer(args.depth, args.baseline, args.batch_size, args.variant, args.max_evals)
-    out, used, failed = Path(args.out), set(), 0
-    for path in tqdm(paths, desc="explain", unit="img", disable=args.no_progress):
-        try:
-            image = predictor.preprocess(path)
-        except ImageDecodeError as exc:
+    out, failed = Path(args.out), 0
+    workers = workers_of(args)
+    loaded = ordered_map(lambda path: load_one(predictor.preprocess, path), paths, workers, window=2 * max(1, workers))
+    for item, stem in tqdm(zip(loaded, stems), total=len(paths), desc="explain", unit="img",
+                           disable=args.no_progress):
+        if item.error is not None:
             failed += 1
-            tqdm.write(f"emoadapt explain: skipped: {exc}", file=sys.stderr)
+            tqdm.write(f"emoadapt explain: skipped: {item.error}", file=sys.stderr)
             continue
-        prefix = out / unique_stem(path, used)
+        image = item.tensor
+        prefix = out / stem
         explanation = explainer.attribute(image)
         explanation.save(prefix)
         save_overlay(image, explanation, prefix.with_name(prefix.name + "_overlay.png"))

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._shared import add_dncshap_options, add_model_options, expand_inputs, load_predictor
+from ._shared import (add_dncshap_options, add_model_options, add_scale_options, expand_inputs, load_predictor,
+                      shard_of, workers_of)
 
 #: exit statuses of ``emoadapt predict`` (and every command; docs/reliability.md)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -26,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     p.add_argument("--resume", action="store_true", help="skip images that already have a row in --out")
+    add_scale_options(p)
+    p.add_argument("--draft", action="store_true",
+                   help="decode large JPEGs at 1/2-1/8 scale (libjpeg draft mode; short side kept >= 2x the "
+                        "model input): faster, probabilities differ slightly from the exact decode "
+                        "(docs/scaling.md)")
     p.add_argument("--explain", action="store_true", help="also write a DnCShap overlay PNG per image")
     add_dncshap_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,9 +47,16 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         raise EmoadaptError("no images found in " + ", ".join(args.inputs))
-    predictor = load_predictor(args)
     out = Path(args.out)
-    on_row = _explainer(predictor, out, args.depth, args.max_evals) if args.explain else None
+    shard = shard_of(args)
+    if shard is not None and out.suffix in (".csv", ".jsonl"):  # predict_files refuses other names
+        from ..shards import part_path, shard_block, write_sidecar
+
+        paths, out = shard_block(paths, *shard), part_path(out, *shard)
+        write_sidecar(out, *shard, paths)
+    predictor = load_predictor(args)
+    # overlays of every shard go to one folder beside --out (their names never collide: overlay_name)
+    on_row = _explainer(predictor, Path(args.out), args.depth, args.max_evals) if args.explain else None
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=args.no_progress)
     failed_so_far = [0]
 
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(failed=failed_so_far[0])
 
     counts = predict_files(predictor, paths, out, batch_size=args.batch_size, resume=args.resume,
-                           on_batch=on_batch, on_row=on_row)
+                           on_batch=on_batch, on_row=on_row, workers=workers_of(args), draft=args.draft)
     bar.close()
     print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
           file=sys.stderr)

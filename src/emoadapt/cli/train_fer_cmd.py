@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._shared import add_distributed_options, distributed_setup
+
 NAME = "train-fer"
 HELP = "train a facial-expression network on FER2013 (official splits)"
 
@@ -37,19 +39,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 = all cores)")
     p.add_argument("--limit", type=int, default=None, help="use at most N images per split (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    add_distributed_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.distributed import teardown
     from ..training.fer import train_fer
     from ..training.loop import TrainConfig
 
+    d, threads = distributed_setup(args)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       label_smoothing=args.label_smoothing, class_weight=args.class_weight,
-                      augment=not args.no_augment, seed=args.seed, threads=args.threads, ema=args.ema)
+                      augment=not args.no_augment, seed=args.seed, threads=threads, ema=args.ema)
     state = train_fer(args.out, preset=args.model, data_root=args.data, cfg=cfg, resume=args.resume,
-                      limit=args.limit, progress=not args.no_progress)
+                      limit=args.limit, progress=not args.no_progress, dist=d, amp=args.amp)
+    teardown(d)
+    if not d.is_main:
+        return 0
     best = state["best"]
     print(f"best epoch {best['epoch']}: PublicTest accuracy {best['val_acc']:.4f} -> {args.out}/best.safetensors")
     return 0

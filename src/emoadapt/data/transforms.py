@@ -27,10 +27,15 @@ def image_to_uint8(image: Image.Image) -> np.ndarray:
 
 
 def uint8_to_tensor(batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(N, H, W, C) or (H, W, C) uint8 → (N, C, H, W) / (C, H, W) float32 in [0, 1]."""
-    tensor = torch.from_numpy(np.array(batch, dtype=np.uint8))  # a copy: inputs may be read-only
-    tensor = tensor.permute(0, 3, 1, 2) if tensor.ndim == 4 else tensor.permute(2, 0, 1)
-    return tensor.float().div_(255.0).contiguous()
+    """(N, H, W, C) or (H, W, C) uint8 → (N, C, H, W) / (C, H, W) float32 in [0, 1].
+
+    Computed in NumPy (a new array: inputs may be read-only), bit-identical to torch's
+    ``permute(...).float().div_(255)``: torch would run these small element-wise ops on its
+    intra-op thread pool, which costs tens of ms per image on a busy 2-core machine and, called
+    from the decode threads of :mod:`emoadapt.pipeline`, starts one pool per thread."""
+    array = np.asarray(batch, dtype=np.uint8)
+    array = array.transpose(0, 3, 1, 2) if array.ndim == 4 else array.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / np.float32(255.0))
 
 
 #: ITU-R 601-2 luma weights, the ones Pillow's ``convert("L")`` uses

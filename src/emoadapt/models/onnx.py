@@ -62,4 +62,23 @@ def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(_optimized(ort, path)), options, providers=["CPUExecutionProvider"])
+
+
+def _optimized(ort, path: Path) -> Path:
+    """``path`` with onnxruntime's hardware-independent graph optimizations (level EXTENDED: constant
+    folding, fusions) applied once and cached beside it, per onnxruntime version, so that each new
+    session starts ~0.6 s sooner (1.2 → 0.6 s for the default model on 2 cores); the
+    hardware-specific ones still run at session creation. ``path`` itself when that fails."""
+    optimized = path.with_name(f"{path.stem}.ort-{ort.__version__}.onnx")
+    if optimized.exists():
+        return optimized
+    try:
+        with atomic_path(optimized, suffix=".onnx") as tmp:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            options.optimized_model_filepath = str(tmp)
+            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # a read-only cache, an unusual graph: the plain model works as well
+        return path
+    return optimized

@@ -25,8 +25,9 @@ def subsample(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: i
 
 def train_fer(out_dir: str | Path, *, preset: str = "fer-cpu", data_root: str | Path | None = None,
               cfg: TrainConfig | None = None, resume: bool = False, limit: int | None = None,
-              progress: bool = True, stop_after_epochs: int | None = None) -> dict:
-    """Train preset ``preset`` on FER2013 and write checkpoints to ``out_dir`` (see :func:`fit`)."""
+              progress: bool = True, stop_after_epochs: int | None = None, dist=None, amp: bool = False) -> dict:
+    """Train preset ``preset`` on FER2013 and write checkpoints to ``out_dir`` (see :func:`fit`;
+    ``dist`` and ``amp``: data-parallel ranks and mixed precision, :mod:`emoadapt.training.distributed`)."""
     cfg = cfg or TrainConfig()
     spec = get_preset(preset)
     model_config = dict(spec.config, num_classes=len(FER_CLASSES))
@@ -40,6 +41,6 @@ def train_fer(out_dir: str | Path, *, preset: str = "fer-cpu", data_root: str | 
     train_x, train_y = subsample(train.images, train.labels, limit, cfg.seed)
     val_x, val_y = subsample(val.images, val.labels, limit, cfg.seed)
     return fit(model, train_x, train_y, val_x, val_y, FER_CLASSES, cfg, out_dir, model_config=model_config,
-               resume=resume, progress=progress, stop_after_epochs=stop_after_epochs,
+               resume=resume, progress=progress, stop_after_epochs=stop_after_epochs, dist=dist, amp=amp,
                extra_meta={"preset": preset, "data": "FER2013 Training (fit), PublicTest (selection)",
                            "train_n": int(len(train_y)), "val_n": int(len(val_y))})

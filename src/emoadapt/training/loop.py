@@ -27,6 +27,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from .augment import augment_batch
 from .checkpoint import load_training_state, save_training_state, save_weights
 from .config import TrainConfig
+from .distributed import Dist, all_sum, autocast, barrier, sync_buffers, wrap
 from .ema import WeightAverage
 from .metrics import classification_report, predict_arrays
 
@@ -86,7 +87,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
                train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, model_config: dict,
                classes: tuple[str, ...], resume: bool = False, extra_meta: dict | None = None,
                stop_after_epochs: int | None = None, progress: bool = True, ema_decay: float = 0.0,
-               helpers: dict[str, torch.nn.Module] | None = None) -> dict:
+               helpers: dict[str, torch.nn.Module] | None = None, dist: Dist | None = None) -> dict:
     """Drive ``epochs`` epochs of ``steps_per_epoch`` calls to ``train_step``.
 
     ``settings`` (a JSON-able dict of every option) is stored in the checkpoint; ``--resume``
@@ -104,7 +105,14 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
     ``helpers``: modules trained beside the model but not shipped (e.g. the regressors of a
     feature-map hint; their parameters must be in ``optimizer``): stored in ``last.safetensors``
     and restored by ``--resume``, never in ``best.safetensors``.
+
+    ``dist`` (:mod:`emoadapt.training.distributed`, under torchrun): every rank runs the steps (its
+    draws seeded with its rank besides the seed and epoch; rank 0's are those of a single process)
+    and resumes from the same ``last.safetensors``; rank 0 alone validates, logs and writes the
+    checkpoints while the others wait. Train loss and accuracy are summed over the ranks. The
+    returned state is complete on rank 0; the other ranks' holds the epoch.
     """
+    d = dist or Dist()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "history": [], "best": None, "train_config": settings}
@@ -126,18 +134,19 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
             raise CheckpointError(f"--resume: {last} holds no weight average (ema_decay {ema_decay})")
         average.load(saved_average, state["ema_updates"])
     meta = {"classes": list(classes), **(extra_meta or {})}
-    atomic_write_json(out / "run.json", {"model_config": model_config, "train_config": settings, **meta})
+    if d.is_main:
+        atomic_write_json(out / "run.json", {"model_config": model_config, "train_config": settings, **meta})
     total_steps = steps_per_epoch * epochs
     warmup_steps = max(1, int(warmup_epochs * steps_per_epoch))
     epochs_run = 0
     while state["epoch"] < epochs:
         epoch = state["epoch"]
-        torch.manual_seed(seed * 100_003 + epoch)  # dropout and any global draw
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        torch.manual_seed(seed * 100_003 + epoch + 7_919 * d.rank)  # dropout and any global draw
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919 * d.rank)
         model.train()
         started = time.time()
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", disable=not (progress and d.is_main),
                    unit="batch", leave=False)
         for step_in_epoch in bar:
             base = lr_at(epoch * steps_per_epoch + step_in_epoch, total_steps, warmup_steps, lr, min_lr_ratio)
@@ -155,6 +164,15 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
         seconds = time.time() - started
+        seen, loss_sum, correct = all_sum([seen, loss_sum, correct], d)
+        sync_buffers(model, d)
+        epochs_run += 1
+        if not d.is_main:  # rank 0 validates and saves; the others wait for its checkpoint
+            state["epoch"] = epoch + 1
+            barrier(d)
+            if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
+                break
+            continue
         val = validate()
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"], "lr": base,
@@ -185,11 +203,11 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
             extra_tensors.update({f"ema.{k}": v for k, v in average.tensors.items()})
         save_training_state(last, model, optimizer, state, extra_tensors=extra_tensors)
         atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+        barrier(d)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.3f} train acc {record['train_acc']:.3f} "
                        f"val acc {record['val_acc']:.4f} macro-F1 {record['val_macro_f1']:.3f} "
                        f"({seconds:.0f} s, {record['train_img_per_s']:.0f} img/s)")
-        epochs_run += 1
         if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
             break
     return state
@@ -198,25 +216,44 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, sett
 def fit(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
         val_labels: np.ndarray, classes: tuple[str, ...], cfg: TrainConfig, out_dir: str | Path, *,
         model_config: dict, resume: bool = False, extra_meta: dict | None = None,
-        stop_after_epochs: int | None = None, progress: bool = True) -> dict:
-    """Supervised training on uint8 images (N, H, W, C) with labels (N,); selection on the validation set."""
+        stop_after_epochs: int | None = None, progress: bool = True, dist: Dist | None = None,
+        amp: bool = False) -> dict:
+    """Supervised training on uint8 images (N, H, W, C) with labels (N,); selection on the validation set.
+
+    Under torchrun (``dist`` with several ranks) the model runs inside DistributedDataParallel and a
+    DistributedSampler (seeded with ``cfg.seed``, reshuffled per epoch) gives each rank its share
+    of every epoch (padded to equal shares); ``amp``: bfloat16 autocast on CUDA."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    d = dist or Dist()
+    net = wrap(model, d)  # model itself on d.device; net: DDP around it with several ranks
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = class_weights(train_labels, len(classes), cfg.class_weight)
-    steps_per_epoch = math.ceil(len(train_images) / cfg.batch_size)
+    weights = None if weights is None else weights.to(d.device)
+    sampler = None
+    if d.active:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(range(len(train_images)), num_replicas=d.world, rank=d.rank, shuffle=True,
+                                     seed=cfg.seed)
+    steps_per_epoch = math.ceil((len(sampler) if sampler else len(train_images)) / cfg.batch_size)
     orders: dict[int, np.ndarray] = {}
 
     def train_step(epoch: int, step: int, generator: torch.Generator) -> tuple[torch.Tensor, int, int]:
-        if step == 0:  # a new epoch: a new permutation from this epoch's generator
+        if step == 0 and sampler is not None:  # a new epoch: this rank's share of a new permutation
+            sampler.set_epoch(epoch)
+            orders[0] = np.fromiter(iter(sampler), dtype=np.int64)
+        elif step == 0:  # a new epoch: a new permutation from this epoch's generator
             orders[0] = torch.randperm(len(train_images), generator=generator).numpy()
         index = orders[0][step * cfg.batch_size:(step + 1) * cfg.batch_size]
         x = uint8_to_tensor(train_images[index])
         y = torch.as_tensor(train_labels[index])
         if cfg.augment:
             x = augment_batch(x, generator)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        with autocast(d, amp):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=cfg.label_smoothing)
         return loss, len(index), int((logits.argmax(1) == y).sum())
 
     def validate() -> dict:
@@ -226,4 +263,4 @@ def fit(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarr
                       seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
                       train_step=train_step, validate=validate, out_dir=out_dir, model_config=model_config,
                       classes=classes, resume=resume, extra_meta=extra_meta,
-                      stop_after_epochs=stop_after_epochs, progress=progress, ema_decay=cfg.ema)
+                      stop_after_epochs=stop_after_epochs, progress=progress, ema_decay=cfg.ema, dist=d)

@@ -12,6 +12,11 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from ..fileio import atomic_path
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def predict_arrays(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, tta_flip: bool = False,
                    progress: bool = False) -> np.ndarray:
     """Class probabilities (N, K) for uint8 images (N, H, W, C); ``tta_flip`` averages with the mirror image."""
@@ -31,14 +36,14 @@ def predict_plain_and_flip(model: torch.nn.Module, images: np.ndarray, batch_siz
     model.eval()
     plain, flipped = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="predict", disable=not progress, leave=False):
-        x = uint8_to_tensor(images[start:start + batch_size])
+        x = uint8_to_tensor(images[start:start + batch_size]).to(_device(model))
         probs = model(x).softmax(1)
         plain.append(probs)
         if with_flip:
             flipped.append((probs + model(x.flip(3)).softmax(1)) / 2)
     if not plain:
         return np.zeros((0, 0), np.float32), (np.zeros((0, 0), np.float32) if with_flip else None)
-    return torch.cat(plain).numpy(), (torch.cat(flipped).numpy() if with_flip else None)
+    return torch.cat(plain).cpu().numpy(), (torch.cat(flipped).cpu().numpy() if with_flip else None)
 
 
 def classification_report(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict:
