@@ -224,11 +224,25 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A weights file path, or the name of a preset with shipped weights (default: the shipped
-    IER model). Returns ``(model in eval mode, metadata)`` where metadata has ``classes``."""
+    IER model). Returns ``(model in eval mode, metadata)`` where metadata has ``classes``, ``name``
+    (the preset's name or the file's stem) and, when the model has one, ``calibration_path``
+    (the preset's ``extra["calibration"]`` file, or ``<stem>.calibration.json`` beside a weights file)."""
+    from .calibration import calibration_path_for
+
     spec = DEFAULT_MODEL if spec is None else spec
+    if Path(spec).suffix == ".onnx":
+        raise CheckpointError(f"{spec}: an .onnx file runs with onnxruntime but cannot be rebuilt as a torch model; "
+                              "pass the .safetensors file it was exported from (emoadapt explain and the Python "
+                              "emoadapt.explain() also take .onnx files)")
     if Path(spec).suffix == ".safetensors" or Path(spec).exists():
-        return load_model(spec)
+        model, meta = load_model(spec)
+        sibling = calibration_path_for(spec)
+        return model, dict(meta, name=Path(spec).stem, **({"calibration_path": str(sibling)} if sibling.exists() else {}))
     preset = get_preset(str(spec))
     if preset.weights is None:
         raise CheckpointError(f"model {spec!r} has no shipped weights; pass a .safetensors file")
-    return load_model(shipped_weights(preset))
+    model, meta = load_model(shipped_weights(preset))
+    meta = dict(meta, name=preset.name)
+    if preset.extra.get("calibration"):
+        meta["calibration_path"] = str(weights_path(preset.extra["calibration"]))
+    return model, meta
