@@ -36,16 +36,17 @@ OOD_COUNT = 150
 
 
 @torch.inference_mode()
-def outputs(predictor: Predictor, images: list) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (N, K) and pre_logits (N, D) of paths or PIL images, with the predictor's fit."""
-    logits, features = [], []
+def outputs(predictor: Predictor, images: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits (N, K), pre_logits (N, D) and pixel spread (N,) of paths or PIL images, with the predictor's fit."""
+    logits, features, spread = [], [], []
     for start in range(0, len(images), 32):
         batch = torch.stack([image_to_tensor(im.convert("RGB"), predictor.input_size, 3, predictor.fit)
                              if hasattr(im, "convert") else predictor.preprocess(im) for im in images[start:start + 32]])
         taps = predictor.model.forward_taps(batch, ("pre_logits", "logits"))
         logits.append(taps["logits"].double().numpy())
         features.append(taps["pre_logits"].double().numpy())
-    return np.concatenate(logits), np.concatenate(features)
+        spread.append(batch.flatten(1).double().std(dim=1).numpy())
+    return np.concatenate(logits), np.concatenate(features), np.concatenate(spread)
 
 
 def scores(kind: str, calibration: Calibration, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -70,7 +71,8 @@ def main() -> None:
     data = {}
     for split in ("val", "test"):
         samples = split_samples(split)
-        data[split] = (*outputs(predictor, [p for p, _ in samples]), np.array([y for _, y in samples]))
+        data[split] = (*outputs(predictor, [p for p, _ in samples])[:2], np.array([y for _, y in samples]))
+        data[split + "_spread"] = outputs(predictor, [p for p, _ in samples])[2] if split == "test" else None
     ood = {"val": generate(OOD_COUNT, seed=1), "test": generate(OOD_COUNT, seed=2)}
     ood_out = {split: outputs(predictor, [im for _, im in images]) for split, images in ood.items()}
     test_logits, test_features, test_labels = data["test"]
@@ -86,13 +88,25 @@ def main() -> None:
         entry = {"threshold": round(calibration.ood_threshold, 4)}
         for split in ("val", "test"):
             id_scores = scores(kind, maha, data[split][0], data[split][1])
-            ood_scores = scores(kind, maha, *ood_out[split])
+            ood_scores = scores(kind, maha, *ood_out[split][:2])
             entry[f"{split}_auroc"] = round(auroc(id_scores, ood_scores), 4)
             entry[f"{split}_emotion6_flagged"] = round(float((id_scores > calibration.ood_threshold).mean()), 4)
             entry[f"{split}_generated_flagged"] = round(float((ood_scores > calibration.ood_threshold).mean()), 4)
             labels = np.array([k for k, _ in ood[split]])
             entry[f"{split}_auroc_by_kind"] = {k: round(auroc(id_scores, ood_scores[labels == k]), 4) for k in KINDS}
         result["scores"][kind] = entry
+    shipped = energy or maha  # the whole verdict (OOD score, blank rule, low confidence) on the test sets
+    verdict = {}
+    for name, (logits, features, spread) in (("emotion6_test", (test_logits, test_features, data["test_spread"])),
+                                             ("generated_test", ood_out["test"])):
+        probs = shipped.probabilities(logits)
+        judged = shipped.judge(probs, shipped.ood_scores(logits, features), spread)
+        verdict[name] = round(float(np.mean([v["uncertain"] for v in judged])), 4)
+        if name == "generated_test":
+            labels = np.array([k for k, _ in ood["test"]])
+            verdict["generated_test_by_kind"] = {k: round(float(np.mean([v["uncertain"] for v, l in zip(judged, labels)
+                                                                         if l == k])), 4) for k in KINDS}
+    result["uncertain_share"] = {"calibration": shipped.ood_kind, **verdict}
     result["chosen_by_val_auroc"] = max(result["scores"], key=lambda k: result["scores"][k]["val_auroc"])
     result.update({"seconds": round(time.perf_counter() - started, 1), "machine": "2-core CPU, shared",
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})

@@ -134,7 +134,8 @@ class Predictor:
             flipped = self.calibration.ood_scores(flipped_logits, flipped_features)
             scores = None if scores is None else (scores + flipped) / 2
         probs = probs.astype(np.float32)
-        return probs, self.calibration.judge(probs, scores)
+        spread = batch.flatten(1).double().std(dim=1).numpy()
+        return probs, self.calibration.judge(probs, scores, spread)
 
     @torch.inference_mode()
     def raw_outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
@@ -252,7 +253,14 @@ def load_calibration(meta: dict[str, Any]):
     if isinstance(meta.get("calibration"), dict):  # carried inside an exported .onnx file
         return Calibration.from_dict(meta["calibration"], f"{meta.get('name')}.onnx metadata")
     path = meta.get("calibration_path")
-    return Calibration.load(path) if path else Calibration()
+    if not path:
+        return Calibration()
+    calibration = Calibration.load(path)
+    fitted_for, weights = calibration.fitted.get("weights_sha256"), meta.get("weights_sha256")
+    if fitted_for and weights and fitted_for != weights:
+        raise EmoadaptError(f"{path} was fitted for other weights (sha256 {fitted_for[:12]}…, these are "
+                            f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
+    return calibration
 
 
 class _AnyModel:

@@ -70,13 +70,13 @@ def model_outputs(predictor, paths: Sequence[Path], batch_size: int = 32,
 
 
 def fit_calibration(predictor, train: Sequence[tuple[Path, int]], val: Sequence[tuple[Path, int]], *,
-                    ood: str = "mahalanobis", ood_quantile: float = 0.95, min_confidence: float = 0.4,
+                    ood: str = "energy", ood_quantile: float = 0.95, min_confidence: float = 0.4,
                     components: int = 32, on_batch: Callable[[int], None] | None = None,
                     command: str = "") -> Calibration:
     """The :class:`Calibration` of ``predictor`` from labelled ``train`` and ``val`` images.
 
-    Temperature: minimum NLL on ``val``. OOD: ``mahalanobis`` (Gaussian of the ``train`` features,
-    ``components`` principal directions) or ``energy``; threshold: the ``ood_quantile`` quantile of
+    Temperature: minimum NLL on ``val``. OOD: ``energy`` (the default; ``train`` is then not read)
+    or ``mahalanobis`` (Gaussian of the ``train`` features, ``components`` principal directions); threshold: the ``ood_quantile`` quantile of
     the ``val`` scores (so that share of validation images counts as familiar)."""
     if ood not in OOD_KINDS:
         raise EmoadaptError(f"ood must be one of {', '.join(OOD_KINDS)}, got {ood!r}")
@@ -92,7 +92,8 @@ def fit_calibration(predictor, train: Sequence[tuple[Path, int]], val: Sequence[
     else:
         val_scores = energy_scores(val_logits)
     before, after = softmax(val_logits), softmax(val_logits / temperature)
-    fitted = {"model": predictor.meta.get("name"), "fit": predictor.fit, "n_train": len(train) if gaussian else 0,
+    fitted = {"model": predictor.meta.get("name"), "weights_sha256": predictor.meta.get("weights_sha256"),
+              "fit": predictor.fit, "n_train": len(train) if gaussian else 0,
               "n_val": len(val_labels), "ood_quantile": ood_quantile,
               "val_accuracy": round(float((after.argmax(1) == val_labels).mean()), 4),
               "val_ece_before": round(expected_calibration_error(before, val_labels), 4),

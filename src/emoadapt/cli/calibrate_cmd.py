@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", required=True,
                    help="split manifest with train and val (e.g. benchmarks/results/adaptation/split.json)")
     p.add_argument("--out", required=True, help="calibration JSON to write")
-    p.add_argument("--ood", choices=("mahalanobis", "energy"), default="mahalanobis",
-                   help="OOD score (default mahalanobis, on pre_logits features)")
+    p.add_argument("--ood", choices=("energy", "mahalanobis"), default="energy",
+                   help="OOD score: energy, -logsumexp(logits) (default; chosen on validation, docs/benchmarks.md "
+                        "§9), or mahalanobis on the pre_logits features")
     p.add_argument("--ood-quantile", type=float, default=0.95,
                    help="share of validation images below the OOD threshold (default 0.95)")
     p.add_argument("--min-confidence", type=float, default=0.4,

@@ -119,3 +119,32 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     from ..errors import EmoadaptError
 
     raise EmoadaptError(f"cannot match {images.shape[-1]} source channels to {channels} target channels")
+
+
+def square_to_image(values: np.ndarray, fit: str, width: int, height: int) -> np.ndarray:
+    """A (S, S) array over the model's square input → (height, width) float32 over the original
+    image (nearest neighbour, so region edges stay sharp), NaN where the image was not analysed
+    (outside the centre square for ``centre``). Values are copied, not rescaled."""
+    values = np.asarray(values, dtype=np.float32)
+    side = values.shape[0]
+    if fit == "squash":
+        return _resize_nearest(values, width, height)
+    if fit == "pad":
+        left, top, right, bottom = pad_box(width, height, side)
+        return _resize_nearest(values[top:bottom, left:right], width, height)
+    if fit != "centre":
+        from ..errors import EmoadaptError
+
+        raise EmoadaptError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
+    scale = side / min(width, height)
+    crop = round(side / scale)  # the centre square's side in original pixels
+    left, top = (width - crop) // 2, (height - crop) // 2
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    out[top:top + crop, left:left + crop] = _resize_nearest(values, crop, crop)
+    return out
+
+
+def _resize_nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    rows = np.minimum((np.arange(height) + 0.5) * values.shape[0] / height, values.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * values.shape[1] / width, values.shape[1] - 1).astype(int)
+    return values[rows][:, cols]

@@ -32,6 +32,9 @@ FORMAT = "emoadapt-calibration"
 OOD_KINDS = ("mahalanobis", "energy")
 #: without a calibration file: plain softmax, no OOD score, only the low-confidence rule
 DEFAULT_MIN_CONFIDENCE = 0.4
+#: pixel standard deviation (values in [0, 1]) under which an input is blank: a flat colour gives
+#: 0, a photo typically 0.15–0.3; the model says "anger 0.88" for a black image, so it is checked
+BLANK_SPREAD = 0.02
 
 
 @dataclass
@@ -70,12 +73,17 @@ class Calibration:
             return mahalanobis_scores(features, self.mean, self.components, self.variances, self.residual_variance)
         return None
 
-    def judge(self, probs: np.ndarray, scores: np.ndarray | None) -> list[dict[str, Any]]:
-        """One ``{"uncertain": bool, "uncertain_reason": str | None, "ood_score": float | None}`` per row."""
+    def judge(self, probs: np.ndarray, scores: np.ndarray | None,
+              spread: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """One ``{"uncertain": bool, "uncertain_reason": str | None, "ood_score": float | None}`` per
+        row; ``spread`` (N,) is each input's pixel standard deviation in [0, 1] units, and below
+        :data:`BLANK_SPREAD` the image counts as blank (the scores cannot be trusted to catch that)."""
         verdicts = []
         for index, row in enumerate(np.asarray(probs)):
             score = None if scores is None else float(scores[index])
             reasons = []
+            if spread is not None and float(spread[index]) < BLANK_SPREAD:
+                reasons.append(f"a blank or nearly uniform image (pixel spread {float(spread[index]):.3f})")
             if score is not None and self.ood_threshold is not None and score > self.ood_threshold:
                 reasons.append(f"unlike the images the model was trained on (OOD score {score:.2f} > "
                                f"threshold {self.ood_threshold:.2f})")

@@ -219,7 +219,8 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                               "6,000 FER2013 Training faces of angry/disgust/happy/sad",
                 source="emoadapt train-fer --out runs/fer-lite0 --model fer-lite0 --epochs 8 --lr 1e-3 --seed 0, then "
                        "python benchmarks/faces_scenes.py encode (both branches) and ship --config +source-CE "
-                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)"))
+                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)",
+                extra={"calibration": "emoadapt-ier.calibration.json"}))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -236,13 +237,18 @@ def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict
                               "emoadapt.explain() also take .onnx files)")
     if Path(spec).suffix == ".safetensors" or Path(spec).exists():
         model, meta = load_model(spec)
+        meta = dict(meta, name=Path(spec).stem, weights_sha256=sha256(spec))
         sibling = calibration_path_for(spec)
-        return model, dict(meta, name=Path(spec).stem, **({"calibration_path": str(sibling)} if sibling.exists() else {}))
+        if sibling.exists():
+            meta["calibration_path"] = str(sibling)
+        return model, meta
     preset = get_preset(str(spec))
     if preset.weights is None:
         raise CheckpointError(f"model {spec!r} has no shipped weights; pass a .safetensors file")
     model, meta = load_model(shipped_weights(preset))
-    meta = dict(meta, name=preset.name)
-    if preset.extra.get("calibration"):
-        meta["calibration_path"] = str(weights_path(preset.extra["calibration"]))
+    meta = dict(meta, name=preset.name, weights_sha256=preset.sha256)
+    calibration = preset.extra.get("calibration")
+    if calibration:  # missing (e.g. not fitted yet after a retrain): predictions say "no calibration"
+        path = Path(str(resources.files("emoadapt") / "weights" / calibration))
+        meta["calibration_path" if path.exists() else "calibration_missing"] = str(path)
     return model, meta
