@@ -219,8 +219,10 @@ class Predictor:
         return _explain_all(self, images, target, options)
 
     def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = settings.DEPTH,
-                       target: int | str | None = None, batch_size: int = settings.BATCH_SIZE) -> dict:
-        """Layer-wise DnCShap at each tap (default: all spatial taps of the model)."""
+                       target: int | str | None = None, batch_size: int = settings.BATCH_SIZE,
+                       on_tap: Any = None) -> dict:
+        """Layer-wise DnCShap at each tap (default: all spatial taps of the model); ``on_tap(tap,
+        done, total)`` is called after each one (progress)."""
         from .explain import explain_layers
 
         if self.model is None:
@@ -229,7 +231,7 @@ class Predictor:
 
         return explain_layers(self.model, self.preprocess(image), taps, depth=settings.check_depth(depth),
                               target=self._target_index(target), batch_size=settings.check_batch_size(batch_size),
-                              class_names=self.classes)
+                              class_names=self.classes, on_tap=on_tap)
 
     def _target_index(self, target: int | str | None) -> int | None:
         return settings.check_target(target, self.classes)
