@@ -208,7 +208,7 @@ class Predictor:
                   batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
                   max_evals: int | None = settings.MAX_EVALS, context: str = settings.CONTEXT):
         """A :class:`~emoadapt.explain.DnCShap` over this model (onnxruntime when loaded)."""
-        return _explainer(self, depth, baseline, batch_size, variant, max_evals, context)
+        return _explainer(self, depth, baseline, batch_size, variant, max_evals, context, output=self.output)
 
     def explain(self, images: Any, *, target: int | str | None = None, **options: Any):
         """DnCShap explanation (:class:`emoadapt.explain.Explanation`) of ``target`` (a class name or

@@ -1,6 +1,7 @@
 """Batch prediction over any number of images with bounded memory, streamed to CSV or JSONL.
 
-One row per image: ``path, emotion, prob_<class>…, seconds, error``. A file that cannot be decoded,
+One row per image: ``path, emotion, prob_<class>…, uncertain, uncertain_reason, seconds, error``
+(``uncertain`` is ``true``/``false``: see :mod:`emoadapt.models.calibration`). A file that cannot be decoded,
 or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
 no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
 output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
@@ -29,7 +30,7 @@ from .fileio import atomic_write_bytes
 
 
 def _columns(classes: tuple[str, ...]) -> list[str]:
-    return ["path", "emotion", *[f"prob_{c}" for c in classes], "seconds", "error"]
+    return ["path", "emotion", *[f"prob_{c}" for c in classes], "uncertain", "uncertain_reason", "seconds", "error"]
 
 
 def path_text(path: str | os.PathLike) -> str:
@@ -192,6 +193,18 @@ def _batches(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
         yield batch
 
 
+def _assess(predictor, tensors: list) -> tuple[list, list]:
+    """Probabilities and verdicts of a batch; a predictor without ``assess_tensors`` (a stand-in)
+    gets verdicts without ``uncertain``."""
+    if not tensors:
+        return [], []
+    batch = torch.stack(tensors)
+    if hasattr(predictor, "assess_tensors"):
+        return predictor.assess_tensors(batch)
+    probs = predictor.predict_tensors(batch)
+    return probs, [{"uncertain": False, "uncertain_reason": None}] * len(probs)
+
+
 def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_size: int = 32, resume: bool = False,
                   on_batch: Callable[[int, int], None] | None = None,
                   on_row: Callable[[dict, torch.Tensor | None], None] | None = None) -> dict[str, int]:
@@ -221,16 +234,18 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
                 except Exception as exc:  # a bug or an exhausted resource: this image fails, the run goes on
                     rows.append({"path": str(path), "error": f"internal-error: {type(exc).__name__}: {exc}"})
             good = [row for row in rows if row["error"] is None]
-            probs = predictor.predict_tensors(torch.stack(tensors)) if tensors else []
+            probs, verdicts = _assess(predictor, tensors)
             per_image = (time.perf_counter() - started) / max(1, len(batch))
             kept = []
-            for row, p, tensor in zip(good, probs, tensors):
+            for row, p, verdict, tensor in zip(good, probs, verdicts, tensors):
                 problem = check_probabilities(p)
                 if problem is not None:
                     row["error"] = f"bad-model-output: {problem}"
                     continue
                 row["emotion"] = predictor.classes[int(p.argmax())]
                 row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
+                row["uncertain"] = "true" if verdict["uncertain"] else "false"
+                row["uncertain_reason"] = verdict["uncertain_reason"] or ""
                 kept.append((row, tensor))
             for row in rows:
                 row["seconds"] = round(per_image, 5)

@@ -6,9 +6,16 @@ import argparse
 from pathlib import Path
 
 
+MODEL_HELP = ("a shipped model name (default: emoadapt-ier; see emoadapt models), a .safetensors file or an "
+              ".onnx file written by emoadapt export")
+CROP_HELP = ("how an image becomes the model's square input: squash (default: the whole image resized, chosen "
+             "on Emotion6 validation accuracy), pad (the whole image on grey) or centre (the old centre crop: "
+             "the sides of a wide photo are not analysed)")
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "--weights", dest="model", default=None,
-                   help="a .safetensors file or a shipped model name (default: the shipped IER model)")
+    p.add_argument("--model", "--weights", dest="model", default=None, help=MODEL_HELP)
+    p.add_argument("--crop", choices=("squash", "pad", "centre"), default="squash", help=CROP_HELP)
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="inference engine (default auto: onnxruntime when installed, else torch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
@@ -48,7 +55,7 @@ def add_target_options(p: argparse.ArgumentParser, manifest_help: str) -> None:
 def load_predictor(args: argparse.Namespace):
     from ..api import Predictor
 
-    return Predictor(args.model, runtime=args.runtime, threads=args.threads or None)
+    return Predictor(args.model, runtime=args.runtime, threads=args.threads or None, fit=args.crop)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

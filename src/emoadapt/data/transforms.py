@@ -148,3 +148,17 @@ def _resize_nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:
     rows = np.minimum((np.arange(height) + 0.5) * values.shape[0] / height, values.shape[0] - 1).astype(int)
     cols = np.minimum((np.arange(width) + 0.5) * values.shape[1] / width, values.shape[1] - 1).astype(int)
     return values[rows][:, cols]
+
+
+def square_map_to_image(values: np.ndarray, fit: str, width: int, height: int) -> np.ndarray:
+    """An attribution map over the (S, S) input (per input pixel) → (height, width) per original
+    pixel: :func:`square_to_image`, rescaled so the analysed part keeps its sum (up to the nearest
+    neighbour's rounding); NaN where the image was not analysed."""
+    full = square_to_image(values, fit, width, height)
+    side = values.shape[0]
+    if fit == "pad":
+        left, top, right, bottom = pad_box(width, height, side)
+        analysed = (right - left) * (bottom - top)
+    else:
+        analysed = side * side
+    return full * np.float32(analysed / max(1, int(np.isfinite(full).sum())))

@@ -140,5 +140,6 @@ def save_layer_grid(image: Any, explanations_by_tap: Mapping[str, Explanation], 
         shares = _shares_over(shown, explanation, None if picture is None else fit)
         _draw(fig, fig.add_subplot(rows, cols, index), shown, shares, _layer_title(tap, explanation), percentile,
               alpha, cmap, "share of p(class)")
-    fig.suptitle(f"layer-wise DnCShap; colour: {UNITS}", fontsize=8)
+    fig.suptitle(f"layer-wise DnCShap; colour: {UNITS}", fontsize=8, y=0.995)
+    fig.tight_layout()
     return _save(fig, path)
