@@ -72,13 +72,16 @@ def _shares_over(picture: np.ndarray, explanation: Explanation, fit: str | None)
 
 
 def _draw(fig: Figure, ax: Axes, picture: np.ndarray, shares: np.ndarray, title: str, percentile: float,
-          alpha: float, cmap: str, colorbar_label: str | None) -> None:
+          alpha: float, cmap: str, colorbar_label: str | None, orientation: str = "vertical") -> None:
     ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     scale = float(np.nanmax(np.abs(shares))) if np.isfinite(shares).any() else 0.0
     scale = scale or 1.0
     layer = ax.imshow(kept_values(shares, percentile), cmap=cmap, vmin=-scale, vmax=scale, alpha=alpha,
                       interpolation="nearest")
-    bar = fig.colorbar(layer, ax=ax, fraction=0.046, pad=0.03)
+    if orientation == "horizontal":
+        bar = fig.colorbar(layer, ax=ax, orientation="horizontal", fraction=0.06, pad=0.03, aspect=40)
+    else:
+        bar = fig.colorbar(layer, ax=ax, fraction=0.046, pad=0.03)
     bar.solids.set(alpha=1)
     if colorbar_label:
         bar.set_label(colorbar_label, fontsize=7)
@@ -110,8 +113,9 @@ def save_overlay(image: Any, explanation: Explanation, path: str | Path, *, pict
     shown = _as_picture(image if picture is None else picture)
     shares = _shares_over(shown, explanation, None if picture is None else fit)
     width = 5.0
-    fig = Figure(figsize=(width, max(2.0, (width - 0.8) * shown.shape[0] / shown.shape[1]) + 0.5))
-    _draw(fig, fig.add_subplot(1, 1, 1), shown, shares, _title(explanation), percentile, alpha, cmap, UNITS)
+    fig = Figure(figsize=(width, width * shown.shape[0] / shown.shape[1] + 1.1))
+    _draw(fig, fig.add_subplot(1, 1, 1), shown, shares, _title(explanation), percentile, alpha, cmap, UNITS,
+          orientation="horizontal")
     return _save(fig, path)
 
 
