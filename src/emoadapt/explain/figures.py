@@ -18,6 +18,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..data.transforms import square_to_image
 from ..fileio import atomic_path
@@ -83,6 +84,8 @@ def _draw(fig: Figure, ax: Axes, picture: np.ndarray, shares: np.ndarray, title:
     else:
         bar = fig.colorbar(layer, ax=ax, fraction=0.046, pad=0.03)
     bar.solids.set(alpha=1)
+    bar.locator = MaxNLocator(5, symmetric=True)
+    bar.update_ticks()
     if colorbar_label:
         bar.set_label(colorbar_label, fontsize=7)
     bar.ax.tick_params(labelsize=7)
