@@ -45,7 +45,7 @@ def outputs(predictor: Predictor, images: list) -> tuple[np.ndarray, np.ndarray,
         taps = predictor.model.forward_taps(batch, ("pre_logits", "logits"))
         logits.append(taps["logits"].double().numpy())
         features.append(taps["pre_logits"].double().numpy())
-        spread.append(batch.flatten(1).double().std(dim=1).numpy())
+        spread.append(batch.flatten(2).double().std(dim=2).mean(dim=1).numpy())
     return np.concatenate(logits), np.concatenate(features), np.concatenate(spread)
 
 

@@ -134,7 +134,7 @@ class Predictor:
             flipped = self.calibration.ood_scores(flipped_logits, flipped_features)
             scores = None if scores is None else (scores + flipped) / 2
         probs = probs.astype(np.float32)
-        spread = batch.flatten(1).double().std(dim=1).numpy()
+        spread = batch.flatten(2).double().std(dim=2).mean(dim=1).numpy()  # per channel: a flat colour is 0
         return probs, self.calibration.judge(probs, scores, spread)
 
     @torch.inference_mode()

@@ -76,8 +76,9 @@ class Calibration:
     def judge(self, probs: np.ndarray, scores: np.ndarray | None,
               spread: np.ndarray | None = None) -> list[dict[str, Any]]:
         """One ``{"uncertain": bool, "uncertain_reason": str | None, "ood_score": float | None}`` per
-        row; ``spread`` (N,) is each input's pixel standard deviation in [0, 1] units, and below
-        :data:`BLANK_SPREAD` the image counts as blank (the scores cannot be trusted to catch that)."""
+        row; ``spread`` (N,) is each input's pixel standard deviation per channel, averaged over the
+        channels ([0, 1] units); below :data:`BLANK_SPREAD` the image counts as blank (the scores
+        cannot be trusted to catch that)."""
         verdicts = []
         for index, row in enumerate(np.asarray(probs)):
             score = None if scores is None else float(scores[index])
