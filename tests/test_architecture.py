@@ -23,7 +23,7 @@ LAYERS = {
     "adapt": 4,
     "explain": 5, "embedding": 5,
     "api": 6, "predict": 6, "evaluate": 6, "report": 6, "calibrate": 6,
-    "cli": 7, "serve": 7,
+    "cli": 7, "serve": 7, "__main__": 7,
 }
 
 #: Imports allowed in spite of the rules, each with its reason. Keep it short.
