@@ -294,7 +294,8 @@ class _AnyModel:
             pil = to_pil(image).convert("L" if self.channels == 1 else "RGB").resize((int(size[1]), int(size[0])))
             array = np.asarray(pil, dtype=np.float32) / 255.0
             return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
-        return image_to_tensor(to_pil(image), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels)
+        return image_to_tensor(to_pil(image), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels,
+                               DEFAULT_FIT)
 
     def _target_index(self, target: int | str | None) -> int | None:
         return settings.check_target(target, self.classes or None)

@@ -25,6 +25,10 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "target": {"type": "string", "description": "class name to explain (explain only)"},
         "layers": {"type": "boolean", "description": "also return the layer-wise grid (explain only; "
                    "for a normal photo use /api/explain/layers, a background job)"}}}}}}}
+_LAYERS_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        key: value for key, value in _UPLOAD_DOC["requestBody"]["content"]["multipart/form-data"]["schema"][
+            "properties"].items() if key in ("file", "depth", "target")}}}}}}
 
 
 def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: int = 10 * 2**20,
@@ -105,7 +109,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         result = await service.run(lambda: handlers.explain_job(service, data, name, options))
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
 
-    @app.post("/api/explain/layers", status_code=202, openapi_extra=_UPLOAD_DOC)
+    @app.post("/api/explain/layers", status_code=202, openapi_extra=_LAYERS_DOC)
     async def explain_layers(request: Request) -> dict[str, Any]:
         """Start the layer-wise grid as a background job: answers at once with the job's ``id`` and
         ``status_url``; poll ``GET /api/jobs/{id}`` for progress (``done`` of ``total`` layers) and,
