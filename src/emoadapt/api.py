@@ -58,12 +58,17 @@ def default_runtime() -> str:
 
 class Predictor:
     """A loaded model with its preprocessing; ``runtime`` is ``torch``, ``onnx`` (onnxruntime) or
-    ``auto`` (:func:`default_runtime`).
+    ``auto`` (:func:`default_runtime`); ``model`` a shipped name, a ``.safetensors`` file or an
+    ``.onnx`` file written by ``emoadapt export`` (then onnxruntime only, no layer-wise
+    explanations); ``fit`` how an image becomes the square input (``squash``: the whole image,
+    the default; ``pad``; ``centre``: the old centre crop).
 
     Attributes:
-        model: the torch model (kept for layer-wise explanations even with the ONNX runtime).
+        model: the torch model (kept for layer-wise explanations even with the ONNX runtime;
+            ``None`` for an ``.onnx`` file).
         classes: output class names.
         input_size, channels: what :meth:`preprocess` produces.
+        calibration: temperature, OOD score and thresholds behind ``uncertain``.
     """
 
     def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None,
