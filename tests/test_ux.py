@@ -65,6 +65,9 @@ def test_overlay_is_drawn_at_the_image_aspect_ratio(tmp_path):
     path = save_overlay(tensor, explanation, tmp_path / "o.png", picture=picture, fit="squash")
     width, height = Image.open(path).size
     assert width > 1.8 * height  # 3:1 image (+ colour bar), not a square
+    full = predictor.image_map(picture, explanation)
+    assert full.shape == (100, 300) and abs(float(full.sum()) - float(explanation.map.sum())) < 1e-3 + 0.02 * float(
+        np.abs(explanation.map).sum())
 
 
 # ----------------------------------------------------------------------------- calibration maths
@@ -134,6 +137,10 @@ def test_cli_row_has_uncertain(tmp_path):
     assert main(["predict", str(tmp_path / "wide.png"), str(tmp_path / "black.png"), "--model", str(weights),
                  "--out", str(out), "--no-progress", "--runtime", "torch"]) == 0
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
+    old = tmp_path / "old.csv"  # a results file from before the uncertain columns: --resume says so
+    old.write_text("path,emotion,prob_happy,prob_sad,prob_hate,prob_anger,seconds,error\n")
+    assert main(["predict", str(tmp_path / "wide.png"), "--model", str(weights), "--out", str(old), "--resume",
+                 "--no-progress"]) == 2
     assert list(rows["wide.png"])[-4:] == ["uncertain", "uncertain_reason", "seconds", "error"]
     assert rows["wide.png"]["uncertain"] == "true" and "OOD score" in rows["wide.png"]["uncertain_reason"]
     assert "blank" in rows["black.png"]["uncertain_reason"]

@@ -200,6 +200,15 @@ class Predictor:
         emotion = {name: float(p) for name, p in zip(self.classes, probs[0])}
         return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **verdicts[0]}
 
+    def image_map(self, image: ImageLike, explanation: Any) -> np.ndarray:
+        """``explanation.map`` (over the square input) at ``image``'s own resolution (H, W): the
+        attribution per original pixel (the analysed part keeps its sum), NaN where this
+        predictor's ``fit`` did not analyse the image (outside the centre square for ``centre``)."""
+        from .data.transforms import square_map_to_image
+
+        width, height = to_pil(image).size
+        return square_map_to_image(explanation.map, self.fit, width, height)
+
     @property
     def forward(self) -> Any:
         """What explainers run: the onnxruntime session when loaded, else the torch model; with a

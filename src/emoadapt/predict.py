@@ -88,6 +88,9 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None) -> set
         return set()
     header = next(csv.reader([lines[0]]))
     if expected is not None and header != expected:
+        if [c for c in header if c not in ("uncertain", "uncertain_reason")] == \
+                [c for c in expected if c not in ("uncertain", "uncertain_reason")]:
+            raise _foreign(output, "it was written by an emoadapt without the uncertain columns (before issue #22)")
         if header[:1] == ["path"] and header[-2:] == ["seconds", "error"]:
             raise _foreign(output, f"its columns are {','.join(header)} (another model's classes), "
                                    f"this model writes {','.join(expected)}")
