@@ -191,6 +191,12 @@ def test_help_and_data_messages(capsys, tmp_path):
     text = " ".join(capsys.readouterr().out.split())
     assert "f1..f5" in text and "s1..s5" in text and "Layers depend on the model" in text
     assert "``" not in text and "--crop" in text
+    from emoadapt.cli._commands import COMMANDS
+
+    for command in COMMANDS:  # every command's help is for users: no reST quotes, no "``emoadapt x``:" prefix
+        with pytest.raises(SystemExit):
+            main([command.NAME, "--help"])
+        assert "``" not in capsys.readouterr().out, command.NAME
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "emotion6.tar.gz").write_bytes(b"\x1f\x8b")
     assert main(["data", "summary", str(tmp_path / "shared" / "emotion6")]) == 2

@@ -13,6 +13,16 @@ CROP_HELP = ("how an image becomes the model's square input: squash (default: th
              "the sides of a wide photo are not analysed)")
 
 
+def user_description(doc: str) -> str:
+    """A command's ``--help`` text from its module docstring's first paragraph, for users: without
+    the developer prefix (````emoadapt X``: ``) and reST quotes, starting with a capital."""
+    import re
+
+    text = " ".join(doc.split("\n\n")[0].split())
+    text = re.sub(r"^``emoadapt [a-z-]+``:\s*", "", text).replace("``", "")
+    return text[:1].upper() + text[1:]
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--weights", dest="model", default=None, help=MODEL_HELP)
     p.add_argument("--crop", choices=("squash", "pad", "centre"), default="squash", help=CROP_HELP)
