@@ -265,3 +265,16 @@ def test_layer_grid_job_polls_to_completion(client):
     bad = client.post("/api/explain/layers", files={"file": ("w.png", png_bytes(wide_image()), "image/png")},
                       data={"target": "joy"})
     assert bad.status_code == 422
+
+
+def test_evaluate_can_score_the_whole_image(tmp_path):
+    from emoadapt.data import open_dataset
+    from emoadapt.data.arrays import load_arrays
+
+    (tmp_path / "photos" / "happy").mkdir(parents=True)
+    wide_image().save(tmp_path / "photos" / "happy" / "wide.png")
+    dataset = open_dataset(tmp_path / "photos", "folder")
+    centre = load_arrays(dataset, 30, 3, cache_dir=tmp_path / "cache", progress=False)
+    squash = load_arrays(dataset, 30, 3, cache_dir=tmp_path / "cache", progress=False, fit="squash")
+    assert centre.images[0, :, 1:, 0].max() < 3 and squash.images[0, :, :9, 0].min() > 250  # cached apart
+    assert len(list((tmp_path / "cache" / "arrays").iterdir())) == 2
