@@ -69,11 +69,17 @@ def test_upload_shows_probabilities_overlay_and_layers(server, tmp_path):
                                    " return img.complete && img.naturalWidth > 0; }", timeout=60_000)
             labels = page.eval_on_selector_all("#probs .bar", "rows => rows.map(r => r.dataset.label)")
             error = page.text_content("#error")
+            legend = page.text_content("#legend")
             shot = tmp_path / "webapp.png"
             page.screenshot(path=str(shot), full_page=True)
+            page.goto(server + "/docs")  # the API reference, offline: rendered from /openapi.json, no CDN
+            page.wait_for_selector(".op code", timeout=30_000)
+            documented = page.eval_on_selector_all(".op code", "codes => codes.map(c => c.textContent)")
         finally:
             browser.close()
     assert sorted(labels) == ["anger", "happy", "hate", "sad"] and error == ""
+    assert "red raises it" in " ".join(legend.split())
+    assert {"/api/predict", "/api/explain", "/api/explain/layers", "/api/jobs/{job_id}"} <= set(documented)
     assert all(url.startswith((server, "data:", "blob:")) for url in requests), requests  # nothing external
     assert shot.stat().st_size > 0
     if os.environ.get("EMOADAPT_UPDATE_SCREENSHOT"):

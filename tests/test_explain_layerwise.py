@@ -85,10 +85,12 @@ def test_layer_explainer_rejects_bad_arguments(net):
         LayerDnCShap(net, "b1", baseline="blur")
 
 
-def test_kept_values_keeps_the_positive_top_of_abs():
+def test_kept_values_keeps_the_top_of_abs_of_both_signs():
     values = np.array([[-10.0, -1.0, 0.0, 1.0, 2.0], [3.0, 4.0, 5.0, 6.0, 7.0]])
-    kept = kept_values(values, percentile=70)  # 70th percentile of |values| is 5.3
-    assert kept.mask.tolist() == [[True] * 5, [True, True, True, False, False]]
+    kept = kept_values(values, percentile=70)  # 70th percentile of |values| is 5.3; -10 is negative evidence
+    assert kept.mask.tolist() == [[False, True, True, True, True], [True, True, True, False, False]]
+    with_nan = kept_values(np.array([np.nan, -3.0, 1.0, 2.0]), percentile=50)  # NaN: not analysed, never drawn
+    assert with_nan.mask.tolist() == [True, False, True, False]
 
 
 def test_figures_are_written(net, tmp_path):

@@ -81,7 +81,7 @@ def test_page_health_and_docs(client):
         assert element in page.text
     assert "http://" not in page.text and "https://" not in page.text and "@import" not in page.text  # no CDN
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert client.get("/healthz").json() == {"status": "ok", "model": "custom", "model_loaded": True}
+    assert client.get("/healthz").json() == {"status": "ok", "model": "tiny", "model_loaded": True}
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "multipart/form-data" in paths["/api/explain"]["post"]["requestBody"]["content"]
@@ -93,7 +93,7 @@ def test_predict(client):
     result = answer.json()
     assert list(result["emotion"]) == CLASSES and abs(sum(result["emotion"].values()) - 1) < 1e-5
     assert result["dominant_emotion"] == max(result["emotion"], key=result["emotion"].get)
-    assert result["model"] == "custom" and result["seconds"] >= 0
+    assert result["model"] == "tiny" and result["seconds"] >= 0
 
 
 def test_explain_overlay_then_layers_with_depth_and_target(client):

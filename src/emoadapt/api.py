@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from .data.decode import decode_image
-from .data.transforms import image_to_tensor
+from .data.transforms import DEFAULT_FIT, FITS, image_to_tensor
 from .errors import EmoadaptError
 from .explain import settings
 from .models.registry import resolve_model
@@ -58,54 +58,121 @@ def default_runtime() -> str:
 
 class Predictor:
     """A loaded model with its preprocessing; ``runtime`` is ``torch``, ``onnx`` (onnxruntime) or
-    ``auto`` (:func:`default_runtime`).
+    ``auto`` (:func:`default_runtime`); ``model`` a shipped name, a ``.safetensors`` file or an
+    ``.onnx`` file written by ``emoadapt export`` (then onnxruntime only, no layer-wise
+    explanations); ``fit`` how an image becomes the square input (``squash``: the whole image,
+    the default; ``pad``; ``centre``: the old centre crop).
 
     Attributes:
-        model: the torch model (kept for layer-wise explanations even with the ONNX runtime).
+        model: the torch model (kept for layer-wise explanations even with the ONNX runtime;
+            ``None`` for an ``.onnx`` file).
         classes: output class names.
         input_size, channels: what :meth:`preprocess` produces.
+        calibration: temperature, OOD score and thresholds behind ``uncertain``.
     """
 
-    def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None):
+    def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None,
+                 fit: str = DEFAULT_FIT):
         if runtime not in ("auto", "torch", "onnx"):
             raise EmoadaptError(f"runtime must be auto, torch or onnx, got {runtime!r}")
+        if fit not in FITS:
+            raise EmoadaptError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+        #: how an image becomes the square input (:data:`emoadapt.data.transforms.FITS`)
+        self.fit = fit
         runtime = default_runtime() if runtime == "auto" else runtime
         if threads:
             torch.set_num_threads(threads)
-        self.model, meta = resolve_model(model)
-        self.model.eval()
+        self.session = None
+        if model is not None and Path(str(model)).suffix == ".onnx":
+            self.model, meta = None, _onnx_file_meta(Path(str(model)))
+            self.session = _onnx_file_session(Path(str(model)), threads)
+            shape = _onnx_input_shape(self.session)
+            if shape is None or shape[2] != shape[3]:
+                raise EmoadaptError(f"{model}: the ONNX input must be (N, C, S, S) with fixed C and S, got {shape}")
+            self.input_size, self.channels, runtime = int(shape[2]), int(shape[1]), "onnx"
+        else:
+            self.model, meta = resolve_model(model)
+            self.model.eval()
+            self.input_size = self.model.config.input_size
+            self.channels = self.model.config.in_chans
         self.classes: tuple[str, ...] = tuple(meta.get("classes", ()))
         self.meta = meta
         #: test-time augmentation the model card quotes its accuracy with ("flip" or "none")
         self.tta = meta.get("tta", "none")
-        self.input_size = self.model.config.input_size
-        self.channels = self.model.config.in_chans
         self.runtime = runtime
-        self.session = None
-        if runtime == "onnx":
+        #: temperature, OOD score and thresholds (:mod:`emoadapt.models.calibration`); a plain
+        #: softmax with only the low-confidence rule when the model has no calibration file
+        self.calibration = load_calibration(meta)
+        if runtime == "onnx" and self.session is None:
             from .models.onnx import onnx_session
 
-            self.session = onnx_session(self.model, threads=threads)
+            taps = ("pre_logits", "logits") if self.calibration.needs_features else ("logits",)
+            self.session = onnx_session(self.model, threads=threads, taps=taps)
+        if self.model is None and self.calibration.needs_features and "pre_logits" not in self._session_outputs():
+            raise EmoadaptError(f"{model}: its calibration needs pre_logits features, which this ONNX file does not "
+                                "output; export with them or remove the calibration file beside it")
+        #: what :attr:`forward` returns, for the explainers
+        self.output = "logits"
 
     def preprocess(self, image: ImageLike | torch.Tensor) -> torch.Tensor:
-        """(C, S, S) float32 in [0, 1]: short side resized to S, centre crop, grey or RGB; a tensor
-        (C, H, W) is taken as already preprocessed."""
+        """(C, S, S) float32 in [0, 1], grey or RGB: the whole image resized to S × S (``fit="squash"``,
+        the default), fitted on grey (``pad``) or its short side resized and centre-cropped
+        (``centre``); a tensor (C, H, W) is taken as already preprocessed."""
         if torch.is_tensor(image):
             return image
-        return image_to_tensor(to_pil(image), self.input_size, self.channels)
+        return image_to_tensor(to_pil(image), self.input_size, self.channels, self.fit)
 
     def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, C, S, S) in [0, 1] → (N, K) class probabilities; with the model's ``tta == "flip"``
-        the average over the image and its mirror image."""
-        probs = self._probs(batch)
-        return (probs + self._probs(batch.flip(3))) / 2 if self.tta == "flip" else probs
+        """(N, C, S, S) in [0, 1] → (N, K) calibrated class probabilities (temperature-scaled
+        softmax); with the model's ``tta == "flip"`` the average over the image and its mirror image."""
+        return self.assess_tensors(batch)[0]
+
+    def assess_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Probabilities (N, K) and one verdict per image: ``{"uncertain": bool, "uncertain_reason":
+        str | None, "ood_score": float | None}`` (:meth:`Calibration.judge`)."""
+        logits, features = self.raw_outputs(batch)
+        probs = self.calibration.probabilities(logits)
+        scores = self.calibration.ood_scores(logits, features)
+        if self.tta == "flip":
+            flipped_logits, flipped_features = self.raw_outputs(batch.flip(3))
+            probs = (probs + self.calibration.probabilities(flipped_logits)) / 2
+            flipped = self.calibration.ood_scores(flipped_logits, flipped_features)
+            scores = None if scores is None else (scores + flipped) / 2
+        probs = probs.astype(np.float32)
+        spread = batch.flatten(2).double().std(dim=2).mean(dim=1).numpy()  # per channel: a flat colour is 0
+        return probs, self.calibration.judge(probs, scores, spread)
 
     @torch.inference_mode()
-    def _probs(self, batch: torch.Tensor) -> np.ndarray:
+    def raw_outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Uncalibrated logits (N, K) float64 and, when the calibration's OOD score needs them, the
+        ``pre_logits`` features (N, D) float64 (else ``None``); from onnxruntime when loaded."""
+        need = self.calibration.needs_features
         if self.session is not None:
-            logits = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})[0]
-            return _softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
-        return self.model(batch).softmax(1).numpy()
+            outputs = self._run_session(batch)
+            return outputs["logits"], (outputs["pre_logits"] if need else None)
+        if need:
+            taps = self.model.forward_taps(batch, ("pre_logits", "logits"))
+            return taps["logits"].double().numpy(), taps["pre_logits"].double().numpy()
+        return self.model(batch).double().numpy(), None
+
+    @torch.inference_mode()
+    def raw_logits(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, C, S, S) → uncalibrated logits (N, K) float64, from onnxruntime when loaded."""
+        if self.session is not None:
+            return self._run_session(batch)["logits"]
+        return self.model(batch).double().numpy()
+
+    def _session_outputs(self) -> list[str]:
+        return [output.name for output in self.session.get_outputs()]
+
+    def _run_session(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """``{output name: float64 array}``; an output not named ``pre_logits`` is taken as the logits."""
+        names = self._session_outputs()
+        values = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})
+        named = {name: np.asarray(value, dtype=np.float64) for name, value in zip(names, values)}
+        if "logits" not in named:
+            named["logits"] = next(v for n, v in named.items() if n != "pre_logits")
+        return named
 
     def predict(self, images: Sequence[ImageLike]) -> np.ndarray:
         """Class probabilities (N, K) for a list of images; :class:`~emoadapt.errors.ModelOutputError`
@@ -121,20 +188,41 @@ class Predictor:
         return probs
 
     def analyze(self, image: ImageLike) -> dict[str, Any]:
-        probs = self.predict([image])[0]
-        emotion = {name: float(p) for name, p in zip(self.classes, probs)}
-        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get)}
+        """``{"emotion": {class: p}, "dominant_emotion", "uncertain", "uncertain_reason", "ood_score"}``
+        for one image (see :meth:`assess_tensors`); raises ``ModelOutputError`` on broken outputs."""
+        from .errors import ModelOutputError
+        from .predict import check_probabilities
+
+        probs, verdicts = self.assess_tensors(self.preprocess(image)[None])
+        problem = check_probabilities(probs[0])
+        if problem is not None:
+            raise ModelOutputError(f"image 0: {problem}")
+        emotion = {name: float(p) for name, p in zip(self.classes, probs[0])}
+        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **verdicts[0]}
+
+    def image_map(self, image: ImageLike, explanation: Any) -> np.ndarray:
+        """``explanation.map`` (over the square input) at ``image``'s own resolution (H, W): the
+        attribution per original pixel (the analysed part keeps its sum), NaN where this
+        predictor's ``fit`` did not analyse the image (outside the centre square for ``centre``)."""
+        from .data.transforms import square_map_to_image
+
+        width, height = to_pil(image).size
+        return square_map_to_image(explanation.map, self.fit, width, height)
 
     @property
     def forward(self) -> Any:
-        """What explainers run: the onnxruntime session when loaded, else the torch model."""
-        return self.session if self.session is not None else self.model
+        """What explainers run: the onnxruntime session when loaded, else the torch model; with a
+        calibration temperature ≠ 1, a function returning the scaled logits (so an explanation's
+        probability is the one :meth:`analyze` reports)."""
+        if self.calibration.temperature == 1.0 and self.session is None:
+            return self.model
+        return _TemperatureScaled(self)
 
     def explainer(self, depth: int = settings.DEPTH, baseline: Any = settings.BASELINE,
                   batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
                   max_evals: int | None = settings.MAX_EVALS, context: str = settings.CONTEXT):
         """A :class:`~emoadapt.explain.DnCShap` over this model (onnxruntime when loaded)."""
-        return _explainer(self, depth, baseline, batch_size, variant, max_evals, context)
+        return _explainer(self, depth, baseline, batch_size, variant, max_evals, context, output=self.output)
 
     def explain(self, images: Any, *, target: int | str | None = None, **options: Any):
         """DnCShap explanation (:class:`emoadapt.explain.Explanation`) of ``target`` (a class name or
@@ -145,16 +233,50 @@ class Predictor:
         return _explain_all(self, images, target, options)
 
     def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = settings.DEPTH,
-                       target: int | str | None = None, batch_size: int = settings.BATCH_SIZE) -> dict:
-        """Layer-wise DnCShap at each tap (default: all spatial taps of the model)."""
+                       target: int | str | None = None, batch_size: int = settings.BATCH_SIZE,
+                       on_tap: Any = None) -> dict:
+        """Layer-wise DnCShap at each tap (default: all spatial taps of the model); ``on_tap(tap,
+        done, total)`` is called after each one (progress)."""
         from .explain import explain_layers
+
+        if self.model is None:
+            raise EmoadaptError("layer-wise explanations need the torch model: pass the .safetensors file or a "
+                                "shipped model name, not an .onnx file")
 
         return explain_layers(self.model, self.preprocess(image), taps, depth=settings.check_depth(depth),
                               target=self._target_index(target), batch_size=settings.check_batch_size(batch_size),
-                              class_names=self.classes)
+                              class_names=self.classes, on_tap=on_tap)
 
     def _target_index(self, target: int | str | None) -> int | None:
         return settings.check_target(target, self.classes)
+
+
+class _TemperatureScaled:
+    """Images (N, C, H, W) → logits / T of a :class:`Predictor` (torch or onnxruntime)."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        return self.predictor.raw_logits(images) / self.predictor.calibration.temperature
+
+
+def load_calibration(meta: dict[str, Any]):
+    """The :class:`~emoadapt.models.calibration.Calibration` the model's metadata points to
+    (``calibration_path``), else the default (plain softmax, low-confidence rule only)."""
+    from .models.calibration import Calibration
+
+    if isinstance(meta.get("calibration"), dict):  # carried inside an exported .onnx file
+        return Calibration.from_dict(meta["calibration"], f"{meta.get('name')}.onnx metadata")
+    path = meta.get("calibration_path")
+    if not path:
+        return Calibration()
+    calibration = Calibration.load(path)
+    fitted_for, weights = calibration.fitted.get("weights_sha256"), meta.get("weights_sha256")
+    if fitted_for and weights and fitted_for != weights:
+        raise EmoadaptError(f"{path} was fitted for other weights (sha256 {fitted_for[:12]}…, these are "
+                            f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
+    return calibration
 
 
 class _AnyModel:
@@ -186,20 +308,52 @@ class _AnyModel:
             pil = to_pil(image).convert("L" if self.channels == 1 else "RGB").resize((int(size[1]), int(size[0])))
             array = np.asarray(pil, dtype=np.float32) / 255.0
             return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
-        return image_to_tensor(to_pil(image), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels)
+        return image_to_tensor(to_pil(image), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels,
+                               DEFAULT_FIT)
 
     def _target_index(self, target: int | str | None) -> int | None:
         return settings.check_target(target, self.classes or None)
 
 
-def _onnx_file_session(path: Path):
+def _onnx_file_meta(path: Path) -> dict[str, Any]:
+    """``classes`` and ``name`` of an exported ``.onnx`` file: from its ``emoadapt`` metadata
+    (written by ``emoadapt export``), else the four IER classes for a 4-output model (files
+    exported before the metadata existed); plus ``calibration_path`` when one lies beside it."""
+    import json
+
+    from .data.labels import IER_CLASSES
+    from .models.calibration import calibration_path_for
+
+    meta: dict[str, Any] = {"name": path.stem}
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        meta.update(json.loads(props.get("emoadapt", "{}")))
+    except (ImportError, ValueError, OSError):
+        pass
+    meta.setdefault("classes", list(IER_CLASSES))
+    sibling = calibration_path_for(path)
+    if sibling.exists():
+        meta["calibration_path"] = str(sibling)
+        meta.pop("calibration", None)  # the file beside it wins over the copy inside
+    return meta
+
+
+def _onnx_file_session(path: Path, threads: int | None = None):
     if path.suffix != ".onnx" or not path.is_file():
         raise EmoadaptError(f"{path}: not an .onnx file (models by path: a .safetensors file or an .onnx file)")
     try:
         import onnxruntime as ort
     except ImportError:
         raise EmoadaptError(f"{path}: ONNX models need onnxruntime: pip install 'emoadapt[onnx]'") from None
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for broken files
+        raise EmoadaptError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 
 
 def _onnx_input_shape(model: Any) -> tuple | None:
@@ -244,11 +398,6 @@ def _as_batch(images: Any) -> tuple[bool, list]:
     if (torch.is_tensor(images) or isinstance(images, np.ndarray)) and images.ndim == 4:
         return True, list(images)
     return False, [images]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 @functools.lru_cache(maxsize=4)

@@ -54,11 +54,12 @@ def choose_mapping(model_classes: Sequence[str], dataset: ImageDataset) -> str:
 def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str = "auto",
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
                    mapping: str = "auto", tta_flip: bool = False,
-                   out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+                   out_dir: str | Path | None = None, progress: bool = True, fit: str = "centre") -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset.
 
     ``manifest`` (a split manifest written by ``data split`` or ``adapt``) assigns the splits that
-    ``splits`` selects. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given.
+    ``splits`` selects. ``fit``: how images become the model's square input (default ``centre``,
+    the protocol the model cards' figures use; ``squash`` is what ``predict`` and ``analyze`` do). Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given.
     """
     model, meta = resolve_model(weights)
     model_classes = tuple(meta.get("classes", ()))
@@ -72,7 +73,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
             raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
         dataset = dataset.to_ier_dataset()
         classes = IER_CLASSES
-    arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, progress=progress)
+    arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, progress=progress, fit=fit)
     probs = predict_arrays(model, arrays.images, tta_flip=tta_flip, progress=progress)
     if mapping == "ier" and model_classes == FER_CLASSES:
         probs = ier_probs_from_fer(probs)
@@ -80,7 +81,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         raise EmoadaptError(f"model classes {model_classes} do not match {classes}; use --map")
     report = classification_report(arrays.labels, probs, classes)
     report.update({"dataset": str(data), "layout": dataset.name, "split": ",".join(splits) if splits else "all",
-                   "mapping": mapping, "tta": "flip" if tta_flip else "none", "weights": str(weights),
+                   "mapping": mapping, "tta": "flip" if tta_flip else "none", "fit": fit, "weights": str(weights),
                    "failed": arrays.failed})
     if out_dir is not None:
         out = Path(out_dir)

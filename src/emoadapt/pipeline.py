@@ -45,19 +45,26 @@ def default_workers() -> int:
 @dataclass
 class Loaded:
     """One input after decoding: ``tensor`` (C, S, S) float32 in [0, 1], or ``error`` (``reason:
-    message``) and no tensor; ``seconds``: wall time of its decode + preprocess."""
+    message``) and no tensor; ``seconds``: wall time of its decode + preprocess; ``picture``: the
+    decoded RGB ``PIL.Image`` at its own size when asked for (explanations drawn over the whole image)."""
 
     path: Path
     tensor: Any
     error: str | None
     seconds: float
+    picture: Any = None
 
 
-def load_one(preprocess: Callable[[Any], Any], path: Path, draft_side: int | None = None) -> Loaded:
+def load_one(preprocess: Callable[[Any], Any], path: Path, draft_side: int | None = None, *,
+             keep_picture: bool = False) -> Loaded:
     """Decode ``path`` (JPEG at a reduced scale when ``draft_side``, see ``decode_image(reduce_to=)``)
-    and ``preprocess`` it; any failure becomes the result's ``error``."""
+    and ``preprocess`` it; any failure becomes the result's ``error``. ``keep_picture`` also returns
+    the decoded picture (full resolution)."""
     started = time.perf_counter()
     try:
+        if keep_picture:
+            picture = decode_image(path, mode="RGB")
+            return Loaded(path, preprocess(picture), None, time.perf_counter() - started, picture)
         image = decode_image(path, mode="RGB", reduce_to=draft_side) if draft_side else path
         return Loaded(path, preprocess(image), None, time.perf_counter() - started)
     except ImageDecodeError as exc:

@@ -1,6 +1,7 @@
 """Batch prediction over any number of images with bounded memory, streamed to CSV or JSONL.
 
-One row per image: ``path, emotion, prob_<class>…, seconds, error``. A file that cannot be decoded,
+One row per image: ``path, emotion, prob_<class>…, uncertain, uncertain_reason, seconds, error``
+(``uncertain`` is ``true``/``false``: see :mod:`emoadapt.models.calibration`). A file that cannot be decoded,
 or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
 no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
 output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
@@ -30,7 +31,7 @@ from .pipeline import DRAFT_FACTOR, default_workers, loaded_batches
 
 
 def _columns(classes: tuple[str, ...]) -> list[str]:
-    return ["path", "emotion", *[f"prob_{c}" for c in classes], "seconds", "error"]
+    return ["path", "emotion", *[f"prob_{c}" for c in classes], "uncertain", "uncertain_reason", "seconds", "error"]
 
 
 def path_text(path: str | os.PathLike) -> str:
@@ -88,6 +89,9 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None) -> set
         return set()
     header = next(csv.reader([lines[0]]))
     if expected is not None and header != expected:
+        if [c for c in header if c not in ("uncertain", "uncertain_reason")] == \
+                [c for c in expected if c not in ("uncertain", "uncertain_reason")]:
+            raise _foreign(output, "it was written by an emoadapt without the uncertain columns (before issue #22)")
         if header[:1] == ["path"] and header[-2:] == ["seconds", "error"]:
             raise _foreign(output, f"its columns are {','.join(header)} (another model's classes), "
                                    f"this model writes {','.join(expected)}")
@@ -182,6 +186,18 @@ def check_probabilities(probs: np.ndarray) -> str | None:
     return None
 
 
+def _assess(predictor, tensors: list) -> tuple[list, list]:
+    """Probabilities and verdicts of a batch; a predictor without ``assess_tensors`` (a stand-in)
+    gets verdicts without ``uncertain``."""
+    if not tensors:
+        return [], []
+    batch = _stack(tensors)
+    if hasattr(predictor, "assess_tensors"):
+        return predictor.assess_tensors(batch)
+    probs = predictor.predict_tensors(batch)
+    return probs, [{"uncertain": False, "uncertain_reason": None}] * len(probs)
+
+
 def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_size: int = 32, resume: bool = False,
                   on_batch: Callable[[int, int], None] | None = None,
                   on_row: Callable[[dict, torch.Tensor | None], None] | None = None,
@@ -236,16 +252,18 @@ def _predict_batch(predictor, batch: list, on_row: Callable[[dict, torch.Tensor 
     rows = [{"path": str(item.path), "error": item.error} for item in batch]
     good = [(row, item.tensor) for row, item in zip(rows, batch) if item.error is None]
     started = time.perf_counter()
-    probs = predictor.predict_tensors(_stack([t for _, t in good])) if good else []
+    probs, verdicts = _assess(predictor, [t for _, t in good])
     model_share = (time.perf_counter() - started) / max(1, len(good))
     kept = []
-    for (row, tensor), p in zip(good, probs):
+    for (row, tensor), p, verdict in zip(good, probs, verdicts):
         problem = check_probabilities(p)
         if problem is not None:
             row["error"] = f"bad-model-output: {problem}"
             continue
         row["emotion"] = predictor.classes[int(p.argmax())]
         row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
+        row["uncertain"] = "true" if verdict["uncertain"] else "false"
+        row["uncertain_reason"] = verdict["uncertain_reason"] or ""
         kept.append((row, tensor))
     for row, item in zip(rows, batch):
         row["seconds"] = round(item.seconds + (model_share if item.error is None else 0.0), 5)

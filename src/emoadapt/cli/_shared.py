@@ -6,9 +6,26 @@ import argparse
 from pathlib import Path
 
 
+MODEL_HELP = ("a shipped model name (default: emoadapt-ier; see emoadapt models), a .safetensors file or an "
+              ".onnx file written by emoadapt export")
+CROP_HELP = ("how an image becomes the model's square input: squash (default: the whole image resized, chosen "
+             "on Emotion6 validation accuracy), pad (the whole image on grey) or centre (the old centre crop: "
+             "the sides of a wide photo are not analysed)")
+
+
+def user_description(doc: str) -> str:
+    """A command's ``--help`` text from its module docstring's first paragraph, for users: without
+    the developer prefix (````emoadapt X``: ``) and reST quotes, starting with a capital."""
+    import re
+
+    text = " ".join(doc.split("\n\n")[0].split())
+    text = re.sub(r"^``emoadapt [a-z-]+``:\s*", "", text).replace("``", "")
+    return text[:1].upper() + text[1:]
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "--weights", dest="model", default=None,
-                   help="a .safetensors file or a shipped model name (default: the shipped IER model)")
+    p.add_argument("--model", "--weights", dest="model", default=None, help=MODEL_HELP)
+    p.add_argument("--crop", choices=("squash", "pad", "centre"), default="squash", help=CROP_HELP)
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="inference engine (default auto: onnxruntime when installed, else torch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
@@ -109,7 +126,7 @@ def load_predictor(args: argparse.Namespace):
         from ..shards import cores_per_rank, shard_from_env
 
         threads = cores_per_rank() if shard_from_env() else None  # N ranks on a node share its cores
-    return Predictor(args.model, runtime=args.runtime, threads=threads)
+    return Predictor(args.model, runtime=args.runtime, threads=threads, fit=args.crop)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

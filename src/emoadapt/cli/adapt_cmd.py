@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ._shared import add_distributed_options, add_target_options, distributed_setup
+from ._shared import add_distributed_options, add_target_options, distributed_setup, user_description
 
 NAME = "adapt"
 HELP = "adapt a FER model to generic images (classification + discrepancy loss)"
@@ -15,7 +15,7 @@ HELP = "adapt a FER model to generic images (classification + discrepancy loss)"
 def register(sub: argparse._SubParsersAction) -> None:
     from ..adapt.config import CHOICES, AdaptConfig  # torch-free: the flags below are its fields
 
-    p = sub.add_parser(NAME, help=HELP, description=" ".join(__doc__.split()))
+    p = sub.add_parser(NAME, help=HELP, description=user_description(__doc__))
     add_target_options(p, "reuse this split manifest (JSON) instead of making one")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
     add_distributed_options(p)

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from importlib import resources
     from pathlib import Path
 
-    from ..api import Predictor
+    from ..api import Predictor, to_pil
     from ..explain import save_layer_grid, save_overlay
     from ..predict import predict_files
 
@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
         timings.append(time.perf_counter() - started)
         stem = Path(row["path"]).stem
         explanation.save(out / stem)
-        save_overlay(image, explanation, out / f"{stem}_overlay.png")
+        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=to_pil(row["path"]), fit=predictor.fit)
 
     counts = predict_files(predictor, samples, out / "results.csv", on_row=on_row)
     first = samples[0]
     save_layer_grid(predictor.preprocess(first), predictor.explain_layers(first, depth=args.depth),
-                    out / f"{first.stem}_layers.png")
+                    out / f"{first.stem}_layers.png", picture=to_pil(first), fit=predictor.fit)
     print((out / "results.csv").read_text(), end="")
     budget = f", at most {args.max_evals} evaluations" if args.max_evals else ""
     print(f"{counts['done']} images predicted and explained (DnCShap depth {args.depth}{budget}, "

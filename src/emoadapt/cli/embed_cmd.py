@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shared import add_target_options
+from ._shared import add_target_options, user_description
 
 NAME = "embed"
 HELP = "plot a layer's activations of images and faces in 2-D (PCA or t-SNE)"
@@ -16,7 +16,7 @@ HELP = "plot a layer's activations of images and faces in 2-D (PCA or t-SNE)"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
-                       description=__doc__.split("\n\n")[0])
+                       description=user_description(__doc__))
     p.add_argument("--model", action="append", required=True,
                    help="a .safetensors file or a shipped model name; repeat for one row per model")
     add_target_options(p, "split manifest JSON that defines the target's splits")

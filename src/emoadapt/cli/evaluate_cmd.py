@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--map", choices=("auto", "fer", "ier"), default="auto",
                    help="score in the model's classes (fer) or mapped to the 4 IER classes (ier)")
     p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
+    p.add_argument("--crop", choices=("centre", "squash", "pad"), default="centre",
+                   help="how images become the square input: centre (default here: the protocol of the model "
+                        "cards' figures), squash (the whole image, what predict and analyze do) or pad")
     p.add_argument("--out", default=None, help="folder for metrics.json and confusion.png")
     p.set_defaults(run=run)
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_model(args.weights, args.data, layout=args.layout,
                             splits=args.split.split(",") if args.split else None, manifest=args.manifest,
                             mapping=args.map,
-                            tta_flip=args.tta == "flip", out_dir=args.out)
+                            tta_flip=args.tta == "flip", out_dir=args.out, fit=args.crop)
     summary = {k: report[k] for k in ("dataset", "split", "n", "accuracy", "macro_f1")}
     print(json.dumps(summary, indent=2))
     for name, row in report["per_class"].items():

@@ -1,8 +1,11 @@
-"""``emoadapt explain``: DnCShap explanations of images, pixel level and (optionally) layer by layer.
+"""Explain which regions of each image drive its predicted emotion (DnCShap), over the whole image.
 
-For each image writes ``OUT/<stem>.json`` (scores, boxes, target, values, cost), ``OUT/<stem>.npy``
-(the map), ``OUT/<stem>_overlay.png`` and, with ``--layers``, ``OUT/<stem>_layers.png``. A file
-that cannot be decoded is reported on stderr and skipped; the exit status is 1 if any failed.
+For each image writes ``OUT/<stem>.json`` (scores, boxes in the model input's pixels, target,
+values, cost), ``OUT/<stem>.npy`` (the map at the image's own resolution: attribution per original
+pixel, NaN where the image was not analysed, i.e. outside the centre square with ``--crop centre``),
+``OUT/<stem>_overlay.png`` (red: for the class, blue: against, with a colour bar) and, with
+``--layers``, ``OUT/<stem>_layers.png``. A file that cannot be decoded is reported on stderr and
+skipped; the exit status is 1 if any failed.
 
 Worker threads decode the next images while DnCShap runs (``--workers``). With ``--shard I/N`` (or
 under torchrun) this process explains one contiguous block of the sorted inputs; the file names
@@ -23,13 +26,15 @@ HELP = "explain predictions with DnCShap (overlay PNG, scores JSON, map NPY)"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__.replace("``", ""))
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS",
                    help="image files, folders (searched recursively for image files) or glob patterns")
     p.add_argument("--out", required=True, help="output folder")
     add_model_options(p)
     p.add_argument("--layers", default=None,
-                   help="also explain these taps, comma-separated (b1,b2,b3,b4,b5,merged) or 'all'")
+                   help="also explain these layers, comma-separated, or 'all'. Layers depend on the model: the "
+                        "default emoadapt-ier has f1..f5 (face branch) and s1..s5 (scene branch); an unknown "
+                        "name lists the model's own")
     add_dncshap_options(p)
     p.add_argument("--baseline", default=settings.BASELINE, type=checked(settings.parse_baseline),
                    help=f"absent pixels: {', '.join(settings.BASELINES)} or a number (default {settings.BASELINE})")
@@ -63,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from dataclasses import replace
+
+    from ..data.transforms import square_map_to_image
     from ..errors import EmoadaptError
     from ..explain import explain_layers, save_layer_grid, save_overlay
     from ..pipeline import load_one, ordered_map
@@ -78,26 +86,33 @@ def run(args: argparse.Namespace) -> int:
 
         paths, stems = shard_block(paths, *shard), shard_block(stems, *shard)
     predictor = load_predictor(args)
+    if args.layers and predictor.model is None:
+        raise EmoadaptError("--layers needs the torch model: pass the .safetensors file or a shipped model name, "
+                            "not an .onnx file")
     taps = _layers(args.layers, predictor.model)
     explainer = predictor.explainer(args.depth, args.baseline, args.batch_size, args.variant, args.max_evals)
     out, failed = Path(args.out), 0
     workers = workers_of(args)
-    loaded = ordered_map(lambda path: load_one(predictor.preprocess, path), paths, workers, window=2 * max(1, workers))
+    loaded = ordered_map(lambda path: load_one(predictor.preprocess, path, keep_picture=True), paths, workers,
+                         window=2 * max(1, workers))
     for item, stem in tqdm(zip(loaded, stems), total=len(paths), desc="explain", unit="img",
                            disable=args.no_progress):
         if item.error is not None:
             failed += 1
             tqdm.write(f"emoadapt explain: skipped: {item.error}", file=sys.stderr)
             continue
-        image = item.tensor
+        image, picture = item.tensor, item.picture
         prefix = out / stem
         explanation = explainer.attribute(image)
-        explanation.save(prefix)
-        save_overlay(image, explanation, prefix.with_name(prefix.name + "_overlay.png"))
+        full = replace(explanation, map=square_map_to_image(explanation.map, predictor.fit, *picture.size))
+        full.save(prefix)
+        save_overlay(image, explanation, prefix.with_name(prefix.name + "_overlay.png"), picture=picture,
+                     fit=predictor.fit)
         if taps:
             layers = explain_layers(predictor.model, image, taps, depth=args.depth, target=explanation.target,
                                     baseline=args.layer_baseline, batch_size=args.batch_size, variant=args.variant,
                                     class_names=predictor.classes)
-            save_layer_grid(image, layers, prefix.with_name(prefix.name + "_layers.png"))
+            save_layer_grid(image, layers, prefix.with_name(prefix.name + "_layers.png"), picture=picture,
+                            fit=predictor.fit)
     print(f"explained {len(paths) - failed} of {len(paths)} images ({failed} failed) -> {out}")
     return 1 if failed else 0

@@ -18,7 +18,8 @@ HELP = "predict the emotion of images (files, folders, globs) into CSV/JSONL"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
-                       description="One row per image: path, emotion, prob_<class>…, seconds, error. A file that "
+                       description="One row per image: path, emotion, prob_<class>…, uncertain (true/false), "
+                                   "uncertain_reason, seconds, error. A file that "
                                    "cannot be decoded gets an error row. Exit status: 0 every image predicted, 1 some "
                                    "images failed (error rows), 2 usage or configuration error, 3 internal failure.")
     p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB",
@@ -93,9 +94,11 @@ def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
     explainer = predictor.explainer(depth, max_evals=max_evals)
 
     def on_row(row: dict, image) -> None:
+        from ..api import to_pil
+
         explanation = explainer.attribute(image)
         png = folder / overlay_name(row["path"])
-        save_overlay(image, explanation, png)
+        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit)
         row["overlay"] = str(png)
 
     return on_row

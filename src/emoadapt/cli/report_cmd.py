@@ -9,12 +9,14 @@ import argparse
 import shlex
 
 
+from ._shared import user_description
+
 NAME = "report"
 HELP = "evaluation report: metrics, confusion, calibration, embeddings, explained examples in one offline HTML page"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(NAME, help=HELP, description=user_description(__doc__))
     p.add_argument("--model", action="append", required=True,
                    help="a .safetensors file or a shipped model name; repeat to compare models side by side")
     p.add_argument("--data", required=True, help="dataset folder (Emotion6, FER2013, a folder per class, CSV…)")

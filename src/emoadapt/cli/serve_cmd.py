@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shared import add_dncshap_options
+from ._shared import CROP_HELP, MODEL_HELP, add_dncshap_options
 
 NAME = "serve"
 HELP = "start the web app (upload an image, see its emotion and explanation)"
@@ -12,12 +12,12 @@ HELP = "start the web app (upload an image, see its emotion and explanation)"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
-                       description="Serves the page at / and the JSON API at /api/predict and /api/explain "
-                                   "(docs at /docs). Needs the 'web' extra: pip install 'emoadapt[web]'.")
+                       description="Serves the page at / and the JSON API at /api/predict, /api/explain and "
+                                   "/api/explain/layers (a background job; docs at /docs, offline). Needs the 'web' extra: pip install 'emoadapt[web]'.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--model", "--weights", dest="model", default=None,
-                   help="a .safetensors file or a shipped model name (default: the shipped IER model)")
+    p.add_argument("--model", "--weights", dest="model", default=None, help=MODEL_HELP)
+    p.add_argument("--crop", choices=("squash", "pad", "centre"), default="squash", help=CROP_HELP)
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest upload in MiB (default 10)")
     p.add_argument("--timeout", type=float, default=30, help="seconds per request in the model (default 30)")
     p.add_argument("--concurrency", type=int, default=2, help="model jobs at once (default 2)")
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
                             "pip install 'emoadapt[web]'") from None
     from ..api import Predictor
 
-    predictor = Predictor(args.model)  # load now: a bad --model fails here, not at the first request
+    predictor = Predictor(args.model, fit=args.crop)  # load now: a bad --model fails here, not at the first request
     try:
         app = create_app(predictor, model=args.model, max_upload_bytes=int(args.max_upload_mb * 2**20),
                          timeout_s=args.timeout, max_concurrency=args.concurrency, depth=args.depth,

@@ -73,11 +73,25 @@ def _file_layout(path: Path) -> str:
                              f"EMOTIC columns (layout emotic); pass --layout, one of {', '.join(LAYOUTS)}")
 
 
+def _archive_hint(path: Path) -> str:
+    """Why a dataset path that is missing (or holds only archives) cannot be read, and what to do."""
+    candidates = [path.with_name(path.name + ext) for ext in (".tar.gz", ".tgz", ".zip", ".tar")]
+    archives = [c for c in candidates if c.is_file()]
+    if path.is_dir():
+        archives += sorted(p for p in path.iterdir() if p.name.endswith((".tar.gz", ".tgz", ".zip", ".tar")))
+    if not archives:
+        return ""
+    folder = archives[0].parent
+    unpack = f"{folder}/unpack.sh DIR" if (folder / "unpack.sh").exists() else f"tar -xzf {archives[0]} -C DIR"
+    return (f"; {folder} holds archives ({', '.join(a.name for a in archives[:4])}), not images: unpack them "
+            f"first ({unpack}) and pass the unpacked folder, e.g. DIR/{archives[0].name.split('.')[0]}")
+
+
 def detect_layout(path: str | Path) -> str:
     """The layout of the dataset at ``path``; raises when none or several specific layouts fit."""
     path = Path(path)
     if not path.exists():
-        raise DatasetLayoutError(f"{path} does not exist")
+        raise DatasetLayoutError(f"{path} does not exist{_archive_hint(path)}")
     if path.is_file():
         return _file_layout(path)
     found = [name for name, test in _FOLDER_TESTS.items() if test(path)]
@@ -87,6 +101,9 @@ def detect_layout(path: str | Path) -> str:
         return found[0]
     if found:
         raise DatasetLayoutError(f"{path} fits several layouts ({', '.join(found)}); pass --layout with one of them")
+    hint = _archive_hint(path)
+    if hint:
+        raise DatasetLayoutError(f"{path} is not a dataset folder{hint}")
     if looks_like_folder(path):
         return "folder"
     raise DatasetLayoutError(f"cannot tell the layout of {path}; pass --layout, one of {', '.join(LAYOUTS)} "
@@ -102,7 +119,7 @@ def open_dataset(path: str | Path, layout: str = "auto", **options: Any) -> Imag
     if layout not in READERS:
         raise DatasetLayoutError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)} or auto")
     if not Path(path).exists():
-        raise DatasetLayoutError(f"{path} does not exist")
+        raise DatasetLayoutError(f"{path} does not exist{_archive_hint(Path(path))}")
     return READERS[layout](path, **options)
 
 

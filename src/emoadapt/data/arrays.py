@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..errors import ImageDecodeError
 from ..fileio import atomic_path
 from .records import ImageDataset
-from .transforms import image_to_uint8, resize_center_crop
+from .transforms import fit_square, image_to_uint8
 
 DEFAULT_CACHE = Path(os.environ.get("EMOADAPT_CACHE", Path.home() / ".cache" / "emoadapt"))
 
@@ -42,10 +42,12 @@ class ArrayData:
 
 
 def load_arrays(dataset: ImageDataset, size: int, channels: int, *, cache_dir: str | Path | None = DEFAULT_CACHE,
-                progress: bool = True) -> ArrayData:
-    """Decode every sample, resized/centre-cropped to ``size``, as grey (1) or RGB (3) channels."""
+                progress: bool = True, fit: str = "centre") -> ArrayData:
+    """Decode every sample as a ``size`` square — short side resized and centre-cropped (``fit``
+    ``centre``, the training views' geometry), or ``squash`` / ``pad``
+    (:data:`emoadapt.data.transforms.FITS`) — as grey (1) or RGB (3) channels."""
     mode = "L" if channels == 1 else "RGB"
-    key = _cache_key(dataset, size, mode)
+    key = _cache_key(dataset, size, mode) + ("" if fit == "centre" else f"-{fit}")
     cache_file = Path(cache_dir) / "arrays" / f"{dataset.name}-{size}-{mode}-{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.exists():
         with np.load(cache_file, allow_pickle=False) as saved:
@@ -60,7 +62,7 @@ def load_arrays(dataset: ImageDataset, size: int, channels: int, *, cache_dir: s
         except ImageDecodeError as exc:
             failed.append((sample.path, exc.reason))
             continue
-        images.append(image_to_uint8(resize_center_crop(image, size)))
+        images.append(image_to_uint8(fit_square(image, size, fit)))
         labels.append(index.get(sample.label, -1) if sample.label is not None else -1)
         paths.append(sample.path)
     data = ArrayData(np.stack(images) if images else np.zeros((0, size, size, channels), np.uint8),

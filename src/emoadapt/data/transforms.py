@@ -20,6 +20,52 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+#: How an image of any aspect ratio becomes the model's square input: ``squash`` (the default,
+#: chosen by Emotion6 validation accuracy, docs/benchmarks.md §10) resizes the whole image to
+#: size × size; ``pad`` fits the whole image inside the square on mid-grey; ``centre`` (the old
+#: behaviour) resizes the short side and crops the centre square, losing the rest.
+FITS = ("squash", "pad", "centre")
+DEFAULT_FIT = "squash"
+PAD_GREY = 128  #: fill value of the padding (mid-grey, uint8)
+
+
+def resize_squash(image: Image.Image, size: int) -> Image.Image:
+    """The whole image resized to ``size`` × ``size`` (bilinear, antialiased); the aspect ratio changes."""
+    if image.size == (size, size):
+        return image
+    return image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+
+
+def pad_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) in a ``size`` square of a ``width`` × ``height`` image fitted inside it."""
+    scale = size / max(width, height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    left, top = (size - new_w) // 2, (size - new_h) // 2
+    return left, top, left + new_w, top + new_h
+
+
+def resize_pad(image: Image.Image, size: int) -> Image.Image:
+    """The whole image resized so its long side is ``size`` px, centred on a mid-grey square."""
+    left, top, right, bottom = pad_box(*image.size, size)
+    resized = image.resize((right - left, bottom - top), Image.Resampling.BILINEAR, reducing_gap=None)
+    canvas = Image.new(image.mode, (size, size), PAD_GREY if image.mode == "L" else (PAD_GREY,) * 3)
+    canvas.paste(resized, (left, top))
+    return canvas
+
+
+def fit_square(image: Image.Image, size: int, fit: str = DEFAULT_FIT) -> Image.Image:
+    """``image`` as a ``size`` square by one of :data:`FITS`."""
+    if fit == "squash":
+        return resize_squash(image, size)
+    if fit == "pad":
+        return resize_pad(image, size)
+    if fit == "centre":
+        return resize_center_crop(image, size)
+    from ..errors import EmoadaptError
+
+    raise EmoadaptError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
+
+
 def image_to_uint8(image: Image.Image) -> np.ndarray:
     """(H, W, C) uint8 array; grey images get C = 1."""
     array = np.asarray(image, dtype=np.uint8)
@@ -48,10 +94,11 @@ def rgb_to_grey(batch: torch.Tensor) -> torch.Tensor:
     return (batch * weights).sum(dim=1, keepdim=True)
 
 
-def image_to_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:
-    """Decoded image → (C, size, size) float tensor in [0, 1]; ``channels`` is 1 (grey) or 3 (RGB)."""
+def image_to_tensor(image: Image.Image, size: int, channels: int, fit: str = "centre") -> torch.Tensor:
+    """Decoded image → (C, size, size) float tensor in [0, 1]; ``channels`` is 1 (grey) or 3 (RGB);
+    ``fit`` one of :data:`FITS` (default here ``centre``, the training views' geometry)."""
     image = image.convert("L" if channels == 1 else "RGB")
-    return uint8_to_tensor(image_to_uint8(resize_center_crop(image, size)))
+    return uint8_to_tensor(image_to_uint8(fit_square(image, size, fit)))
 
 
 def fit_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
@@ -77,3 +124,46 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     from ..errors import EmoadaptError
 
     raise EmoadaptError(f"cannot match {images.shape[-1]} source channels to {channels} target channels")
+
+
+def square_to_image(values: np.ndarray, fit: str, width: int, height: int) -> np.ndarray:
+    """A (S, S) array over the model's square input → (height, width) float32 over the original
+    image (nearest neighbour, so region edges stay sharp), NaN where the image was not analysed
+    (outside the centre square for ``centre``). Values are copied, not rescaled."""
+    values = np.asarray(values, dtype=np.float32)
+    side = values.shape[0]
+    if fit == "squash":
+        return _resize_nearest(values, width, height)
+    if fit == "pad":
+        left, top, right, bottom = pad_box(width, height, side)
+        return _resize_nearest(values[top:bottom, left:right], width, height)
+    if fit != "centre":
+        from ..errors import EmoadaptError
+
+        raise EmoadaptError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
+    scale = side / min(width, height)
+    crop = round(side / scale)  # the centre square's side in original pixels
+    left, top = (width - crop) // 2, (height - crop) // 2
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    out[top:top + crop, left:left + crop] = _resize_nearest(values, crop, crop)
+    return out
+
+
+def _resize_nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    rows = np.minimum((np.arange(height) + 0.5) * values.shape[0] / height, values.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * values.shape[1] / width, values.shape[1] - 1).astype(int)
+    return values[rows][:, cols]
+
+
+def square_map_to_image(values: np.ndarray, fit: str, width: int, height: int) -> np.ndarray:
+    """An attribution map over the (S, S) input (per input pixel) → (height, width) per original
+    pixel: :func:`square_to_image`, rescaled so the analysed part keeps its sum (up to the nearest
+    neighbour's rounding); NaN where the image was not analysed."""
+    full = square_to_image(values, fit, width, height)
+    side = values.shape[0]
+    if fit == "pad":
+        left, top, right, bottom = pad_box(width, height, side)
+        analysed = (right - left) * (bottom - top)
+    else:
+        analysed = side * side
+    return full * np.float32(analysed / max(1, int(np.isfinite(full).sum())))

@@ -151,6 +151,7 @@ class Explanation:
         tap: layer name for layer-wise explanations, else ``None``.
         max_evals: the evaluation budget asked for (``None``: the full tree). Under a budget the
             regions have several sizes and ``depth`` is the deepest level reached.
+        grid: layer-wise only: the tap's (h, w) cells, the resolution its regions are made of.
     """
 
     values: np.ndarray
@@ -170,6 +171,7 @@ class Explanation:
     baseline: str
     tap: str | None = None
     max_evals: int | None = None
+    grid: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of everything except the map (values and boxes as lists)."""

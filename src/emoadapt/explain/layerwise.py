@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,8 @@ class LayerDnCShap(DnCShap):
         return dataclasses.replace(
             result, boxes=boxes, map=paint(result.values, boxes, height, width), probability=float(probs[target]),
             evaluations=self.function.evaluations - before, seconds=time.perf_counter() - start,
-            baseline=self.layer_baseline if isinstance(self.layer_baseline, str) else result.baseline, tap=self.tap)
+            baseline=self.layer_baseline if isinstance(self.layer_baseline, str) else result.baseline, tap=self.tap,
+            grid=(int(result.map.shape[0]), int(result.map.shape[1])))
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -99,15 +100,19 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def explain_layers(model: torch.nn.Module, image: torch.Tensor, taps: Sequence[str] | None = None, *,
-                   depth: int = settings.DEPTH, target: int | None = None, **options: Any) -> dict[str, Explanation]:
+                   depth: int = settings.DEPTH, target: int | None = None,
+                   on_tap: Callable[[str, int, int], None] | None = None, **options: Any) -> dict[str, Explanation]:
     """Layer-wise DnCShap of ``image`` (C, H, W) at each tap, all for the same target class.
 
-    ``options`` go to :class:`LayerDnCShap` (baseline, batch_size, variant, context, class_names).
+    ``options`` go to :class:`LayerDnCShap` (baseline, batch_size, variant, context, class_names);
+    ``on_tap(tap, done, total)`` is called after each tap (progress).
     Returns ``{tap: Explanation}`` in the order of ``taps`` (default: every :func:`layer_taps`).
     """
     results: dict[str, Explanation] = {}
     taps = layer_taps(model) if taps is None else taps
-    for tap in taps:
+    for index, tap in enumerate(taps, start=1):
         results[tap] = LayerDnCShap(model, tap, depth=depth, **options).attribute(image, target)
         target = results[tap].target
+        if on_tap is not None:
+            on_tap(tap, index, len(taps))
     return results

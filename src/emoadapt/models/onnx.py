@@ -25,9 +25,11 @@ class _Taps(torch.nn.Module):
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17,
-                taps: tuple[str, ...] = ("logits",)) -> Path:
+                taps: tuple[str, ...] = ("logits",), metadata: dict | None = None) -> Path:
     """Write ``model`` (input ``images`` (N, C, S, S) in [0, 1]) as ONNX with a dynamic batch axis;
-    its outputs are the named ``taps`` (default: ``logits`` (N, K)), e.g. ``("pre_logits", "logits")``."""
+    its outputs are the named ``taps`` (default: ``logits`` (N, K)), e.g. ``("pre_logits", "logits")``.
+    ``metadata`` (e.g. ``{"classes": [...], "name": ...}``) is stored as JSON under the model's
+    ``emoadapt`` metadata key, where ``Predictor("file.onnx")`` reads it."""
     model.eval()
     size, channels = model.config.input_size, model.config.in_chans
     example = torch.rand(1, channels, size, size)
@@ -36,7 +38,20 @@ def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17,
         torch.onnx.export(exported, (example,), str(tmp), input_names=["images"], output_names=list(taps),
                           dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in taps}},
                           opset_version=opset, dynamo=False)
+        if metadata:
+            _add_metadata(tmp, metadata)
     return Path(path)
+
+
+def _add_metadata(path: Path, metadata: dict) -> None:
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "emoadapt", json.dumps(metadata)
+    onnx.save(proto, str(path))
 
 
 def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: str | Path | None = None,

@@ -224,16 +224,36 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                               "6,000 FER2013 Training faces of angry/disgust/happy/sad",
                 source="emoadapt train-fer --out runs/fer-lite0 --model fer-lite0 --epochs 8 --lr 1e-3 --seed 0, then "
                        "python benchmarks/faces_scenes.py encode (both branches) and ship --config +source-CE "
-                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)"))
+                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)",
+                extra={"calibration": "emoadapt-ier.calibration.json"}))
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A weights file path, or the name of a preset with shipped weights (default: the shipped
-    IER model). Returns ``(model in eval mode, metadata)`` where metadata has ``classes``."""
+    IER model). Returns ``(model in eval mode, metadata)`` where metadata has ``classes``, ``name``
+    (the preset's name or the file's stem) and, when the model has one, ``calibration_path``
+    (the preset's ``extra["calibration"]`` file, or ``<stem>.calibration.json`` beside a weights file)."""
+    from .calibration import calibration_path_for
+
     spec = DEFAULT_MODEL if spec is None else spec
+    if Path(spec).suffix == ".onnx":
+        raise CheckpointError(f"{spec}: an .onnx file runs with onnxruntime but cannot be rebuilt as a torch model; "
+                              "pass the .safetensors file it was exported from (emoadapt explain and the Python "
+                              "emoadapt.explain() also take .onnx files)")
     if Path(spec).suffix == ".safetensors" or Path(spec).exists():
-        return load_model(spec)
+        model, meta = load_model(spec)
+        meta = dict(meta, name=Path(spec).stem, weights_sha256=sha256(spec))
+        sibling = calibration_path_for(spec)
+        if sibling.exists():
+            meta["calibration_path"] = str(sibling)
+        return model, meta
     preset = get_preset(str(spec))
     if preset.weights is None:
         raise CheckpointError(f"model {spec!r} has no shipped weights; pass a .safetensors file")
-    return load_model(shipped_weights(preset))
+    model, meta = load_model(shipped_weights(preset))
+    meta = dict(meta, name=preset.name, weights_sha256=preset.sha256)
+    calibration = preset.extra.get("calibration")
+    if calibration:  # missing (e.g. not fitted yet after a retrain): predictions say "no calibration"
+        path = Path(str(resources.files("emoadapt") / "weights" / calibration))
+        meta["calibration_path" if path.exists() else "calibration_missing"] = str(path)
+    return model, meta
