@@ -30,7 +30,7 @@ from .data.decode import decode_image
 from .data.transforms import image_to_tensor
 from .errors import EmoadaptError
 from .explain import settings
-from .models.registry import resolve_model
+from .models.registry import resolve_affect, resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
 
@@ -81,11 +81,17 @@ class Predictor:
         self.input_size = self.model.config.input_size
         self.channels = self.model.config.in_chans
         self.runtime = runtime
+        #: valence/arousal/distribution heads (models/affect.py) when the weights have a sidecar, else None
+        self.affect = resolve_affect(model)
+        #: the distribution's class names (``dist_<name>``); empty without affect heads
+        self.affect_names: tuple[str, ...] = tuple(self.affect.config.names) if self.affect is not None else ()
         self.session = None
         if runtime == "onnx":
             from .models.onnx import onnx_session
 
-            self.session = onnx_session(self.model, threads=threads)
+            # with affect heads the export also returns the features they read; logits stay first
+            taps = ("logits",) if self.affect is None else ("logits", self.affect.config.source)
+            self.session = onnx_session(self.model, threads=threads, taps=taps)
 
     def preprocess(self, image: ImageLike | torch.Tensor) -> torch.Tensor:
         """(C, S, S) float32 in [0, 1]: short side resized to S, centre crop, grey or RGB; a tensor
@@ -97,15 +103,33 @@ class Predictor:
     def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """(N, C, S, S) in [0, 1] → (N, K) class probabilities; with the model's ``tta == "flip"``
         the average over the image and its mirror image."""
-        probs = self._probs(batch)
-        return (probs + self._probs(batch.flip(3))) / 2 if self.tta == "flip" else probs
+        return self.predict_outputs(batch)["probs"]
+
+    def predict_outputs(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """One forward pass: ``probs`` (N, K) and, with affect heads, ``valence`` and ``arousal``
+        (N,) on 1–9 and ``dist`` (N, len(affect_names)); flip-averaged when ``tta == "flip"``."""
+        out = self._outputs(batch)
+        if self.tta == "flip":
+            flipped = self._outputs(batch.flip(3))
+            out = {k: (v + flipped[k]) / 2 for k, v in out.items()}
+        return out
 
     @torch.inference_mode()
-    def _probs(self, batch: torch.Tensor) -> np.ndarray:
+    def _outputs(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
         if self.session is not None:
-            logits = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})[0]
-            return _softmax(np.asarray(logits, dtype=np.float64)).astype(np.float32)
-        return self.model(batch).softmax(1).numpy()
+            results = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})
+            out = {"probs": _softmax(np.asarray(results[0], dtype=np.float64)).astype(np.float32)}
+            features = torch.from_numpy(np.asarray(results[1], dtype=np.float32)) if self.affect is not None else None
+        elif self.affect is not None:
+            from .models.affect import model_features
+
+            taps = model_features(self.model, batch)
+            out, features = {"probs": taps["logits"].softmax(1).numpy()}, taps[self.affect.config.source]
+        else:
+            return {"probs": self.model(batch).softmax(1).numpy()}
+        if features is not None:
+            out.update({k: v.numpy() for k, v in self.affect(features).items()})
+        return out
 
     def predict(self, images: Sequence[ImageLike]) -> np.ndarray:
         """Class probabilities (N, K) for a list of images; :class:`~emoadapt.errors.ModelOutputError`
@@ -121,9 +145,21 @@ class Predictor:
         return probs
 
     def analyze(self, image: ImageLike) -> dict[str, Any]:
-        probs = self.predict([image])[0]
-        emotion = {name: float(p) for name, p in zip(self.classes, probs)}
-        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get)}
+        """``{"emotion": {class: p}, "dominant_emotion": class}``; with affect heads also
+        ``valence`` and ``arousal`` (1–9) and ``distribution`` ({name: p} over 7 emotions)."""
+        out = self.predict_outputs(self.preprocess(image)[None])
+        self._check(out["probs"])
+        emotion = {name: float(p) for name, p in zip(self.classes, out["probs"][0])}
+        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **affect_fields(self, out, 0)}
+
+    def _check(self, probs: np.ndarray) -> None:
+        from .errors import ModelOutputError
+        from .predict import check_probabilities
+
+        for index, row in enumerate(probs):
+            problem = check_probabilities(row)
+            if problem is not None:
+                raise ModelOutputError(f"image {index}: {problem}")
 
     @property
     def forward(self) -> Any:
@@ -155,6 +191,15 @@ class Predictor:
 
     def _target_index(self, target: int | str | None) -> int | None:
         return settings.check_target(target, self.classes)
+
+
+def affect_fields(predictor: Any, outputs: dict[str, np.ndarray], index: int) -> dict[str, Any]:
+    """``{"valence", "arousal", "distribution": {name: p}}`` of image ``index`` of
+    :meth:`Predictor.predict_outputs`, or ``{}`` for a model without affect heads."""
+    if "valence" not in outputs:
+        return {}
+    return {"valence": float(outputs["valence"][index]), "arousal": float(outputs["arousal"][index]),
+            "distribution": {name: float(p) for name, p in zip(predictor.affect_names, outputs["dist"][index])}}
 
 
 class _AnyModel:
