@@ -181,3 +181,13 @@ def test_benchmark_metrics_and_heads_learn_a_known_relation():
     plan = {"train": train, "val": val, "test": test}
     mean = affect_heads.scores(affect_heads.subset(y, test), affect_heads.constant(y, plan))
     assert got["kl"] < mean["kl"] / 2 and got["valence_mae"] < mean["valence_mae"] / 2
+
+
+def test_the_default_model_gives_the_recorded_affect_outputs_on_the_samples():
+    """The shipped heads' numbers on the bundled samples (tests/data/record_shipped_outputs.py), to 1e-5."""
+    recorded = json.loads((Path(__file__).parent / "data" / "shipped_outputs.json").read_text())["default_affect"]
+    predictor = Predictor(runtime="torch")
+    out = predictor.predict_outputs(torch.stack([predictor.preprocess(p) for p in SAMPLES]))
+    for key in ("valence", "arousal", "dist"):
+        np.testing.assert_allclose(out[key], np.array(recorded[key]), atol=1e-5, rtol=0)
+    assert (out["valence"] >= 1).all() and (out["valence"] <= 9).all()
