@@ -370,7 +370,7 @@ def main_ship(args) -> None:
     weights = weights_file(args.model)
     base = sha256(weights)
     record["weights_sha256"] = base
-    path = affect_mod.save_affect(affect_mod.sidecar_path(weights if args.out is None else args.out), heads, base,
+    path = affect_mod.save_affect(affect_mod.sidecar_path(weights) if args.out is None else Path(args.out), heads, base,
                                   {**record["holdout_test"], "source": record["choice"]["source"],
                                    "hidden": record["choice"]["hidden"],
                                    "weight_decay": record["choice"]["weight_decay"],

@@ -191,3 +191,14 @@ def test_the_default_model_gives_the_recorded_affect_outputs_on_the_samples():
     for key in ("valence", "arousal", "dist"):
         np.testing.assert_allclose(out[key], np.array(recorded[key]), atol=1e-5, rtol=0)
     assert (out["valence"] >= 1).all() and (out["valence"] <= 9).all()
+
+
+def test_the_same_heads_give_the_same_file_bytes(tiny, tmp_path):
+    """So that re-running ``affect_heads.py ship`` on the same weights leaves the registry sha256 alone."""
+    from emoadapt.models.affect import save_affect
+    from emoadapt.models.weights import sha256
+
+    heads, meta = load_affect(sidecar_path(tiny))
+    a = save_affect(tmp_path / "a.affect.safetensors", heads, meta["base_sha256"], {"b": 1, "a": 2})
+    b = save_affect(tmp_path / "b.affect.safetensors", heads, meta["base_sha256"], {"a": 2, "b": 1})
+    assert sha256(a) == sha256(b)

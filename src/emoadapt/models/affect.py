@@ -109,8 +109,10 @@ def save_affect(path: str | Path, heads: AffectHeads, base_sha256: str, extra: d
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().float().contiguous() for k, v in heads.state_dict().items()}
-    metadata = {"format": FORMAT, "affect_config": json.dumps(heads.config.to_dict()),
-                "base_sha256": base_sha256, "extra": json.dumps(extra or {})}
+    # one metadata key: safetensors may write several in any order, and the same heads should give
+    # the same bytes (and sha256) on every run
+    metadata = {"emoadapt_affect": json.dumps({"format": FORMAT, "affect_config": heads.config.to_dict(),
+                                               "base_sha256": base_sha256, "extra": extra or {}}, sort_keys=True)}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
@@ -123,13 +125,14 @@ def load_affect(path: str | Path) -> tuple[AffectHeads, dict[str, Any]]:
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            meta = dict(handle.metadata() or {})
+            raw = dict(handle.metadata() or {})
         tensors = load_file(str(path))
-        config = json.loads(meta["affect_config"])
-    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+        meta = json.loads(raw.get("emoadapt_affect", "{}"))
+    except (OSError, SafetensorError, ValueError) as exc:
         raise CheckpointError(f"cannot read affect heads {path}: {exc}") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("affect_config"), dict):
         raise CheckpointError(f"{path} is not an emoadapt affect-heads file (format {FORMAT!r})")
+    config = dict(meta["affect_config"])
     config["names"] = tuple(config.get("names", DIST_NAMES))
     try:
         heads = AffectHeads(AffectConfig(**config))
@@ -137,8 +140,7 @@ def load_affect(path: str | Path) -> tuple[AffectHeads, dict[str, Any]]:
     except (TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: the heads do not match their config ({exc})") from None
     heads.eval()
-    extra = json.loads(meta.get("extra") or "{}")
-    return heads, {"base_sha256": meta.get("base_sha256", ""), "extra": extra}
+    return heads, {"base_sha256": meta.get("base_sha256", ""), "extra": meta.get("extra") or {}}
 
 
 def find_affect(weights: str | Path, expected_sha256: str | None = None) -> AffectHeads | None:
