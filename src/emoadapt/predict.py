@@ -1,6 +1,8 @@
 """Batch prediction over any number of images with bounded memory, streamed to CSV or JSONL.
 
-One row per image: ``path, emotion, prob_<class>…, seconds, error``. A file that cannot be decoded,
+One row per image: ``path, emotion, prob_<class>…, seconds, error`` (with a model that has affect
+heads, ``valence, arousal, dist_<emotion>…`` after the probabilities; video frames, :mod:`emoadapt.video`,
+add ``time`` after the path). A file that cannot be decoded,
 or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
 no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
 output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
