@@ -75,3 +75,32 @@ def write_faces_and_target(root: Path, rng, per_class: int = 7, size: int = 32) 
     for label in IER_CLASSES:
         for i in range(per_class):
             write_image(root / "target" / label / f"{i}.png", rng, size=size)
+
+
+def save_tiny_affect_model(path: Path, source: str = "fused", hidden: int = 0) -> Path:
+    """A tiny random FusionNet (64 px; face branch at 48 px, 16-d hidden layer, 4 IER classes) saved
+    as a weights file with a random affect-heads sidecar ``<stem>.affect.safetensors`` next to it."""
+    import torch
+
+    from emoadapt.models.affect import AffectConfig, AffectHeads, save_affect, sidecar_path
+    from emoadapt.models.efficientnet_lite import EfficientNetLiteConfig
+    from emoadapt.models.fusion import FusionConfig, FusionNet
+    from emoadapt.models.weights import save_weights, sha256
+
+    torch.manual_seed(0)
+    config = FusionConfig(face=EfficientNetLiteConfig(input_size=48).to_dict(),
+                          scene=EfficientNetLiteConfig(input_size=64).to_dict(), hidden=16, num_classes=4,
+                          input_size=64)
+    model = FusionNet(config).eval()
+    save_weights(path, model, config.to_dict(), {"classes": list(TINY_CLASSES)})
+    width = 2560 if source == "fused" else 16
+    heads = AffectHeads(AffectConfig(source=source, in_features=width, hidden=hidden))
+    with torch.no_grad():  # standardise the (tiny) random features so that images give different outputs
+        from emoadapt.models.affect import model_features
+
+        features = model_features(model, torch.rand(8, 3, 64, 64))[source]
+        heads.input_mean.copy_(features.mean(0))
+        heads.input_std.copy_(features.std(0).clamp_min(1e-12))
+        heads.va_std.fill_(2.0)
+    save_affect(sidecar_path(path), heads, sha256(path))
+    return path

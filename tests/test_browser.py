@@ -85,3 +85,42 @@ def test_upload_shows_probabilities_overlay_and_layers(server, tmp_path):
     if os.environ.get("EMOADAPT_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_a_model_with_affect_heads_shows_the_distribution_and_the_circumplex(tmp_path):
+    from conftest import save_tiny_affect_model
+
+    weights = save_tiny_affect_model(tmp_path / "tiny-affect.safetensors")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(Predictor(str(weights), runtime="torch"), depth=2),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    image = Path(str(resources.files("emoadapt") / "samples" / "chelsea.jpg"))
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
+                                                                                 "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+                page.set_input_files("#file", str(image))
+                page.wait_for_selector("#dist .bar", timeout=60_000)
+                labels = page.eval_on_selector_all("#dist .bar", "rows => rows.map(r => r.dataset.label)")
+                hidden = page.eval_on_selector("#affect-box", "box => box.hidden")
+                point = page.eval_on_selector("#va-point", "c => [c.getAttribute('cx'), c.getAttribute('cy')]")
+                text = page.text_content("#va-text")
+            finally:
+                browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert sorted(labels) == sorted(["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"])
+    assert hidden is False and "valence" in text
+    valence = float(text.split("valence ")[1].split(",")[0])
+    assert float(point[0]) == pytest.approx(20 + (min(9, max(1, valence)) - 1) / 8 * 180, abs=0.1)

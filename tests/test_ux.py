@@ -118,7 +118,9 @@ def test_analyze_keys_and_a_black_image_is_uncertain_with_the_shipped_model():
     import emoadapt
 
     result = emoadapt.analyze(np.zeros((277, 900, 3), dtype=np.uint8))
-    assert set(result) == {"emotion", "dominant_emotion", "uncertain", "uncertain_reason", "ood_score"}
+    # the shipped default also has affect heads (issue #23)
+    assert set(result) == {"emotion", "dominant_emotion", "uncertain", "uncertain_reason", "ood_score", "valence",
+                           "arousal", "distribution"}
     assert result["uncertain"] is True and "blank" in result["uncertain_reason"]
     from emoadapt.api import get_predictor
 

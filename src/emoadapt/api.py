@@ -30,7 +30,7 @@ from .data.decode import decode_image
 from .data.transforms import DEFAULT_FIT, FITS, image_to_tensor
 from .errors import EmoadaptError
 from .explain import settings
-from .models.registry import resolve_model
+from .models.registry import resolve_affect, resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
 
@@ -103,11 +103,14 @@ class Predictor:
         #: temperature, OOD score and thresholds (:mod:`emoadapt.models.calibration`); a plain
         #: softmax with only the low-confidence rule when the model has no calibration file
         self.calibration = load_calibration(meta)
+        #: valence/arousal/distribution heads (models/affect.py) when the weights have a sidecar, else None
+        self.affect = resolve_affect(model) if self.model is not None else None
+        #: the distribution's class names (``dist_<name>``); empty without affect heads
+        self.affect_names: tuple[str, ...] = tuple(self.affect.config.names) if self.affect is not None else ()
         if runtime == "onnx" and self.session is None:
             from .models.onnx import onnx_session
 
-            taps = ("pre_logits", "logits") if self.calibration.needs_features else ("logits",)
-            self.session = onnx_session(self.model, threads=threads, taps=taps)
+            self.session = onnx_session(self.model, threads=threads, taps=self._taps())
         if self.model is None and self.calibration.needs_features and "pre_logits" not in self._session_outputs():
             raise EmoadaptError(f"{model}: its calibration needs pre_logits features, which this ONNX file does not "
                                 "output; export with them or remove the calibration file beside it")
@@ -125,35 +128,62 @@ class Predictor:
     def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """(N, C, S, S) in [0, 1] → (N, K) calibrated class probabilities (temperature-scaled
         softmax); with the model's ``tta == "flip"`` the average over the image and its mirror image."""
-        return self.assess_tensors(batch)[0]
+        return self.predict_outputs(batch)["probs"]
 
     def assess_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Probabilities (N, K) and one verdict per image: ``{"uncertain": bool, "uncertain_reason":
         str | None, "ood_score": float | None}`` (:meth:`Calibration.judge`)."""
-        logits, features = self.raw_outputs(batch)
-        probs = self.calibration.probabilities(logits)
-        scores = self.calibration.ood_scores(logits, features)
+        out = self.predict_outputs(batch)
+        return out["probs"], out["verdicts"]
+
+    def predict_outputs(self, batch: torch.Tensor) -> dict[str, Any]:
+        """One forward pass (two with ``tta == "flip"``, averaged) of (N, C, S, S) in [0, 1]:
+        ``probs`` (N, K) float32, calibrated; ``verdicts`` (one dict per image, see
+        :meth:`assess_tensors`); with affect heads ``valence`` and ``arousal`` (N,) on 1–9 and
+        ``dist`` (N, len(affect_names))."""
+        out = self._outputs(batch)
         if self.tta == "flip":
-            flipped_logits, flipped_features = self.raw_outputs(batch.flip(3))
-            probs = (probs + self.calibration.probabilities(flipped_logits)) / 2
-            flipped = self.calibration.ood_scores(flipped_logits, flipped_features)
-            scores = None if scores is None else (scores + flipped) / 2
-        probs = probs.astype(np.float32)
+            flipped = self._outputs(batch.flip(3))
+            out = {key: (value + flipped[key]) / 2 for key, value in out.items()}
+        probs = out.pop("probs").astype(np.float32)
+        scores = out.pop("ood", None)
         spread = batch.flatten(2).double().std(dim=2).mean(dim=1).numpy()  # per channel: a flat colour is 0
-        return probs, self.calibration.judge(probs, scores, spread)
+        return {"probs": probs, "verdicts": self.calibration.judge(probs, scores, spread), **out}
 
     @torch.inference_mode()
-    def raw_outputs(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """Uncalibrated logits (N, K) float64 and, when the calibration's OOD score needs them, the
-        ``pre_logits`` features (N, D) float64 (else ``None``); from onnxruntime when loaded."""
-        need = self.calibration.needs_features
+    def _outputs(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """Calibrated ``probs``, the OOD score ``ood`` (when the calibration has one) and the affect
+        outputs of one pass."""
+        raw = self.raw_outputs(batch)
+        out = {"probs": self.calibration.probabilities(raw["logits"])}
+        scores = self.calibration.ood_scores(raw["logits"], raw.get("pre_logits"))
+        if scores is not None:
+            out["ood"] = scores
+        if self.affect is not None:
+            features = torch.from_numpy(raw[self.affect.config.source].astype(np.float32))
+            out.update({key: value.numpy() for key, value in self.affect(features).items()})
+        return out
+
+    def _taps(self) -> tuple[str, ...]:
+        """The model outputs one pass needs: the logits (first), ``pre_logits`` when the OOD score
+        reads them, the affect heads' source features."""
+        taps = ["logits"]
+        if self.calibration.needs_features:
+            taps.append("pre_logits")
+        if self.affect is not None and self.affect.config.source not in taps:
+            taps.append(self.affect.config.source)
+        return tuple(taps)
+
+    @torch.inference_mode()
+    def raw_outputs(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """``{tap: float64 array}`` for :meth:`_taps`: uncalibrated logits (N, K) and the features
+        the calibration and affect heads need; from onnxruntime when loaded."""
         if self.session is not None:
-            outputs = self._run_session(batch)
-            return outputs["logits"], (outputs["pre_logits"] if need else None)
-        if need:
-            taps = self.model.forward_taps(batch, ("pre_logits", "logits"))
-            return taps["logits"].double().numpy(), taps["pre_logits"].double().numpy()
-        return self.model(batch).double().numpy(), None
+            return self._run_session(batch)
+        taps = self._taps()
+        if taps == ("logits",):
+            return {"logits": self.model(batch).double().numpy()}
+        return {name: value.double().numpy() for name, value in self.model.forward_taps(batch, taps).items()}
 
     @torch.inference_mode()
     def raw_logits(self, batch: torch.Tensor) -> np.ndarray:
@@ -166,7 +196,7 @@ class Predictor:
         return [output.name for output in self.session.get_outputs()]
 
     def _run_session(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """``{output name: float64 array}``; an output not named ``pre_logits`` is taken as the logits."""
+        """``{output name: float64 array}``; the first output not named after a tap is taken as the logits."""
         names = self._session_outputs()
         values = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})
         named = {name: np.asarray(value, dtype=np.float64) for name, value in zip(names, values)}
@@ -189,16 +219,19 @@ class Predictor:
 
     def analyze(self, image: ImageLike) -> dict[str, Any]:
         """``{"emotion": {class: p}, "dominant_emotion", "uncertain", "uncertain_reason", "ood_score"}``
-        for one image (see :meth:`assess_tensors`); raises ``ModelOutputError`` on broken outputs."""
+        for one image (see :meth:`assess_tensors`); with affect heads also ``valence`` and
+        ``arousal`` (1–9) and ``distribution`` ({name: p} over 7 emotions). Raises
+        ``ModelOutputError`` on broken outputs."""
         from .errors import ModelOutputError
         from .predict import check_probabilities
 
-        probs, verdicts = self.assess_tensors(self.preprocess(image)[None])
-        problem = check_probabilities(probs[0])
+        out = self.predict_outputs(self.preprocess(image)[None])
+        problem = check_probabilities(out["probs"][0])
         if problem is not None:
             raise ModelOutputError(f"image 0: {problem}")
-        emotion = {name: float(p) for name, p in zip(self.classes, probs[0])}
-        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **verdicts[0]}
+        emotion = {name: float(p) for name, p in zip(self.classes, out["probs"][0])}
+        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **out["verdicts"][0],
+                **affect_fields(self, out, 0)}
 
     def image_map(self, image: ImageLike, explanation: Any) -> np.ndarray:
         """``explanation.map`` (over the square input) at ``image``'s own resolution (H, W): the
@@ -277,6 +310,15 @@ def load_calibration(meta: dict[str, Any]):
         raise EmoadaptError(f"{path} was fitted for other weights (sha256 {fitted_for[:12]}…, these are "
                             f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
     return calibration
+
+
+def affect_fields(predictor: Any, outputs: dict[str, np.ndarray], index: int) -> dict[str, Any]:
+    """``{"valence", "arousal", "distribution": {name: p}}`` of image ``index`` of
+    :meth:`Predictor.predict_outputs`, or ``{}`` for a model without affect heads."""
+    if "valence" not in outputs:
+        return {}
+    return {"valence": float(outputs["valence"][index]), "arousal": float(outputs["arousal"][index]),
+            "distribution": {name: float(p) for name, p in zip(predictor.affect_names, outputs["dist"][index])}}
 
 
 class _AnyModel:

@@ -40,3 +40,17 @@ class CheckpointError(EmoadaptError):
 class ModelOutputError(EmoadaptError):
     """The model returned something that is not a probability vector (NaN, inf, negative values):
     broken or incompatible weights. Raised instead of returning a silently wrong result."""
+
+
+class VideoDecodeError(EmoadaptError):
+    """A video could not be opened or stopped before its end.
+
+    Attributes:
+        path: the file (``str``).
+        reason: ``missing``, ``unsupported`` (OpenCV cannot open it: corrupt, truncated header or
+            unknown codec) or ``truncated`` (frames stop before the length the file announces).
+    """
+
+    def __init__(self, path: str, reason: str, detail: str = ""):
+        self.path, self.reason, self.detail = str(path), reason, detail
+        super().__init__(f"cannot decode video {self.path}: {reason}" + (f" ({detail})" if detail else ""))

@@ -1,7 +1,9 @@
 """Batch prediction over any number of images with bounded memory, streamed to CSV or JSONL.
 
 One row per image: ``path, emotion, prob_<class>…, uncertain, uncertain_reason, seconds, error``
-(``uncertain`` is ``true``/``false``: see :mod:`emoadapt.models.calibration`). A file that cannot be decoded,
+(``uncertain`` is ``true``/``false``: see :mod:`emoadapt.models.calibration`; with a model that has
+affect heads, ``valence, arousal, dist_<emotion>…`` after the probabilities; video frames,
+:mod:`emoadapt.video`, add ``time`` after the path). A file that cannot be decoded,
 or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
 no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
 output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
@@ -30,8 +32,51 @@ from .fileio import atomic_write_bytes
 from .pipeline import DRAFT_FACTOR, default_workers, loaded_batches
 
 
-def _columns(classes: tuple[str, ...]) -> list[str]:
-    return ["path", "emotion", *[f"prob_{c}" for c in classes], "uncertain", "uncertain_reason", "seconds", "error"]
+def _columns(classes: tuple[str, ...], affect: tuple[str, ...] = (), video: bool = False) -> list[str]:
+    """The row columns: ``path`` (``time`` in s for video frames), ``emotion``, ``prob_<class>``…,
+    with affect heads ``valence``, ``arousal``, ``dist_<name>``…, then ``uncertain``,
+    ``uncertain_reason``, ``seconds``, ``error``."""
+    return ["path", *(["time"] if video else []), "emotion", *[f"prob_{c}" for c in classes],
+            *(["valence", "arousal", *[f"dist_{n}" for n in affect]] if affect else []),
+            "uncertain", "uncertain_reason", "seconds", "error"]
+
+
+def row_key(path_key: str, time: float | str | None = None) -> str:
+    """The resume key of a row: its path key, with ``@<time>`` (3 decimals) for a video frame."""
+    if time is None or time == "":
+        return path_key
+    return f"{path_key}@{float(time):.3f}"
+
+
+def fill_row(row: dict, predictor, outputs: dict[str, np.ndarray], index: int) -> str | None:
+    """Put image ``index`` of ``outputs`` (:meth:`emoadapt.api.Predictor.predict_outputs`) into
+    ``row``: ``emotion``, ``prob_<class>``, ``uncertain`` and ``uncertain_reason``, and with affect
+    heads ``valence``, ``arousal``, ``dist_<name>``. Returns why the probabilities are not valid
+    (the row is then left alone)."""
+    p = outputs["probs"][index]
+    problem = check_probabilities(p)
+    if problem is not None:
+        return problem
+    row["emotion"] = predictor.classes[int(p.argmax())]
+    row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
+    if "valence" in outputs:
+        row["valence"] = round(float(outputs["valence"][index]), 4)
+        row["arousal"] = round(float(outputs["arousal"][index]), 4)
+        row.update({f"dist_{n}": round(float(v), 6)
+                    for n, v in zip(getattr(predictor, "affect_names", ()), outputs["dist"][index])})
+    verdict = outputs["verdicts"][index]
+    row["uncertain"] = "true" if verdict["uncertain"] else "false"
+    row["uncertain_reason"] = verdict["uncertain_reason"] or ""
+    return None
+
+
+def predict_outputs(predictor, batch: torch.Tensor) -> dict:
+    """``predictor.predict_outputs`` (probs, verdicts and affect outputs), or for a stand-in
+    predictor without it its ``predict_tensors`` with verdicts that are never ``uncertain``."""
+    if hasattr(predictor, "predict_outputs"):
+        return predictor.predict_outputs(batch)
+    probs = predictor.predict_tensors(batch)
+    return {"probs": probs, "verdicts": [{"uncertain": False, "uncertain_reason": None}] * len(probs)}
 
 
 def path_text(path: str | os.PathLike) -> str:
@@ -58,10 +103,13 @@ def _foreign(output: Path, why: str) -> EmoadaptError:
     return EmoadaptError(f"cannot resume {output}: {why}; choose another --out (or delete the file to start over)")
 
 
-def completed_paths(output: Path, classes: tuple[str, ...] | None = None) -> set[str]:
+def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect: tuple[str, ...] = (),
+                    video: bool = False) -> set[str]:
     """Keys of the paths with a complete row in ``output`` (:func:`path_text` for CSV, the path for
-    JSONL); rewrites the file without a torn last line. With ``classes``, refuses (``EmoadaptError``)
-    a file whose columns are not this model's, or that is not an emoadapt results file."""
+    JSONL; :func:`row_key` with the time for video frames); rewrites the file without a torn last
+    line. With ``classes``, refuses (``EmoadaptError``) a file whose columns are not this model's
+    (classes, affect outputs ``affect``, a ``time`` column when ``video``), or that is not an
+    emoadapt results file."""
     output = Path(output)
     if not output.exists():
         return set()
@@ -82,7 +130,7 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None) -> set
     except UnicodeDecodeError:
         raise _foreign(output, "it is not UTF-8 text, so emoadapt did not write it") from None
     lines = [line.rstrip("\r") for line in text.split("\n")[:-1]]
-    expected = _columns(classes) if classes is not None else None
+    expected = _columns(classes, affect, video) if classes is not None else None
     if output.suffix == ".jsonl":
         return _jsonl_paths(output, lines, expected)
     if not lines:
@@ -97,11 +145,12 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None) -> set
                                    f"this model writes {','.join(expected)}")
         raise _foreign(output, "its header is not an emoadapt results header")
     done = set()
+    time_column = header.index("time") if "time" in header else None
     for number, line in enumerate(lines[1:], start=2):
         fields = next(csv.reader([line]), [])
         if len(fields) != len(header):
             raise _foreign(output, f"line {number} has {len(fields)} fields, not {len(header)}")
-        done.add(fields[0])
+        done.add(fields[0] if time_column is None else row_key(fields[0], fields[time_column]))
     return done
 
 
@@ -121,7 +170,7 @@ def _jsonl_paths(output: Path, lines: list[str], expected: list[str] | None) -> 
         if probs is not None and keys and keys != probs:
             raise _foreign(output, f"line {number} has {','.join(sorted(keys))} (another model's classes), "
                                    f"this model writes {','.join(sorted(probs))}")
-        done.add(row["path"])
+        done.add(row_key(row["path"], row.get("time")))
     return done
 
 
@@ -129,8 +178,9 @@ class RowWriter:
     """Appends rows to a CSV (header once) or JSONL file, flushing after every batch. Any
     ``OSError`` (a directory, no permission, a full disk) becomes a one-line ``EmoadaptError``."""
 
-    def __init__(self, output: Path, classes: tuple[str, ...], append: bool):
-        self.output, self.columns = output, _columns(classes)
+    def __init__(self, output: Path, classes: tuple[str, ...], append: bool, affect: tuple[str, ...] = (),
+                 video: bool = False):
+        self.output, self.columns = output, _columns(classes, affect, video)
         self.jsonl = output.suffix == ".jsonl"
         if output.is_dir():
             raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
@@ -156,6 +206,8 @@ class RowWriter:
                 else:
                     cells = {k: ("" if row.get(k) is None else row.get(k)) for k in self.columns}
                     cells["path"] = path_text(row["path"])
+                    if row.get("time") is not None:
+                        cells["time"] = f"{float(row['time']):.3f}"
                     cells["error"] = one_line(str(cells["error"]))
                     self.csv.writerow(cells)
             self.handle.flush()
@@ -186,18 +238,6 @@ def check_probabilities(probs: np.ndarray) -> str | None:
     return None
 
 
-def _assess(predictor, tensors: list) -> tuple[list, list]:
-    """Probabilities and verdicts of a batch; a predictor without ``assess_tensors`` (a stand-in)
-    gets verdicts without ``uncertain``."""
-    if not tensors:
-        return [], []
-    batch = _stack(tensors)
-    if hasattr(predictor, "assess_tensors"):
-        return predictor.assess_tensors(batch)
-    probs = predictor.predict_tensors(batch)
-    return probs, [{"uncertain": False, "uncertain_reason": None}] * len(probs)
-
-
 def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_size: int = 32, resume: bool = False,
                   on_batch: Callable[[int, int], None] | None = None,
                   on_row: Callable[[dict, torch.Tensor | None], None] | None = None,
@@ -218,8 +258,9 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     output = Path(output)
     if output.suffix not in (".csv", ".jsonl"):
         raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
-    skip = completed_paths(output, predictor.classes) if resume else set()
-    writer = RowWriter(output, predictor.classes, append=resume)
+    affect = tuple(getattr(predictor, "affect_names", ()))
+    skip = completed_paths(output, predictor.classes, affect) if resume else set()
+    writer = RowWriter(output, predictor.classes, append=resume, affect=affect)
     todo = [p for p in paths if writer.key(p) not in skip]
     counts = {"total": len(paths), "done": 0, "skipped": len(paths) - len(todo), "failed": 0}
     size = getattr(predictor, "input_size", None)
@@ -252,18 +293,14 @@ def _predict_batch(predictor, batch: list, on_row: Callable[[dict, torch.Tensor 
     rows = [{"path": str(item.path), "error": item.error} for item in batch]
     good = [(row, item.tensor) for row, item in zip(rows, batch) if item.error is None]
     started = time.perf_counter()
-    probs, verdicts = _assess(predictor, [t for _, t in good])
+    outputs = predict_outputs(predictor, _stack([t for _, t in good])) if good else {}
     model_share = (time.perf_counter() - started) / max(1, len(good))
     kept = []
-    for (row, tensor), p, verdict in zip(good, probs, verdicts):
-        problem = check_probabilities(p)
+    for index, (row, tensor) in enumerate(good):
+        problem = fill_row(row, predictor, outputs, index)
         if problem is not None:
             row["error"] = f"bad-model-output: {problem}"
             continue
-        row["emotion"] = predictor.classes[int(p.argmax())]
-        row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(predictor.classes, p)})
-        row["uncertain"] = "true" if verdict["uncertain"] else "false"
-        row["uncertain_reason"] = verdict["uncertain_reason"] or ""
         kept.append((row, tensor))
     for row, item in zip(rows, batch):
         row["seconds"] = round(item.seconds + (model_share if item.error is None else 0.0), 5)

@@ -8,6 +8,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from emoadapt.api import Predictor
 from emoadapt.models.registry import DEFAULT_MODEL
 
@@ -21,6 +23,11 @@ def main() -> None:
     for name in (DEFAULT_MODEL, "fer-cpu"):
         record[name] = Predictor(name, runtime="torch").predict(SAMPLES).tolist()
     record["default_explanation_sample0"] = Predictor(runtime="torch").explain(SAMPLES[0]).values.tolist()
+    affect = Predictor(runtime="torch")  # valence, arousal and the distribution of the default's sidecar heads
+    if affect.affect is not None:
+        batch = torch.stack([affect.preprocess(p) for p in SAMPLES])
+        out = affect.predict_outputs(batch)
+        record["default_affect"] = {k: out[k].tolist() for k in ("valence", "arousal", "dist")}
     OUT.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {OUT}")
 

@@ -19,8 +19,10 @@ HELP = "predict the emotion of images (files, folders, globs) into CSV/JSONL"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
                        description="One row per image: path, emotion, prob_<class>…, uncertain (true/false), "
-                                   "uncertain_reason, seconds, error. A file that "
-                                   "cannot be decoded gets an error row. Exit status: 0 every image predicted, 1 some "
+                                   "uncertain_reason, seconds, error (and valence, arousal, dist_<emotion>… when the "
+                                   "model has affect heads). A file that cannot be decoded gets an error row. Videos "
+                                   "(.mp4, .avi, .mov, .mkv…): one row per frame sampled --every, with its time in "
+                                   "seconds. Exit status: 0 every image predicted, 1 some "
                                    "images failed (error rows), 2 usage or configuration error, 3 internal failure.")
     p.add_argument("inputs", nargs="+", metavar="PATH|DIR|GLOB",
                    help="image files, folders (searched recursively) or globs")
@@ -35,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(docs/scaling.md)")
     p.add_argument("--explain", action="store_true", help="also write a DnCShap overlay PNG per image")
     add_dncshap_options(p)
+    p.add_argument("--every", default="1s",
+                   help="videos: the interval between sampled frames, e.g. 1s, 500ms, 2m (default 1s)")
+    p.add_argument("--plot", action="store_true",
+                   help="videos: also draw each video's emotion timeline as <out stem>_<video>_timeline.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -48,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         raise EmoadaptError("no images found in " + ", ".join(args.inputs))
+    from ..data.video import is_video_file
+
+    videos = [p for p in paths if is_video_file(p)]
+    if videos:
+        if len(videos) != len(paths):
+            raise EmoadaptError("predict either images or videos in one run (the video rows have a time column); "
+                                "give the videos to a second run with another --out")
+        return _run_videos(args, videos)
+    if args.plot:
+        raise EmoadaptError("--plot draws the timeline of videos; none of the inputs is a video")
     out = Path(args.out)
     shard = shard_of(args)
     if shard is not None and out.suffix in (".csv", ".jsonl"):  # predict_files refuses other names
@@ -71,6 +87,44 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
           file=sys.stderr)
+    return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
+
+
+def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
+    """Frames of each video every ``--every`` → rows (with ``time``); ``--plot``: a timeline PNG each."""
+    from tqdm import tqdm
+
+    from ..data.video import expected_samples, parse_every
+    from ..errors import EmoadaptError
+    from ..video import plot_timeline, predict_videos
+
+    every = parse_every(args.every)
+    if args.explain:
+        raise EmoadaptError("--explain is for images; explain a video frame by saving it as an image first")
+    predictor = load_predictor(args)
+    out = Path(args.out)
+    bar = tqdm(total=sum(expected_samples(v, every) for v in videos), desc="predict", unit="frame",
+               disable=args.no_progress)
+    failed_so_far = [0]
+
+    def on_frames(n: int, failed: int) -> None:
+        failed_so_far[0] += failed
+        bar.update(n)
+        bar.set_postfix(failed=failed_so_far[0])
+
+    def on_error(video: Path, message: str) -> None:
+        bar.write(f"error: {message}", file=sys.stderr)
+
+    counts = predict_videos(predictor, videos, out, every=every, batch_size=args.batch_size, resume=args.resume,
+                            on_frames=on_frames, on_error=on_error)
+    bar.close()
+    for video in videos:
+        if args.plot:
+            png = plot_timeline(out, video, out.with_name(f"{out.stem}_{video.stem}_timeline.png"))
+            if png is not None:
+                print(f"timeline: {png}", file=sys.stderr)
+    print(f"predicted {counts['frames']} frames of {counts['videos']} videos, {counts['failed']} failed, "
+          f"{counts['skipped']} already in {out}", file=sys.stderr)
     return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
 
 

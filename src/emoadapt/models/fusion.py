@@ -90,9 +90,13 @@ class FusionNet(nn.Module):
         return {name: self.branches[name].forward_features(self.branch_input(name, x)).mean(dim=(2, 3))
                 for name in BRANCHES}
 
-    def head(self, pooled: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+    def fuse(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N, C_face + C_scene) the standardised concatenation of the branches' pooled features."""
         features = torch.cat([pooled[name] for name in BRANCHES], dim=1)
-        h = self.dense((features - self.feature_mean) / self.feature_std)
+        return (features - self.feature_mean) / self.feature_std
+
+    def head(self, pooled: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
+        h = self.dense(self.fuse(pooled))
         return h if pre_logits else self.classifier(h)
 
     # -- the model interface ----------------------------------------------------------------
@@ -108,7 +112,8 @@ class FusionNet(nn.Module):
             maps = branch.forward_taps(self.branch_input(name, x), tuple(branch.stage_ends))
             out.update({f"{PREFIX[name]}{t[1:]}": v for t, v in maps.items()})
             pooled[name] = maps["s5"].mean(dim=(2, 3))
-        out["pre_logits"] = self.head(pooled, pre_logits=True)
+        out["fused"] = self.fuse(pooled)  # not a listed tap: what affect heads may read (models/affect.py)
+        out["pre_logits"] = self.dense(out["fused"])
         out["logits"] = self.classifier(out["pre_logits"])
         result = {name: out[name] for name in taps}
         result.update({f"pooled_{name}": pooled[name] for name in BRANCHES})  # context for forward_from

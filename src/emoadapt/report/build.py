@@ -162,6 +162,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
                  predicted_index=int(preds[i]), confidence=round(float(probs[i].max()), 4),
                  p_true=round(float(probs[i, arrays.labels[i]]), 4))
         del e["class"]  # the true class, named in "true"
+    affect_of_examples(spec, model, arrays.images, examples)
     (out / "examples").mkdir(parents=True, exist_ok=True)
     explain_examples(model, arrays.images, examples, out / "examples", budget=options.explain_budget,
                      layer_grids=options.layer_grids, depth=options.depth, max_evals=options.max_evals,
@@ -182,6 +183,26 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
                     "mapping": mapping, "labels": arrays.labels, "features": result.features,
                     "predicted": result.logits.argmax(1), "taps": taps}
     return section, embed_inputs
+
+
+def affect_of_examples(spec: str, model, images: np.ndarray, examples: list[dict]) -> None:
+    """Add ``valence``, ``arousal`` (1–9) and ``distribution`` ({emotion: p}) to each example when
+    the model has affect heads (its ``.affect.safetensors`` sidecar, issue #23)."""
+    import torch
+
+    from ..data.transforms import fit_images, uint8_to_tensor
+    from ..models.affect import model_features
+    from ..models.registry import resolve_affect
+
+    heads = resolve_affect(spec)
+    if heads is None or not examples:
+        return
+    picked = fit_images(images[[e["index"] for e in examples]], model.config.input_size, model.config.in_chans)
+    with torch.no_grad():
+        out = heads(model_features(model, uint8_to_tensor(picked))[heads.config.source])
+    for i, e in enumerate(examples):
+        e.update(valence=round(float(out["valence"][i]), 3), arousal=round(float(out["arousal"][i]), 3),
+                 distribution={n: round(float(p), 4) for n, p in zip(heads.config.names, out["dist"][i])})
 
 
 def _split_text(options: ReportOptions) -> str:

@@ -125,6 +125,10 @@ def _examples(m: dict, out: Path) -> str:
                 cost = f"; {ex['evaluations']} evaluations, {ex['seconds']:.2f} s" if ex else "; not explained"
                 caption = (f"{escape(Path(e['path']).name)}<br>true {escape(e['true'])}, predicted "
                            f"{escape(e['predicted'])} ({e['confidence']:.2f}); p(true) {e['p_true']:.2f}{cost}")
+                if "valence" in e:  # a model with affect heads (issue #23)
+                    top = max(e["distribution"], key=e["distribution"].get)
+                    caption += (f"<br>valence {e['valence']:.1f}, arousal {e['arousal']:.1f} (1–9); "
+                                f"distribution: {escape(top)} {e['distribution'][top]:.0%}")
                 figures.append(_img(examples_dir, e["image"], f"{c} {kind} {e['rank'] + 1}", caption))
                 if e.get("layer_grid"):
                     figures.append(_img(examples_dir, e["layer_grid"], f"{c} {kind} {e['rank'] + 1} layers",

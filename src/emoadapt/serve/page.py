@@ -28,6 +28,15 @@ progress{width:12rem}
 <div id="error" role="alert"></div><div id="status"></div>
 <div class="row"><div><h3>Image</h3><img id="preview" alt=""></div>
 <div><h3>Probabilities</h3><div id="probs"></div><div id="uncertain" hidden></div></div></div>
+<div class="row" id="affect-box" hidden><div><h3>Emotion distribution (7 emotions)</h3><div id="dist"></div></div>
+<div><h3>Valence and arousal</h3>
+<svg id="circumplex" width="220" height="220" viewBox="0 0 220 220" role="img" aria-label="valence-arousal circumplex">
+<circle cx="110" cy="110" r="90" fill="none" stroke="#bbb"/>
+<line x1="20" y1="110" x2="200" y2="110" stroke="#bbb"/><line x1="110" y1="20" x2="110" y2="200" stroke="#bbb"/>
+<text x="202" y="106" font-size="10" text-anchor="end">pleasant</text><text x="18" y="106" font-size="10">unpleasant</text>
+<text x="114" y="16" font-size="10">excited</text><text x="114" y="214" font-size="10">calm</text>
+<circle id="va-point" cx="110" cy="110" r="6" fill="#c33"/></svg>
+<div id="va-text"></div></div></div>
 <div class="row"><div><h3>Explanation</h3><img id="overlay" alt="">
 <p class="legend" id="legend">The whole image is analysed. Each region is coloured by its share of the predicted
 class's probability: <span class="swatch" style="background:#b2182b"></span> red raises it,
@@ -90,6 +99,29 @@ async function layerGrid(mine, target) {
     }
   }
 }
+function showAffect(result) {
+  // valence/arousal (1–9) as a point on the circumplex, the 7-way distribution as bars; hidden
+  // for a model without affect heads (its answers have no "valence")
+  const box = $("affect-box");
+  box.hidden = result.valence === undefined;
+  if (box.hidden) return;
+  const dist = $("dist"); dist.replaceChildren();
+  const top = Object.entries(result.distribution).sort((a, b) => b[1] - a[1]);
+  for (const [name, p] of top) {
+    const row = document.createElement("div");
+    row.className = "bar" + (name === top[0][0] ? " top" : "");
+    row.dataset.label = name;
+    row.innerHTML = '<span class="name"></span><span class="track"><span class="fill" style="display:block"></span></span><span class="pct"></span>';
+    row.querySelector(".name").textContent = name;
+    row.querySelector(".fill").style.width = (100 * p).toFixed(1) + "%";
+    row.querySelector(".pct").textContent = (100 * p).toFixed(1) + "%";
+    dist.appendChild(row);
+  }
+  const clamp = (v) => Math.min(9, Math.max(1, v));
+  $("va-point").setAttribute("cx", (20 + (clamp(result.valence) - 1) / 8 * 180).toFixed(1));
+  $("va-point").setAttribute("cy", (200 - (clamp(result.arousal) - 1) / 8 * 180).toFixed(1));
+  $("va-text").textContent = `valence ${result.valence.toFixed(2)}, arousal ${result.arousal.toFixed(2)} (scale 1–9)`;
+}
 async function explain() {
   if (!current) return;
   const layers = $("layers-toggle").checked, mine = ++generation;
@@ -113,7 +145,7 @@ async function analyse(file) {
   try {
     const result = await post("/api/predict");
     if (mine !== generation) return;
-    showProbs(result); showUncertain(result);
+    showProbs(result); showUncertain(result); showAffect(result);
   } catch (err) { if (mine === generation) fail(err.message); return; }
   await explain();
 }

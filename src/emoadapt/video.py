@@ -1,0 +1,169 @@
+"""Emotion over a video: one row per sampled frame, streamed to CSV/JSONL, and a timeline plot.
+
+    emoadapt predict clip.mp4 --every 1s --plot
+
+Rows are those of :mod:`emoadapt.predict` with a ``time`` column (seconds from the start of the
+video): ``path, time, emotion, prob_<class>…[, valence, arousal, dist_<name>…], seconds, error``.
+Frames are decoded one at a time and predicted ``batch_size`` at a time, so memory does not grow
+with the length of the video. A video that cannot be opened gets one error row (no time); one that
+stops before its announced end keeps the rows of the frames it had and gets an error row
+(``truncated``). ``resume=True`` skips frames (and failed videos) already in the output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data.video import sample_frames
+from .errors import EmoadaptError, VideoDecodeError
+from .predict import RowWriter, completed_paths, fill_row, path_from_text, predict_outputs, row_key
+
+
+def predict_videos(predictor, videos: list[Path], output: str | Path, *, every: float = 1.0, batch_size: int = 32,
+                   resume: bool = False, on_frames: Callable[[int, int], None] | None = None,
+                   on_error: Callable[[Path, str], None] | None = None) -> dict[str, int]:
+    """Predict sampled frames of every video in ``videos`` into ``output`` (``.csv``/``.jsonl``).
+
+    ``on_frames(n, failed)`` reports progress, ``on_error(video, message)`` a video that failed. Returns counts: ``videos``, ``frames`` (rows
+    predicted), ``skipped`` (frames already in the output), ``failed`` (error rows)."""
+    output = Path(output)
+    if output.suffix not in (".csv", ".jsonl"):
+        raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
+    affect = tuple(getattr(predictor, "affect_names", ()))
+    done = completed_paths(output, predictor.classes, affect, video=True) if resume else set()
+    writer = RowWriter(output, predictor.classes, append=resume, affect=affect, video=True)
+    counts = {"videos": len(videos), "frames": 0, "skipped": 0, "failed": 0}
+    try:
+        for video in videos:
+            if writer.key(video) in done:
+                continue
+            message = _predict_one(predictor, video, writer, done, every, batch_size, counts, on_frames)
+            if message is not None and on_error is not None:
+                on_error(video, message)
+    finally:
+        writer.close()
+    return counts
+
+
+def _predict_one(predictor, video: Path, writer: RowWriter, done: set[str], every: float, batch_size: int,
+                 counts: dict[str, int], on_frames: Callable[[int, int], None] | None) -> str | None:
+    """Rows of one video; returns the error message when it could not be read to its end."""
+    batch: list[tuple[float, torch.Tensor]] = []
+    try:
+        for frame in sample_frames(video, every):
+            if row_key(writer.key(video), frame.time) in done:
+                counts["skipped"] += 1
+                continue
+            batch.append((frame.time, _frame_tensor(predictor, frame.image)))
+            if len(batch) == batch_size:
+                _flush(predictor, video, batch, writer, counts, on_frames)
+                batch = []
+        _flush(predictor, video, batch, writer, counts, on_frames)
+    except VideoDecodeError as exc:
+        _flush(predictor, video, batch, writer, counts, on_frames)
+        writer.write([{"path": str(video), "time": None, "error": f"{exc.reason}: {exc}", "seconds": 0.0}])
+        counts["failed"] += 1
+        if on_frames is not None:
+            on_frames(0, 1)
+        return str(exc)
+    return None
+
+
+def _frame_tensor(predictor, image: np.ndarray) -> torch.Tensor:
+    """(C, S, S) in [0, 1], preprocessed as a still image is (the predictor's ``preprocess``: its
+    ``fit``, the whole frame by default)."""
+    from PIL import Image
+
+    return predictor.preprocess(Image.fromarray(image))
+
+
+def _flush(predictor, video: Path, batch: list[tuple[float, torch.Tensor]], writer: RowWriter,
+           counts: dict[str, int], on_frames: Callable[[int, int], None] | None) -> None:
+    if not batch:
+        return
+    started = time.perf_counter()
+    outputs = predict_outputs(predictor, torch.stack([tensor for _, tensor in batch]))
+    per_frame = round((time.perf_counter() - started) / len(batch), 5)
+    rows, failed = [], 0
+    for index, (t, _) in enumerate(batch):
+        row = {"path": str(video), "time": t, "seconds": per_frame, "error": None}
+        problem = fill_row(row, predictor, outputs, index)
+        if problem is not None:
+            row["error"], failed = f"bad-model-output: {problem}", failed + 1
+        rows.append(row)
+    writer.write(rows)
+    counts["frames"] += len(rows) - failed
+    counts["failed"] += failed
+    batch.clear()
+    if on_frames is not None:
+        on_frames(len(rows), failed)
+
+
+# ----------------------------------------------------------------------------- timeline
+#: row columns that hold text, not numbers
+TEXT_COLUMNS = frozenset({"path", "emotion", "error", "uncertain", "uncertain_reason"})
+
+
+def read_rows(output: str | Path, video: str | Path) -> list[dict]:
+    """The frame rows of ``video`` in ``output`` (values as floats where numeric), sorted by time."""
+    output, wanted = Path(output), os.fspath(video)
+    rows = []
+    with open(output, encoding="utf-8", newline="") as handle:
+        if output.suffix == ".jsonl":
+            records = (json.loads(line) for line in handle if line.strip())
+        else:
+            records = ({**r, "path": path_from_text(r["path"])} for r in csv.DictReader(handle))
+        for record in records:
+            if record.get("path") == wanted and record.get("time") not in (None, "") and not record.get("error"):
+                rows.append({k: (float(v) if k not in TEXT_COLUMNS and v not in (None, "") else v)
+                             for k, v in record.items()})
+    return sorted(rows, key=lambda r: r["time"])
+
+
+def plot_timeline(output: str | Path, video: str | Path, png: str | Path) -> Path | None:
+    """Draw the emotion timeline of ``video`` from its rows in ``output`` as a PNG: the class
+    probabilities over time and, when present, valence and arousal (1–9). ``None`` when the video
+    has no frame rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    rows = read_rows(output, video)
+    if not rows:
+        return None
+    times = np.array([r["time"] for r in rows])
+    classes = [k[5:] for k in rows[0] if k.startswith("prob_")]
+    affect = "valence" in rows[0] and rows[0]["valence"] not in (None, "")
+    fig, axes = plt.subplots(2 if affect else 1, 1, figsize=(9, 5.5 if affect else 3.2), sharex=True, squeeze=False)
+    top = axes[0, 0]
+    for name in classes:
+        top.plot(times, [r[f"prob_{name}"] for r in rows], label=name, marker="." if len(rows) < 60 else None)
+    top.set_ylabel("probability")
+    top.set_ylim(0, 1)
+    top.legend(loc="upper right", ncol=len(classes), fontsize=8)
+    top.set_title(f"{Path(video).name}: emotion over time")
+    if affect:
+        bottom = axes[1, 0]
+        bottom.plot(times, [r["valence"] for r in rows], label="valence", color="tab:green")
+        bottom.plot(times, [r["arousal"] for r in rows], label="arousal", color="tab:red")
+        bottom.set_ylim(1, 9)
+        bottom.axhline(5, color="grey", lw=0.5)
+        bottom.set_ylabel("1–9")
+        bottom.legend(loc="upper right", ncol=2, fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    with atomic_path(png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(png)
