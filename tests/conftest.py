@@ -38,15 +38,15 @@ def one_thread():
 TINY_CLASSES = ["happy", "sad", "hate", "anger"]
 
 
-def save_tiny_model(path: Path, in_chans: int = 3, classes=TINY_CLASSES) -> Path:
-    """A tiny random EmoNet (32 px, 4 IER classes unless ``classes`` says otherwise) saved as a
-    weights file, for CLI, API and web tests."""
+def save_tiny_model(path: Path, in_chans: int = 3, classes=TINY_CLASSES, seed: int = 0) -> Path:
+    """A tiny random EmoNet (32 px, 4 IER classes unless ``classes`` says otherwise; weights drawn
+    with ``seed``) saved as a weights file, for CLI, API and web tests."""
     import torch
 
     from emoadapt.models.emonet import EmoNet, EmoNetConfig
     from emoadapt.training.checkpoint import save_weights
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = EmoNet(EmoNetConfig(in_chans=in_chans, input_size=32, width=0.125, batch_norm=True, head="pool",
                                 hidden=(16,), num_classes=len(classes))).eval()
     save_weights(path, model, model.config.to_dict(), {"classes": list(classes)})

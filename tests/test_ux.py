@@ -19,6 +19,7 @@ from PIL import Image
 from conftest import save_tiny_model
 from emoadapt.api import Predictor
 from emoadapt.cli import main
+from emoadapt.errors import EmoadaptError
 from emoadapt.data.transforms import fit_square, image_to_tensor, square_map_to_image, square_to_image
 from emoadapt.models.calibration import (Calibration, auroc, energy_scores, expected_calibration_error,
                                          fit_temperature, softmax)
@@ -166,6 +167,13 @@ def test_calibrate_command_end_to_end(tmp_path):
     assert saved["format"] == "emoadapt-calibration" and saved["ood_kind"] == "energy"
     assert saved["temperature"] > 0 and saved["fitted"]["n_val"] == 8 and saved["fitted"]["fit"] == "squash"
     assert Predictor(str(weights), runtime="torch").calibration.ood_threshold == pytest.approx(saved["ood_threshold"])
+    # new weights under the same name: loading refuses the stale calibration, and calibrate refits it
+    save_tiny_model(weights, seed=1)
+    with pytest.raises(EmoadaptError, match="fitted for other weights"):
+        Predictor(str(weights), runtime="torch")
+    assert main(["calibrate", "--model", str(weights), "--data", str(data), "--layout", "folder",
+                 "--manifest", str(manifest), "--out", str(out)]) == 0
+    assert Predictor(str(weights), runtime="torch").calibration.fitted["weights_sha256"] != saved["fitted"]["weights_sha256"]
 
 
 # ----------------------------------------------------------------------------- --model x.onnx

@@ -30,6 +30,7 @@ from .data.decode import decode_image
 from .data.transforms import DEFAULT_FIT, FITS, image_to_tensor
 from .errors import EmoadaptError
 from .explain import settings
+from .models.calibration import Calibration
 from .models.registry import resolve_affect, resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
@@ -61,7 +62,8 @@ class Predictor:
     ``auto`` (:func:`default_runtime`); ``model`` a shipped name, a ``.safetensors`` file or an
     ``.onnx`` file written by ``emoadapt export`` (then onnxruntime only, no layer-wise
     explanations); ``fit`` how an image becomes the square input (``squash``: the whole image,
-    the default; ``pad``; ``centre``: the old centre crop).
+    the default; ``pad``; ``centre``: the old centre crop); ``calibrated=False`` ignores the model's
+    calibration file (plain softmax; what ``emoadapt calibrate`` refits from).
 
     Attributes:
         model: the torch model (kept for layer-wise explanations even with the ONNX runtime;
@@ -72,7 +74,7 @@ class Predictor:
     """
 
     def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None,
-                 fit: str = DEFAULT_FIT):
+                 fit: str = DEFAULT_FIT, calibrated: bool = True):
         if runtime not in ("auto", "torch", "onnx"):
             raise EmoadaptError(f"runtime must be auto, torch or onnx, got {runtime!r}")
         if fit not in FITS:
@@ -102,7 +104,7 @@ class Predictor:
         self.runtime = runtime
         #: temperature, OOD score and thresholds (:mod:`emoadapt.models.calibration`); a plain
         #: softmax with only the low-confidence rule when the model has no calibration file
-        self.calibration = load_calibration(meta)
+        self.calibration = load_calibration(meta) if calibrated else Calibration()
         #: valence/arousal/distribution heads (models/affect.py) when the weights have a sidecar, else None
         self.affect = resolve_affect(model) if self.model is not None else None
         #: the distribution's class names (``dist_<name>``); empty without affect heads
@@ -297,8 +299,6 @@ class _TemperatureScaled:
 def load_calibration(meta: dict[str, Any]):
     """The :class:`~emoadapt.models.calibration.Calibration` the model's metadata points to
     (``calibration_path``), else the default (plain softmax, low-confidence rule only)."""
-    from .models.calibration import Calibration
-
     if isinstance(meta.get("calibration"), dict):  # carried inside an exported .onnx file
         return Calibration.from_dict(meta["calibration"], f"{meta.get('name')}.onnx metadata")
     path = meta.get("calibration_path")

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.5 <= args.ood_quantile < 1:
         raise EmoadaptError(f"--ood-quantile must be in [0.5, 1), got {args.ood_quantile}")
-    predictor = Predictor(args.model, runtime="torch", threads=args.threads or None)
+    # calibrated=False: the model's current calibration (perhaps fitted for older weights) is not read
+    predictor = Predictor(args.model, runtime="torch", threads=args.threads or None, calibrated=False)
     train = split_images(args.data, args.manifest, "train", predictor.classes, args.layout)
     val = split_images(args.data, args.manifest, "val", predictor.classes, args.layout)
     command = "emoadapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [NAME] else ""
