@@ -30,7 +30,8 @@ from .data.decode import decode_image
 from .data.transforms import DEFAULT_FIT, FITS, image_to_tensor
 from .errors import EmoadaptError
 from .explain import settings
-from .models.calibration import Calibration
+from .models.calibration import Calibration, load_calibration
+from .models.onnx import onnx_file_meta, onnx_file_session, onnx_input_shape
 from .models.registry import resolve_affect, resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
@@ -86,9 +87,9 @@ class Predictor:
             torch.set_num_threads(threads)
         self.session = None
         if model is not None and Path(str(model)).suffix == ".onnx":
-            self.model, meta = None, _onnx_file_meta(Path(str(model)))
-            self.session = _onnx_file_session(Path(str(model)), threads)
-            shape = _onnx_input_shape(self.session)
+            self.model, meta = None, onnx_file_meta(Path(str(model)))
+            self.session = onnx_file_session(Path(str(model)), threads)
+            shape = onnx_input_shape(self.session)
             if shape is None or shape[2] != shape[3]:
                 raise EmoadaptError(f"{model}: the ONNX input must be (N, C, S, S) with fixed C and S, got {shape}")
             self.input_size, self.channels, runtime = int(shape[2]), int(shape[1]), "onnx"
@@ -296,22 +297,6 @@ class _TemperatureScaled:
         return self.predictor.raw_logits(images) / self.predictor.calibration.temperature
 
 
-def load_calibration(meta: dict[str, Any]):
-    """The :class:`~emoadapt.models.calibration.Calibration` the model's metadata points to
-    (``calibration_path``), else the default (plain softmax, low-confidence rule only)."""
-    if isinstance(meta.get("calibration"), dict):  # carried inside an exported .onnx file
-        return Calibration.from_dict(meta["calibration"], f"{meta.get('name')}.onnx metadata")
-    path = meta.get("calibration_path")
-    if not path:
-        return Calibration()
-    calibration = Calibration.load(path)
-    fitted_for, weights = calibration.fitted.get("weights_sha256"), meta.get("weights_sha256")
-    if fitted_for and weights and fitted_for != weights:
-        raise EmoadaptError(f"{path} was fitted for other weights (sha256 {fitted_for[:12]}…, these are "
-                            f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
-    return calibration
-
-
 def affect_fields(predictor: Any, outputs: dict[str, np.ndarray], index: int) -> dict[str, Any]:
     """``{"valence", "arousal", "distribution": {name: p}}`` of image ``index`` of
     :meth:`Predictor.predict_outputs`, or ``{}`` for a model without affect heads."""
@@ -331,9 +316,9 @@ class _AnyModel:
     def __init__(self, model: Any, class_names: Sequence[str] | None = None, input_size: Any = None,
                  channels: int | None = None, output: str = "auto"):
         if isinstance(model, (str, Path)):
-            model = _onnx_file_session(Path(model))
+            model = onnx_file_session(Path(model))
         config = getattr(model, "config", None)
-        shape = _onnx_input_shape(model)
+        shape = onnx_input_shape(model)
         self.forward, self.output = model, output
         self.classes = tuple(class_names) if class_names is not None else tuple(getattr(model, "classes", ()) or ())
         self.input_size = input_size or getattr(config, "input_size", None) or (shape[2:] if shape else None)
@@ -355,55 +340,6 @@ class _AnyModel:
 
     def _target_index(self, target: int | str | None) -> int | None:
         return settings.check_target(target, self.classes or None)
-
-
-def _onnx_file_meta(path: Path) -> dict[str, Any]:
-    """``classes`` and ``name`` of an exported ``.onnx`` file: from its ``emoadapt`` metadata
-    (written by ``emoadapt export``), else the four IER classes for a 4-output model (files
-    exported before the metadata existed); plus ``calibration_path`` when one lies beside it."""
-    import json
-
-    from .data.labels import IER_CLASSES
-    from .models.calibration import calibration_path_for
-
-    meta: dict[str, Any] = {"name": path.stem}
-    try:
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        meta.update(json.loads(props.get("emoadapt", "{}")))
-    except (ImportError, ValueError, OSError):
-        pass
-    meta.setdefault("classes", list(IER_CLASSES))
-    sibling = calibration_path_for(path)
-    if sibling.exists():
-        meta["calibration_path"] = str(sibling)
-        meta.pop("calibration", None)  # the file beside it wins over the copy inside
-    return meta
-
-
-def _onnx_file_session(path: Path, threads: int | None = None):
-    if path.suffix != ".onnx" or not path.is_file():
-        raise EmoadaptError(f"{path}: not an .onnx file (models by path: a .safetensors file or an .onnx file)")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise EmoadaptError(f"{path}: ONNX models need onnxruntime: pip install 'emoadapt[onnx]'") from None
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for broken files
-        raise EmoadaptError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-
-
-def _onnx_input_shape(model: Any) -> tuple | None:
-    """(N, C, H, W) of an onnxruntime session's first input when C, H and W are fixed numbers."""
-    if not callable(getattr(model, "get_inputs", None)):
-        return None
-    shape = tuple(model.get_inputs()[0].shape)
-    return shape if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) else None
 
 
 def _explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, variant: Any, max_evals: Any,

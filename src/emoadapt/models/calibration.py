@@ -210,3 +210,19 @@ def calibration_path_for(weights: str | Path) -> Path:
     """Where a ``.safetensors`` file's calibration lives: ``<stem>.calibration.json`` beside it."""
     weights = Path(weights)
     return weights.with_name(weights.stem + ".calibration.json")
+
+
+def load_calibration(meta: dict[str, Any]) -> "Calibration":
+    """The :class:`~emoadapt.models.calibration.Calibration` the model's metadata points to
+    (``calibration_path``), else the default (plain softmax, low-confidence rule only)."""
+    if isinstance(meta.get("calibration"), dict):  # carried inside an exported .onnx file
+        return Calibration.from_dict(meta["calibration"], f"{meta.get('name')}.onnx metadata")
+    path = meta.get("calibration_path")
+    if not path:
+        return Calibration()
+    calibration = Calibration.load(path)
+    fitted_for, weights = calibration.fitted.get("weights_sha256"), meta.get("weights_sha256")
+    if fitted_for and weights and fitted_for != weights:
+        raise CheckpointError(f"{path} was fitted for other weights (sha256 {fitted_for[:12]}…, these are "
+                            f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
+    return calibration

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -97,3 +98,53 @@ def _optimized(ort, path: Path) -> Path:
     except Exception:  # a read-only cache, an unusual graph: the plain model works as well
         return path
     return optimized
+
+
+def onnx_file_meta(path: Path) -> dict[str, Any]:
+    """``classes`` and ``name`` of an exported ``.onnx`` file: from its ``emoadapt`` metadata
+    (written by ``emoadapt export``), else the four IER classes for a 4-output model (files
+    exported before the metadata existed); plus ``calibration_path`` when one lies beside it."""
+    import json
+
+    from ..data.labels import IER_CLASSES
+    from .calibration import calibration_path_for
+
+    meta: dict[str, Any] = {"name": path.stem}
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        meta.update(json.loads(props.get("emoadapt", "{}")))
+    except (ImportError, ValueError, OSError):
+        pass
+    meta.setdefault("classes", list(IER_CLASSES))
+    sibling = calibration_path_for(path)
+    if sibling.exists():
+        meta["calibration_path"] = str(sibling)
+        meta.pop("calibration", None)  # the file beside it wins over the copy inside
+    return meta
+
+
+def onnx_file_session(path: Path, threads: int | None = None):
+    """An onnxruntime session of an ``.onnx`` file; a one-line ``EmoadaptError`` when it is not one."""
+    if path.suffix != ".onnx" or not path.is_file():
+        raise EmoadaptError(f"{path}: not an .onnx file (models by path: a .safetensors file or an .onnx file)")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise EmoadaptError(f"{path}: ONNX models need onnxruntime: pip install 'emoadapt[onnx]'") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for broken files
+        raise EmoadaptError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def onnx_input_shape(model: Any) -> tuple | None:
+    """(N, C, H, W) of an onnxruntime session's first input when C, H and W are fixed numbers."""
+    if not callable(getattr(model, "get_inputs", None)):
+        return None
+    shape = tuple(model.get_inputs()[0].shape)
+    return shape if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) else None
