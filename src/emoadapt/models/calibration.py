@@ -224,5 +224,5 @@ def load_calibration(meta: dict[str, Any]) -> "Calibration":
     fitted_for, weights = calibration.fitted.get("weights_sha256"), meta.get("weights_sha256")
     if fitted_for and weights and fitted_for != weights:
         raise CheckpointError(f"{path} was fitted for other weights (sha256 {fitted_for[:12]}…, these are "
-                            f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
+                              f"{weights[:12]}…): refit it with emoadapt calibrate (docs/web.md, 'Confidence')")
     return calibration

@@ -64,11 +64,13 @@ function showUncertain(result) {
   box.textContent = result.uncertain ? "Uncertain: " + result.uncertain_reason : "";
   box.dataset.uncertain = String(result.uncertain);
 }
-function showProbs(result) {
-  const box = $("probs"); box.replaceChildren();
-  for (const [name, p] of Object.entries(result.emotion).sort((a, b) => b[1] - a[1])) {
+function showBars(box, shares) {
+  // one bar per {name: probability}, largest first; the largest is marked "top"
+  box.replaceChildren();
+  const sorted = Object.entries(shares).sort((a, b) => b[1] - a[1]);
+  for (const [name, p] of sorted) {
     const row = document.createElement("div");
-    row.className = "bar" + (name === result.dominant_emotion ? " top" : "");
+    row.className = "bar" + (name === sorted[0][0] ? " top" : "");
     row.dataset.label = name;
     row.innerHTML = '<span class="name"></span><span class="track"><span class="fill" style="display:block"></span></span><span class="pct"></span>';
     row.querySelector(".name").textContent = name;
@@ -77,6 +79,7 @@ function showProbs(result) {
     box.appendChild(row);
   }
 }
+function showProbs(result) { showBars($("probs"), result.emotion); }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 async function layerGrid(mine, target) {
   // the grid runs as a background job on the server; poll it and show its progress
@@ -105,18 +108,7 @@ function showAffect(result) {
   const box = $("affect-box");
   box.hidden = result.valence === undefined;
   if (box.hidden) return;
-  const dist = $("dist"); dist.replaceChildren();
-  const top = Object.entries(result.distribution).sort((a, b) => b[1] - a[1]);
-  for (const [name, p] of top) {
-    const row = document.createElement("div");
-    row.className = "bar" + (name === top[0][0] ? " top" : "");
-    row.dataset.label = name;
-    row.innerHTML = '<span class="name"></span><span class="track"><span class="fill" style="display:block"></span></span><span class="pct"></span>';
-    row.querySelector(".name").textContent = name;
-    row.querySelector(".fill").style.width = (100 * p).toFixed(1) + "%";
-    row.querySelector(".pct").textContent = (100 * p).toFixed(1) + "%";
-    dist.appendChild(row);
-  }
+  showBars($("dist"), result.distribution);
   const clamp = (v) => Math.min(9, Math.max(1, v));
   $("va-point").setAttribute("cx", (20 + (clamp(result.valence) - 1) / 8 * 180).toFixed(1));
   $("va-point").setAttribute("cy", (200 - (clamp(result.arousal) - 1) / 8 * 180).toFixed(1));
