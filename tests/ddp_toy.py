@@ -1,5 +1,5 @@
-"""Worker of tests/test_distributed.py, run by torchrun: a tiny DDP training on the toy problem of
-test_training.py (gloo, CPU).
+"""Worker of tests/test_distributed.py, run by torchrun: a tiny DDP training on the toy problem
+(``toy_data``, ``CONFIG``; test_training.py trains on the same) (gloo, CPU).
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_toy.py OUT EPOCHS full|die|resume
 

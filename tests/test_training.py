@@ -6,23 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.models.emonet import EmoNet, EmoNetConfig
+from ddp_toy import CONFIG, toy_data  # the toy problem, shared with the DDP worker
+from emoadapt.models.emonet import EmoNet
 from emoadapt.models.registry import load_model
 from emoadapt.training.checkpoint import load_tensors
 from emoadapt.training.loop import TrainConfig, class_weights, fit, lr_at
-
-CONFIG = EmoNetConfig(num_classes=2, in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool", hidden=(16,))
-
-
-def _toy_data(n=96, seed=0):
-    """Class 1 has a bright square in the top-left corner, class 0 in the bottom-right."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 60, size=(n, 32, 32, 1), dtype=np.uint8)
-    labels = np.arange(n) % 2
-    images[labels == 1, 2:12, 2:12] = 250
-    images[labels == 0, 20:30, 20:30] = 250
-    return images, labels.astype(np.int64)
-
 
 def _train(out, epochs, resume=False, stop_after=None, ema=0.0):
     torch.manual_seed(123)
@@ -30,7 +18,7 @@ def _train(out, epochs, resume=False, stop_after=None, ema=0.0):
     if resume:  # a new process would build a fresh model and load the checkpoint into it
         torch.manual_seed(999)
         model = EmoNet(CONFIG)
-    x, y = _toy_data()
+    x, y = toy_data(96)
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment=True, seed=7, threads=1, ema=ema)
     state = fit(model, x, y, x[:32], y[:32], ("a", "b"), cfg, out, model_config=CONFIG.to_dict(),
                 resume=resume, stop_after_epochs=stop_after, progress=False)
@@ -127,7 +115,7 @@ def test_one_pass_gives_the_plain_and_the_flip_averaged_probabilities():
 
     torch.manual_seed(0)
     model = EmoNet(CONFIG)
-    images, _ = _toy_data(n=10)
+    images, _ = toy_data(10)
     plain, flipped = predict_plain_and_flip(model, images, batch_size=4)
     assert plain.shape == flipped.shape == (10, 2)
     np.testing.assert_array_equal(plain, predict_arrays(model, images, batch_size=4))
@@ -146,7 +134,7 @@ def test_a_collapsed_run_warns_once_and_a_healthy_one_does_not(tmp_path, recwarn
     with torch.no_grad():  # every dense unit off: the classifier sees zeros, whatever the image
         model.dense[-2].weight.zero_()
         model.dense[-2].bias.fill_(-1e3)
-    x, y = _toy_data()
+    x, y = toy_data(96)
     cfg = TrainConfig(epochs=6, batch_size=16, lr=3e-3, warmup_epochs=0.5, augment=False, seed=7, threads=1)
     with pytest.warns(RuntimeWarning, match="predicts one class") as caught:
         state = fit(model, x, y, x[:32], y[:32], ("a", "b"), cfg, tmp_path / "dead", model_config=CONFIG.to_dict(),
