@@ -199,7 +199,8 @@ class Predictor:
         return [output.name for output in self.session.get_outputs()]
 
     def _run_session(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """``{output name: float64 array}``; the first output not named after a tap is taken as the logits."""
+        """``{output name: float64 array}``; when no output is called ``logits`` (an exported file
+        with other names), the first one not called ``pre_logits`` is taken as the logits."""
         names = self._session_outputs()
         values = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})
         named = {name: np.asarray(value, dtype=np.float64) for name, value in zip(names, values)}

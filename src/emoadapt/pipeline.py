@@ -59,14 +59,11 @@ def load_one(preprocess: Callable[[Any], Any], path: Path, draft_side: int | Non
              keep_picture: bool = False) -> Loaded:
     """Decode ``path`` (JPEG at a reduced scale when ``draft_side``, see ``decode_image(reduce_to=)``)
     and ``preprocess`` it; any failure becomes the result's ``error``. ``keep_picture`` also returns
-    the decoded picture (full resolution)."""
+    the decoded picture (full resolution unless ``draft_side``)."""
     started = time.perf_counter()
     try:
-        if keep_picture:
-            picture = decode_image(path, mode="RGB")
-            return Loaded(path, preprocess(picture), None, time.perf_counter() - started, picture)
-        image = decode_image(path, mode="RGB", reduce_to=draft_side) if draft_side else path
-        return Loaded(path, preprocess(image), None, time.perf_counter() - started)
+        image = decode_image(path, mode="RGB", reduce_to=draft_side) if draft_side or keep_picture else path
+        return Loaded(path, preprocess(image), None, time.perf_counter() - started, image if keep_picture else None)
     except ImageDecodeError as exc:
         error = f"{exc.reason}: {exc}"
     except Exception as exc:  # a bug or an exhausted resource: this image fails, the run goes on
