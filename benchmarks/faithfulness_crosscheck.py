@@ -2,7 +2,9 @@
 implementation: Quantus's ``RegionPerturbation`` (most relevant first, baseline 0 like ours — Quantus's
 "black" is the image's minimum, not 0).
 
-    pip install quantus==0.6.0     # not a dependency of emoadapt
+    pip install --no-deps quantus==0.6.0   # not a dependency of emoadapt; --no-deps: its own
+                                           # opencv-python would shadow our opencv-python-headless
+                                           # and break the face detector's cascade
     python benchmarks/faithfulness_crosscheck.py [--model emoadapt-ier] [--images 6]
 
 How the two are made to measure the same thing: DnCShap at depth 6 on a 160 px model gives an
