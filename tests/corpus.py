@@ -212,7 +212,7 @@ def read_rows(output: Path) -> list[dict]:
     import csv
     import json
 
-    from emoadapt.predict import path_from_text
+    from emoadapt.results import path_from_text
 
     text = output.read_text(encoding="utf-8")
     if output.suffix == ".jsonl":

@@ -24,7 +24,7 @@ from emoadapt.api import Predictor, to_pil
 from emoadapt.cli import main
 from emoadapt.data.decode import REASONS, decode_image, jpeg_warnings
 from emoadapt.errors import EmoadaptError, ImageDecodeError, ModelOutputError
-from emoadapt.predict import path_from_text, path_text
+from emoadapt.results import path_from_text, path_text
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -22,7 +22,7 @@ from typing import Sequence, TypeVar
 
 from .errors import EmoadaptError
 from .fileio import atomic_write_bytes, atomic_write_json
-from .predict import path_from_text
+from .results import path_from_text
 
 T = TypeVar("T")
 

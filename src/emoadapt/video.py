@@ -24,7 +24,8 @@ import torch
 
 from .data.video import sample_frames
 from .errors import EmoadaptError, VideoDecodeError
-from .predict import RowWriter, completed_paths, fill_row, path_from_text, predict_outputs, row_key
+from .predict import fill_row, predict_outputs
+from .results import RowWriter, completed_paths, path_from_text, row_key
 
 
 def predict_videos(predictor, videos: list[Path], output: str | Path, *, every: float = 1.0, batch_size: int = 32,

@@ -119,7 +119,7 @@ def workers_of(args: argparse.Namespace) -> int:
 
 
 def load_predictor(args: argparse.Namespace):
-    from ..api import Predictor
+    from ..predictor import Predictor
 
     threads = args.threads or None
     if threads is None and getattr(args, "shard", None) is None:

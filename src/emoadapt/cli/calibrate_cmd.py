@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from ..api import Predictor
+    from ..predictor import Predictor
     from ..calibrate import fit_calibration, split_images
     from ..errors import EmoadaptError
 

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from importlib import resources
     from pathlib import Path
 
-    from ..api import Predictor, to_pil
+    from ..predictor import Predictor, to_pil
     from ..explain import save_layer_grid, save_overlay
     from ..predict import predict_files
 

@@ -148,7 +148,7 @@ def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
     explainer = predictor.explainer(depth, max_evals=max_evals)
 
     def on_row(row: dict, image) -> None:
-        from ..api import to_pil
+        from ..predictor import to_pil
 
         explanation = explainer.attribute(image)
         png = folder / overlay_name(row["path"])

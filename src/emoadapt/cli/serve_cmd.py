@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise EmoadaptError(f"the web app needs the 'web' extra ({exc.name} is missing): "
                             "pip install 'emoadapt[web]'") from None
-    from ..api import Predictor
+    from ..predictor import Predictor
 
     predictor = Predictor(args.model, fit=args.crop)  # load now: a bad --model fails here, not at the first request
     try:

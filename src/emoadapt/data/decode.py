@@ -9,7 +9,7 @@ It never returns a silently wrong picture:
   alpha (``LA``, ``RGBA``, ``PA``, ``P`` with a transparency entry) are composited on a
   background (white by default) instead of dropping alpha, which would reveal whatever colour
   hides under transparent pixels; ``CMYK`` and ``YCbCr`` via Pillow's converters; the
-  high-bit-depth modes ``I;16*``, ``I`` and ``F`` are rescaled to 0..255 (see ``_to_8bit``)
+  high-bit-depth modes ``I;16*``, ``I`` and ``F`` are rescaled to 0..255 (see :func:`emoadapt.data.modes.to_8bit`)
   instead of being clipped, which would turn most 16-bit images white;
 * animated images (GIF, APNG, WebP, multi-page TIFF) give their first frame;
 * images with more than ``max_pixels`` pixels, a side longer than ``max_side`` or an aspect
@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageDecodeError
+from .modes import array_to_image, convert_mode
 
 #: Default pixel limit (width × height): 50 megapixels, e.g. 8660 × 5773. Large enough for any
 #: camera photo, small enough that a decompression bomb cannot exhaust memory (RGB float32 of
@@ -56,9 +57,6 @@ REASONS = ("missing", "empty", "not-an-image", "too-many-pixels", "too-large", "
            "truncated", "corrupt", "unsupported-mode")
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
-
-_ALPHA_MODES = {"LA", "La", "RGBA", "RGBa", "PA"}
-
 
 def decode_image(
     source: ImageSource,
@@ -176,7 +174,7 @@ def _upright_and_convert(image: Image.Image, label: str, mode: str, background: 
         image = ImageOps.exif_transpose(image)
     except Exception as exc:  # broken EXIF block: the pixels are fine, the orientation is unknown
         raise ImageDecodeError(label, "corrupt", f"unreadable EXIF orientation: {exc}") from None
-    return _convert(image, mode, background, label)
+    return convert_mode(image, mode, background, label)
 
 
 def _from_pil(image: Image.Image, label: str, mode: str, background: tuple[int, int, int],
@@ -190,44 +188,6 @@ def _from_pil(image: Image.Image, label: str, mode: str, background: tuple[int, 
     except Exception as exc:  # a lazily opened file that turns out to be truncated or corrupt
         raise ImageDecodeError(label, _failure_reason(exc), f"{type(exc).__name__}: {exc}") from None
     return _upright_and_convert(image, label, mode, background, limits)
-
-
-def _from_array(array: np.ndarray, label: str, mode: str, background: tuple[int, int, int],
-                limits: tuple[int, int, float]) -> Image.Image:
-    """A NumPy array → the Pillow image a file with the same pixels would give (then as a file)."""
-    max_pixels, max_side, max_aspect = limits
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ImageDecodeError(label, "unsupported-mode", f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
-                               f"array, got shape {array.shape}")
-    if array.size == 0:
-        raise ImageDecodeError(label, "empty", f"the array has shape {array.shape}")
-    check_size((array.shape[1], array.shape[0]), label, max_pixels=max_pixels, max_side=max_side,
-               max_aspect=max_aspect)
-    kind = array.dtype.kind
-    if kind not in "buif":
-        raise ImageDecodeError(label, "unsupported-mode", f"unsupported array dtype {array.dtype}")
-    if kind == "b":
-        array = array.astype(np.uint8) * 255
-    elif array.dtype == np.uint16 and array.ndim == 2:
-        return _convert(Image.fromarray(np.ascontiguousarray(array)), mode, background, label)  # I;16, as a file
-    elif array.dtype != np.uint8:
-        values = array.astype(np.float64)
-        if not np.isfinite(values).all():
-            raise ImageDecodeError(label, "corrupt", "the array has NaN or infinite values")
-        low, high = float(values.min()), float(values.max())
-        if kind == "f" and low >= 0 and high <= 1.0:
-            values = values * 255.0
-        elif low >= 0 and high <= 255:
-            pass
-        elif kind in "ui" and low >= 0 and high <= 65535:
-            values = values / 257.0
-        else:
-            raise ImageDecodeError(label, "corrupt", f"array values {low:g}..{high:g} are outside 0..1 "
-                                   "(float) and 0..255 (8 bit)")
-        array = np.rint(values).astype(np.uint8)
-    return _convert(Image.fromarray(np.ascontiguousarray(array)), mode, background, label)  # L, RGB or RGBA
 
 
 def probe_image(source: ImageSource, *, name: str | None = None) -> dict[str, object]:
@@ -296,47 +256,17 @@ def _read_bytes(source: ImageSource, name: str | None) -> tuple[str, bytes]:
         raise ImageDecodeError(str(path), "missing", str(exc)) from None
 
 
-def _convert(image: Image.Image, mode: str, background: tuple[int, int, int], label: str) -> Image.Image:
-    """Convert any Pillow mode to 8-bit ``RGB`` or ``L`` without losing or inventing content."""
-    src = image.mode
-    if src == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    elif src == "PA":
-        image = image.convert("RGBA")
-    elif src.startswith("I;16") or src in ("I", "F"):
-        image = _to_8bit(image)
-    if image.mode in _ALPHA_MODES:
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, background + (255,))
-        image = Image.alpha_composite(canvas, rgba).convert("RGB")
-    try:
-        return image.convert(mode)
-    except (ValueError, OSError) as exc:
-        raise ImageDecodeError(label, "unsupported-mode", f"cannot convert {src} to {mode}: {exc}") from None
-
-
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """Rescale a high-bit-depth grey image to 8 bits.
-
-    * ``I;16*`` (0..65535): divide by 257, so 65535 → 255 and 0 → 0.
-    * ``I`` (32-bit int): values already within 0..255 are kept; within 0..65535 they are
-      treated as 16 bit; otherwise the range [min, max] is stretched to 0..255.
-    * ``F`` (float): values within [0, 1] are treated as intensities (× 255); otherwise the
-      range [min, max] is stretched to 0..255. NaN becomes 0.
-    """
-    values = np.asarray(image, dtype=np.float64)
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if image.mode.startswith("I;16"):
-        scaled = values / 257.0
-    elif image.mode == "I" and low >= 0 and high <= 255:
-        scaled = values
-    elif image.mode == "I" and low >= 0 and high <= 65535:
-        scaled = values / 257.0
-    elif image.mode == "F" and low >= 0 and high <= 1.0:
-        scaled = values * 255.0
-    elif high > low:
-        scaled = (values - low) * (255.0 / (high - low))
-    else:
-        scaled = np.zeros_like(values)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+def _from_array(array: np.ndarray, label: str, mode: str, background: tuple[int, int, int],
+                limits: tuple[int, int, float]) -> Image.Image:
+    """A NumPy array → the Pillow image a file with the same pixels would give (then as a file)."""
+    max_pixels, max_side, max_aspect = limits
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ImageDecodeError(label, "unsupported-mode", f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
+                               f"array, got shape {array.shape}")
+    if array.size == 0:
+        raise ImageDecodeError(label, "empty", f"the array has shape {array.shape}")
+    check_size((array.shape[1], array.shape[0]), label, max_pixels=max_pixels, max_side=max_side,
+               max_aspect=max_aspect)
+    return convert_mode(array_to_image(array, label), mode, background, label)

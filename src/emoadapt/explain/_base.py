@@ -219,3 +219,13 @@ def paint(values: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.
     for value, (top, left, bottom, right) in zip(values, boxes):
         out[top:bottom, left:right] = value / ((bottom - top) * (right - left))
     return out.astype(np.float32)
+
+
+def one_image(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(C, H, W) or (1, C, H, W) → (C, H, W) float32 tensor."""
+    x = torch.as_tensor(inputs)
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3:
+        raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
+    return x.float()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import settings
-from ._base import Explainer, Explanation, paint
+from ._base import Explainer, Explanation, one_image, paint
 from ._reference import plan_reference, scores_reference
 from .baselines import NAMED_BASELINES, gaussian_blur, resolve_baseline
 from .partition import Partition, box_masks, build_partition, max_depth
@@ -119,7 +119,7 @@ class DnCShap(Explainer):
         """Explain one input (C, H, W) or (1, C, H, W) for class ``target`` (index or class name;
         default: argmax f(x))."""
         start, before = time.perf_counter(), self.function.evaluations
-        x = _single(inputs)
+        x = one_image(inputs)
         target = settings.check_target(target, self.class_names)
         baseline, description = resolve_baseline(self.baseline, x)
         depth = min(self.depth, max_depth(*x.shape[1:]))
@@ -270,13 +270,3 @@ class _Values:
             empty = np.array([self.without[d][i] for d, i in zip(lv, ix)])
             full = np.full(len(lv), self.v_full)
         return np.stack([empty, a, b, full])
-
-
-def _single(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(C, H, W) or (1, C, H, W) → (C, H, W) float32 tensor."""
-    x = torch.as_tensor(inputs)
-    if x.ndim == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 3:
-        raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
-    return x.float()

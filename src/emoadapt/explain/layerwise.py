@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import Explanation, eval_mode, paint
+from ._base import Explanation, eval_mode, one_image, paint
 from . import settings
-from .dncshap import DnCShap, _single
+from .dncshap import DnCShap
 
 #: EmoNet's taps with a spatial feature map (the ones layer-wise DnCShap can partition).
 LAYER_TAPS = ("b1", "b2", "b3", "b4", "b5", "merged")
@@ -76,7 +76,7 @@ class LayerDnCShap(DnCShap):
     def attribute(self, inputs: torch.Tensor, target: int | None = None) -> Explanation:
         """Explain one image (C, H, W) or (1, C, H, W) at the tap; the map is at image size."""
         start, before = time.perf_counter(), self.function.evaluations
-        x = _single(inputs)
+        x = one_image(inputs)
         with eval_mode(self.model), torch.inference_mode():
             taps = self.model.forward_taps(x[None].to(_device(self.model)))
             self.function.evaluations += 1

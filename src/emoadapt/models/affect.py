@@ -89,12 +89,12 @@ class AffectHeads(nn.Module):
 @torch.no_grad()
 def model_features(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """One forward pass of a FusionNet on images ``x`` (N, 3, S, S) in [0, 1]:
-    ``{"fused": (N, 2560), "pre_logits": (N, 256), "logits": (N, K)}``."""
-    if not all(hasattr(model, a) for a in ("pooled", "fuse", "dense", "classifier")):
+    ``{"fused": (N, 2560), "pre_logits": (N, 256), "logits": (N, K)}`` (its ``forward_taps``)."""
+    names = ("fused", "pre_logits", "logits")
+    if not hasattr(model, "forward_taps") or not hasattr(model, "fuse"):
         raise CheckpointError(f"affect heads need a FusionNet, got {type(model).__name__}")
-    fused = model.fuse(model.pooled(x))
-    hidden = model.dense(fused)
-    return {"fused": fused, "pre_logits": hidden, "logits": model.classifier(hidden)}
+    out = model.forward_taps(x, names)
+    return {name: out[name] for name in names}
 
 
 # ----------------------------------------------------------------------------- sidecar files

@@ -88,7 +88,7 @@ class Service:
     def predictor(self):
         with self._lock:
             if self._predictor is None:
-                from ..api import Predictor
+                from ..predictor import Predictor
 
                 predictor = Predictor(self.model)
                 make_cancellable(predictor)

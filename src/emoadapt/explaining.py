@@ -1,0 +1,105 @@
+"""Explaining any model, one image or a batch: the plumbing behind :func:`emoadapt.explain` and
+:meth:`emoadapt.api.Predictor.explain`.
+
+A *source* is anything with ``forward`` (what the explainer runs), ``output`` (``"logits"``,
+``"probs"`` or ``"auto"``), ``classes``, ``preprocess(image) -> (C, H, W)`` and
+``target_index(target)``: a :class:`~emoadapt.predictor.Predictor` for shipped models and
+``.safetensors`` files, an :class:`AnyModel` for the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .data.decode import decode_image
+from .data.transforms import DEFAULT_FIT, image_to_tensor
+from .errors import EmoadaptError
+from .explain import settings
+from .models.onnx import onnx_file_session, onnx_input_shape
+
+
+class TemperatureScaled:
+    """Images (N, C, H, W) → logits / T of a :class:`Predictor` (torch or onnxruntime)."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        return self.predictor.raw_logits(images) / self.predictor.calibration.temperature
+
+
+class AnyModel:
+    """A model the registry does not know, for :func:`explain`: an ``nn.Module``, an onnxruntime
+    session (or ``.onnx`` file) or a batch function (N, C, H, W) → (N, K) probabilities.
+
+    Images that are not tensors are resized to ``input_size`` (int or (H, W)) with ``channels``
+    (1 or 3), taken from the model when it says (``model.config``, the ONNX input shape)."""
+
+    def __init__(self, model: Any, class_names: Sequence[str] | None = None, input_size: Any = None,
+                 channels: int | None = None, output: str = "auto"):
+        if isinstance(model, (str, Path)):
+            model = onnx_file_session(Path(model))
+        config = getattr(model, "config", None)
+        shape = onnx_input_shape(model)
+        self.forward, self.output = model, output
+        self.classes = tuple(class_names) if class_names is not None else tuple(getattr(model, "classes", ()) or ())
+        self.input_size = input_size or getattr(config, "input_size", None) or (shape[2:] if shape else None)
+        self.channels = channels or getattr(config, "in_chans", None) or (shape[1] if shape else None) or 3
+
+    def preprocess(self, image: Any) -> torch.Tensor:
+        if torch.is_tensor(image):
+            return image
+        if not self.input_size:
+            raise EmoadaptError("this model does not say its input size: pass explain(..., input_size=S) or a "
+                                "preprocessed tensor (C, H, W) in [0, 1]")
+        size = self.input_size
+        if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] != size[1]:
+            pil = decode_image(image, mode="RGB").convert("L" if self.channels == 1 else "RGB").resize((int(size[1]), int(size[0])))
+            array = np.asarray(pil, dtype=np.float32) / 255.0
+            return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+        return image_to_tensor(decode_image(image, mode="RGB"), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels,
+                               DEFAULT_FIT)
+
+    def target_index(self, target: int | str | None) -> int | None:
+        """The class index of ``target`` (a name or index), or ``None`` for the predicted class."""
+        return settings.check_target(target, self.classes or None)
+
+
+def build_explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, variant: Any, max_evals: Any,
+               context: Any, output: str = "auto"):
+    from .explain import DnCShap
+
+    return DnCShap(source.forward, depth=settings.check_depth(depth), baseline=baseline,
+                   batch_size=settings.check_batch_size(batch_size), variant=variant, context=context,
+                   output=output, class_names=source.classes or None, max_evals=settings.check_max_evals(max_evals))
+
+
+EXPLAIN_OPTIONS = ("depth", "baseline", "batch_size", "variant", "max_evals", "context")
+
+
+def explain_images(source: Any, images: Any, target: int | str | None, options: dict[str, Any]):
+    unknown = sorted(set(options) - set(EXPLAIN_OPTIONS))
+    if unknown:
+        raise EmoadaptError(f"unknown explain option(s) {', '.join(unknown)}; known: {', '.join(EXPLAIN_OPTIONS)}")
+    defaults = {"depth": settings.DEPTH, "baseline": settings.BASELINE, "batch_size": settings.BATCH_SIZE,
+                "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT}
+    explainer = build_explainer(source, **{**defaults, **options}, output=getattr(source, "output", "auto"))
+    target = source.target_index(target)
+    batch, items = as_batch(images)
+    results = [explainer.attribute(source.preprocess(item), target) for item in items]
+    return results if batch else results[0]
+
+
+def as_batch(images: Any) -> tuple[bool, list]:
+    """(is a batch, the images): a list or tuple, a tensor (N, C, H, W) or an array (N, H, W, C) is a batch."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise EmoadaptError("explain got an empty batch of images")
+        return True, list(images)
+    if (torch.is_tensor(images) or isinstance(images, np.ndarray)) and images.ndim == 4:
+        return True, list(images)
+    return False, [images]

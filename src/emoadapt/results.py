@@ -1,0 +1,184 @@
+"""Results files of ``emoadapt predict`` (and video timelines): the row columns, CSV or JSONL
+writing flushed per batch, and what ``--resume`` reads back.
+
+Any file name survives: every CSV record is one physical line of UTF-8. A path that is not plain
+printable text (undecodable bytes kept by Python as surrogates, control characters such as a
+newline or carriage return) or that starts with ``"`` is written as a JSON string literal — it
+then starts with ``"`` and ``json.loads`` gives the path back; error messages are escaped the same
+way. JSONL rows are JSON (ASCII-escaped), which round-trips any path."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from .errors import EmoadaptError
+from .fileio import atomic_write_bytes
+
+
+def columns(classes: tuple[str, ...], affect: tuple[str, ...] = (), video: bool = False) -> list[str]:
+    """The row columns: ``path`` (``time`` in s for video frames), ``emotion``, ``prob_<class>``…,
+    with affect heads ``valence``, ``arousal``, ``dist_<name>``…, then ``uncertain``,
+    ``uncertain_reason``, ``seconds``, ``error``."""
+    return ["path", *(["time"] if video else []), "emotion", *[f"prob_{c}" for c in classes],
+            *(["valence", "arousal", *[f"dist_{n}" for n in affect]] if affect else []),
+            "uncertain", "uncertain_reason", "seconds", "error"]
+
+
+def row_key(path_key: str, time: float | str | None = None) -> str:
+    """The resume key of a row: its path key, with ``@<time>`` (3 decimals) for a video frame."""
+    if time is None or time == "":
+        return path_key
+    return f"{path_key}@{float(time):.3f}"
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """The ``path`` column of a CSV row: the path itself when it is plain printable text, else its
+    JSON string literal (ASCII, starting with ``"``). Injective, so ``--resume`` never confuses two files."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    return text if text.isprintable() and not text.startswith('"') else json.dumps(text)
+
+
+def path_from_text(text: str) -> str:
+    """The inverse of :func:`path_text`."""
+    return json.loads(text) if text.startswith('"') else text
+
+
+def one_line(message: str) -> str:
+    """``message`` with every non-printable character (newlines, surrogates of undecodable bytes)
+    escaped, so it fits one CSV line and encodes as UTF-8."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
+def _foreign(output: Path, why: str) -> EmoadaptError:
+    return EmoadaptError(f"cannot resume {output}: {why}; choose another --out (or delete the file to start over)")
+
+
+def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect: tuple[str, ...] = (),
+                    video: bool = False) -> set[str]:
+    """Keys of the paths with a complete row in ``output`` (:func:`path_text` for CSV, the path for
+    JSONL; :func:`row_key` with the time for video frames); rewrites the file without a torn last
+    line. With ``classes``, refuses (``EmoadaptError``) a file whose columns are not this model's
+    (classes, affect outputs ``affect``, a ``time`` column when ``video``), or that is not an
+    emoadapt results file."""
+    output = Path(output)
+    if not output.exists():
+        return set()
+    if output.is_dir():
+        raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
+    try:
+        raw = output.read_bytes()
+    except OSError as exc:
+        raise EmoadaptError(f"cannot read {output}: {exc.strerror or exc}") from None
+    if raw and not raw.endswith(b"\n"):
+        raw = raw[: raw.rfind(b"\n") + 1]  # a record cut by a kill: dropped, its image is redone
+        try:
+            atomic_write_bytes(output, raw)
+        except OSError as exc:
+            raise EmoadaptError(f"cannot rewrite {output}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _foreign(output, "it is not UTF-8 text, so emoadapt did not write it") from None
+    lines = [line.rstrip("\r") for line in text.split("\n")[:-1]]
+    expected = columns(classes, affect, video) if classes is not None else None
+    if output.suffix == ".jsonl":
+        return _jsonl_paths(output, lines, expected)
+    if not lines:
+        return set()
+    header = next(csv.reader([lines[0]]))
+    if expected is not None and header != expected:
+        if [c for c in header if c not in ("uncertain", "uncertain_reason")] == \
+                [c for c in expected if c not in ("uncertain", "uncertain_reason")]:
+            raise _foreign(output, "it was written by an emoadapt without the uncertain columns (before issue #22)")
+        if header[:1] == ["path"] and header[-2:] == ["seconds", "error"]:
+            raise _foreign(output, f"its columns are {','.join(header)} (another model's classes), "
+                                   f"this model writes {','.join(expected)}")
+        raise _foreign(output, "its header is not an emoadapt results header")
+    done = set()
+    time_column = header.index("time") if "time" in header else None
+    for number, line in enumerate(lines[1:], start=2):
+        fields = next(csv.reader([line]), [])
+        if len(fields) != len(header):
+            raise _foreign(output, f"line {number} has {len(fields)} fields, not {len(header)}")
+        done.add(fields[0] if time_column is None else row_key(fields[0], fields[time_column]))
+    return done
+
+
+def _jsonl_paths(output: Path, lines: list[str], expected: list[str] | None) -> set[str]:
+    done = set()
+    probs = None if expected is None else {c for c in expected if c.startswith("prob_")}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise _foreign(output, f"line {number} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            raise _foreign(output, f"line {number} is not an emoadapt row (no path)")
+        keys = {k for k in row if k.startswith("prob_")}
+        if probs is not None and keys and keys != probs:
+            raise _foreign(output, f"line {number} has {','.join(sorted(keys))} (another model's classes), "
+                                   f"this model writes {','.join(sorted(probs))}")
+        done.add(row_key(row["path"], row.get("time")))
+    return done
+
+
+class RowWriter:
+    """Appends rows to a CSV (header once) or JSONL file, flushing after every batch. Any
+    ``OSError`` (a directory, no permission, a full disk) becomes a one-line ``EmoadaptError``."""
+
+    def __init__(self, output: Path, classes: tuple[str, ...], append: bool, affect: tuple[str, ...] = (),
+                 video: bool = False):
+        self.output, self.columns = output, columns(classes, affect, video)
+        self.jsonl = output.suffix == ".jsonl"
+        if output.is_dir():
+            raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            new_file = not (append and output.exists() and output.stat().st_size > 0)
+            self.handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise EmoadaptError(f"cannot write {output}: {exc.strerror or exc}") from None
+        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
+        if self.csv is not None and new_file:
+            self._guarded(self.csv.writeheader)
+
+    def key(self, path: str | os.PathLike) -> str:
+        """How ``path`` appears in this file's ``path`` column (what :func:`completed_paths` returns)."""
+        return os.fspath(path) if self.jsonl else path_text(path)
+
+    def write(self, rows: list[dict]) -> None:
+        def write_all() -> None:
+            for row in rows:
+                if self.jsonl:
+                    self.handle.write(json.dumps(row, allow_nan=False) + "\n")
+                else:
+                    cells = {k: ("" if row.get(k) is None else row.get(k)) for k in self.columns}
+                    cells["path"] = path_text(row["path"])
+                    if row.get("time") is not None:
+                        cells["time"] = f"{float(row['time']):.3f}"
+                    cells["error"] = one_line(str(cells["error"]))
+                    self.csv.writerow(cells)
+            self.handle.flush()
+
+        self._guarded(write_all)
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except OSError as exc:
+            raise EmoadaptError(f"cannot write {self.output}: {exc.strerror or exc}; the rows written so far "
+                                "are kept: fix the cause and rerun with --resume") from None
+
+    def close(self) -> None:
+        try:
+            self.handle.close()
+        except OSError:
+            pass
