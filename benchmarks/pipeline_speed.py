@@ -6,7 +6,7 @@
    samples, seeded; never dataset images) under runs/pipeline-images/.
 2. Model only: batched onnxruntime (batch 32) on tensors decoded beforehand.
 3. ``predict_files`` as ``emoadapt predict`` runs it: serial decoding (``workers=0``, the old loop)
-   and decode threads (1, and the default); each repeated, interleaved with the model-only run, so
+   and decode threads (1, 2 and the default); each repeated, interleaved with the model-only run, so
    every ratio compares peers measured side by side.
 4. Start-up: wall time of ``python -m emoadapt --help`` and of a one-image ``predict`` (subprocesses).
 5. JPEG draft mode: the change of the probabilities vs full decoding when the short side is kept
@@ -149,9 +149,8 @@ def main() -> None:
     peers = {"model only (pre-decoded)": lambda: model_only(predictor, tensors, args.batch_size),
              "predict, decode in the main thread (--workers 0)": lambda: end_to_end(predictor, paths, args.batch_size, 0,
                                                                               False),
-             "predict, 1 decode thread": lambda: end_to_end(predictor, paths, args.batch_size, 1, False),
-             f"predict, {workers} decode threads (default)": lambda: end_to_end(predictor, paths, args.batch_size,
-                                                                                workers, False)}
+             **{f"predict, {n} decode thread{'s' if n > 1 else ''}{' (default)' if n == workers else ''}":
+                (lambda n=n: end_to_end(predictor, paths, args.batch_size, n, False)) for n in sorted({1, 2, workers})}}
     if args.old_code:
         peers = {"model only (pre-decoded)": peers["model only (pre-decoded)"],
                  "predict with the checkout's defaults": lambda: end_to_end(predictor, paths, args.batch_size, None,

@@ -33,13 +33,16 @@ R = TypeVar("R")
 DRAFT_FACTOR = 2
 
 
-def default_workers() -> int:
-    """Decode threads when ``--workers`` is not given: the number of usable cores, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+def default_workers(cores: int | None = None) -> int:
+    """Decode threads when ``--workers`` is not given: ``cores`` (default: the usable cores) less one
+    (the model's threads run on all of them in the main thread), at least 1, at most 8. On 2 cores
+    one decode thread kept the model busier than two (docs/benchmarks.md §9)."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+    return max(1, min(8, cores - 1))
 
 
 @dataclass

@@ -66,7 +66,7 @@ def add_scale_options(p: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--shard``: parallel decoding and one share of a large collection
     (docs/scaling.md)."""
     p.add_argument("--workers", type=int, default=None,
-                   help="threads that decode and resize images ahead of the model (default: the usable cores, "
+                   help="threads that decode and resize images ahead of the model (default: the usable cores less one, "
                         "at most 8, divided among the ranks of this node under torchrun; 0 = decode in the "
                         "main thread)")
     p.add_argument("--shard", default=None, metavar="I/N",
@@ -108,14 +108,15 @@ def shard_of(args: argparse.Namespace) -> tuple[int, int] | None:
 
 
 def workers_of(args: argparse.Namespace) -> int:
-    """``--workers``, or the cores this rank may use (at most 8)."""
+    """``--workers``, or :func:`~emoadapt.pipeline.default_workers` of the cores this rank may use."""
+    from ..pipeline import default_workers
     from ..shards import cores_per_rank
 
     if args.workers is not None and args.workers < 0:
         from ..errors import EmoadaptError
 
         raise EmoadaptError(f"--workers must be 0 or more, got {args.workers}")
-    return min(8, cores_per_rank()) if args.workers is None else args.workers
+    return default_workers(cores_per_rank()) if args.workers is None else args.workers
 
 
 def load_predictor(args: argparse.Namespace):

@@ -75,10 +75,19 @@ def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: 
     path = Path(cache_dir or DEFAULT_CACHE) / "onnx" / f"{digest.hexdigest()[:16]}.onnx"
     if not path.exists():
         export_onnx(model, path, taps=taps)
+    return ort.InferenceSession(str(_optimized(ort, path)), session_options(ort, threads),
+                                providers=["CPUExecutionProvider"])
+
+
+def session_options(ort, threads: int | None = None):
+    """onnxruntime options of every emoadapt session: ``threads`` intra-op threads (``None``: one per
+    core) that sleep between runs instead of spin-waiting, so the decode threads of
+    :mod:`emoadapt.pipeline` get the cores while a batch is being loaded (docs/benchmarks.md §9)."""
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(_optimized(ort, path)), options, providers=["CPUExecutionProvider"])
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def _optimized(ort, path: Path) -> Path:
@@ -133,11 +142,8 @@ def onnx_file_session(path: Path, threads: int | None = None):
         import onnxruntime as ort
     except ImportError:
         raise EmoadaptError(f"{path}: ONNX models need onnxruntime: pip install 'emoadapt[onnx]'") from None
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), session_options(ort, threads), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for broken files
         raise EmoadaptError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 
