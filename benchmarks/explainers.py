@@ -196,8 +196,10 @@ def grad_cam(m, x, target, budget, tree):
 
 
 def _cam_layer(model, x):
-    """The last convolutional block whose output is at least 5 × 5."""
-    blocks = list(getattr(model, "features", None) or getattr(model, "blocks"))
+    """The last convolutional block whose output is at least 5 × 5 (a FusionNet: of its scene branch,
+    the ImageNet one that reads the whole image; its face branch is not seen by Grad-CAM)."""
+    network = model.branches["scene"] if hasattr(model, "branches") else model
+    blocks = list(getattr(network, "features", None) or getattr(network, "blocks"))
     sizes = []
     hooks = [b.register_forward_hook(lambda mod, i, o, s=sizes: s.append(o.shape[-1])) for b in blocks]
     with torch.no_grad():
@@ -261,6 +263,14 @@ VARIANTS = {
 
 
 # --- the run --------------------------------------------------------------------------------
+
+def sample_images(count: int) -> list[str]:
+    """The first ``count`` bundled public-domain samples (figures that may be committed and shown;
+    dataset images are research-only)."""
+    from importlib import resources
+
+    return [str(p) for p in sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))[:count]]
+
 
 def test_images(model: str, count: int, split: str) -> list[str]:
     """Every ``len // count``-th image of the split, so the classes are all present."""
@@ -426,11 +436,8 @@ def sanity(name: str, paths: list[str], methods: dict) -> list[dict]:
     m = Model(name)
     tree = region_tree(m.size)
     trained = m.predictor.model
-    from emoadapt.models.registry import build_from_config
-
     torch.manual_seed(0)
-    arch = "mobilenetv2" if type(trained).__name__ == "MobileNetV2" else "emonet"
-    scrambled = build_from_config(dict(vars(trained.config), arch=arch)).eval()  # every layer freshly initialised
+    scrambled = type(trained)(trained.config).eval()  # the same architecture, every layer freshly initialised
     for method in (DEFAULT, PEER, "captum LayerGradCam"):
         rhos = []
         for path in paths:
@@ -487,6 +494,10 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated subset (default: all; see VARIANTS too)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="val: for tuning, test: to report")
     parser.add_argument("--sanity", type=int, default=5, help="images for the model-randomisation check (0: none)")
+    parser.add_argument("--overlays", default="samples", choices=("samples", "test", "none"),
+                        help="images of the side-by-side overlay figure: the bundled public-domain samples "
+                             "(default; safe to publish), the first test images (research-only data) or none")
+    parser.add_argument("--overlays-only", action="store_true", help="draw only the overlay figure of each model")
     parser.add_argument("--quick", action="store_true", help="4 images, budget 128, no sanity check")
     parser.add_argument("--out", default=str(HERE / "results" / "explainers.json"))
     parser.add_argument("--from-json", nargs="*", default=None,
@@ -518,6 +529,11 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     started, rows, checks = time.time(), [], []
+    if args.overlays_only:
+        for name in args.models.split(","):
+            overlays(name, sample_images(3) if args.overlays == "samples" else test_images(name, 3, args.split),
+                     methods, out)
+        return
     for name in args.models.split(","):
         paths = test_images(name, args.images, args.split)
         done = list(rows)
@@ -527,8 +543,8 @@ def main() -> None:
                               "rows": done + new}))
         if args.sanity:
             checks += sanity(name, paths[:args.sanity], methods)
-        if not args.quick:
-            overlays(name, paths[:3], methods, out)
+        if not args.quick and args.overlays != "none":
+            overlays(name, sample_images(3) if args.overlays == "samples" else paths[:3], methods, out)
     summary = summarise(rows)
     print(table(summary))
     for c in checks:
