@@ -198,7 +198,7 @@ def grad_cam(m, x, target, budget, tree):
 def _cam_layer(model, x):
     """The last convolutional block whose output is at least 5 × 5 (a FusionNet: of its scene branch,
     the ImageNet one that reads the whole image; its face branch is not seen by Grad-CAM)."""
-    network = model.branches["scene"] if hasattr(model, "branches") else model
+    network = model.branches["scene"] if isinstance(getattr(model, "branches", None), torch.nn.ModuleDict) else model
     blocks = list(getattr(network, "features", None) or getattr(network, "blocks"))
     sizes = []
     hooks = [b.register_forward_hook(lambda mod, i, o, s=sizes: s.append(o.shape[-1])) for b in blocks]
