@@ -15,7 +15,8 @@ Partition/Exact get its tree as their clustering, captum KernelShap/Lime/Feature
 Writes ``--out`` (JSON: every image × method, the summary, machine and date), prints a markdown
 table (means ± standard errors; DnCShap minus shap Partition paired per image; time per
 explanation as a ratio to DnCShap's default) and draws ``explainers_auc.png`` (AUC vs evaluations),
-``explainers_time.png`` (time vs evaluations) and ``explainers_overlays.png`` beside the JSON.
+``explainers_time.png`` (time vs evaluations) and ``explainers_overlays_<model>.png`` beside the JSON
+(every method side by side; on the bundled public-domain samples unless ``--overlays test``).
 ``--sanity N`` adds the model-randomisation check on N images (Spearman correlation of the region
 ranking before and after re-initialising every layer; near 0 is what a faithful method gives).
 """
