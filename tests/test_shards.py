@@ -152,3 +152,20 @@ def test_torchrun_environment_shards_jsonl_and_merge_keeps_rows(tmp_path, setup,
         return [{k: v for k, v in json.loads(line).items() if k not in DROP} for line in path.read_text().splitlines()]
 
     assert rows(out) == rows(tmp_path / "one.jsonl")
+
+
+def test_default_workers_leave_one_core_to_the_model():
+    from emoadapt.pipeline import default_workers
+
+    assert [default_workers(c) for c in (1, 2, 3, 9, 64)] == [1, 1, 2, 8, 8]
+    assert 1 <= default_workers() <= 8
+
+
+def test_onnx_sessions_do_not_spin_wait():
+    ort = pytest.importorskip("onnxruntime")
+    from emoadapt.models.onnx import session_options
+
+    options = session_options(ort, 3)
+    assert options.intra_op_num_threads == 3
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(ort).intra_op_num_threads == 0  # onnxruntime's default: one per core
