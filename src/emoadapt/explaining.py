@@ -1,5 +1,5 @@
 """Explaining any model, one image or a batch: the plumbing behind :func:`emoadapt.explain` and
-:meth:`emoadapt.api.Predictor.explain`.
+:meth:`emoadapt.predictor.Predictor.explain`.
 
 A *source* is anything with ``forward`` (what the explainer runs), ``output`` (``"logits"``,
 ``"probs"`` or ``"auto"``), ``classes``, ``preprocess(image) -> (C, H, W)`` and
@@ -16,16 +16,17 @@ import numpy as np
 import torch
 
 from .data.decode import decode_image
-from .data.transforms import DEFAULT_FIT, image_to_tensor
+from .data.transforms import DEFAULT_FIT, image_to_tensor, image_to_uint8, uint8_to_tensor
 from .errors import EmoadaptError
 from .explain import settings
 from .models.onnx import onnx_file_session, onnx_input_shape
 
 
 class TemperatureScaled:
-    """Images (N, C, H, W) → logits / T of a :class:`Predictor` (torch or onnxruntime)."""
+    """Images (N, C, H, W) → logits / T of a :class:`~emoadapt.predictor.Predictor` (torch or
+    onnxruntime): anything with ``raw_logits(images)`` and ``calibration.temperature``."""
 
-    def __init__(self, predictor: Predictor):
+    def __init__(self, predictor: Any):
         self.predictor = predictor
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
@@ -56,13 +57,12 @@ class AnyModel:
         if not self.input_size:
             raise EmoadaptError("this model does not say its input size: pass explain(..., input_size=S) or a "
                                 "preprocessed tensor (C, H, W) in [0, 1]")
-        size = self.input_size
-        if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] != size[1]:
-            pil = decode_image(image, mode="RGB").convert("L" if self.channels == 1 else "RGB").resize((int(size[1]), int(size[0])))
-            array = np.asarray(pil, dtype=np.float32) / 255.0
-            return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
-        return image_to_tensor(decode_image(image, mode="RGB"), int(size[0] if isinstance(size, (tuple, list)) else size), self.channels,
-                               DEFAULT_FIT)
+        size, picture = self.input_size, decode_image(image, mode="RGB")
+        if isinstance(size, (tuple, list)) and len(size) == 2 and size[0] != size[1]:  # (H, W): resized as is
+            picture = picture.convert("L" if self.channels == 1 else "RGB").resize((int(size[1]), int(size[0])))
+            return uint8_to_tensor(image_to_uint8(picture))
+        side = int(size[0] if isinstance(size, (tuple, list)) else size)
+        return image_to_tensor(picture, side, self.channels, DEFAULT_FIT)
 
     def target_index(self, target: int | str | None) -> int | None:
         """The class index of ``target`` (a name or index), or ``None`` for the predicted class."""
@@ -70,7 +70,9 @@ class AnyModel:
 
 
 def build_explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, variant: Any, max_evals: Any,
-               context: Any, output: str = "auto"):
+                    context: Any, output: str = "auto"):
+    """A :class:`~emoadapt.explain.DnCShap` over ``source.forward``, every option checked by
+    :mod:`emoadapt.explain.settings`."""
     from .explain import DnCShap
 
     return DnCShap(source.forward, depth=settings.check_depth(depth), baseline=baseline,
@@ -78,16 +80,18 @@ def build_explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, var
                    output=output, class_names=source.classes or None, max_evals=settings.check_max_evals(max_evals))
 
 
-EXPLAIN_OPTIONS = ("depth", "baseline", "batch_size", "variant", "max_evals", "context")
+#: The options of ``explain(...)`` and their defaults (from :mod:`emoadapt.explain.settings`).
+EXPLAIN_DEFAULTS = {"depth": settings.DEPTH, "baseline": settings.BASELINE, "batch_size": settings.BATCH_SIZE,
+                    "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT}
 
 
 def explain_images(source: Any, images: Any, target: int | str | None, options: dict[str, Any]):
-    unknown = sorted(set(options) - set(EXPLAIN_OPTIONS))
+    """One :class:`~emoadapt.explain.Explanation` of ``target`` per image of ``images`` (a list for a
+    batch, see :func:`as_batch`), with ``options`` over :data:`EXPLAIN_DEFAULTS`."""
+    unknown = sorted(set(options) - set(EXPLAIN_DEFAULTS))
     if unknown:
-        raise EmoadaptError(f"unknown explain option(s) {', '.join(unknown)}; known: {', '.join(EXPLAIN_OPTIONS)}")
-    defaults = {"depth": settings.DEPTH, "baseline": settings.BASELINE, "batch_size": settings.BATCH_SIZE,
-                "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT}
-    explainer = build_explainer(source, **{**defaults, **options}, output=getattr(source, "output", "auto"))
+        raise EmoadaptError(f"unknown explain option(s) {', '.join(unknown)}; known: {', '.join(EXPLAIN_DEFAULTS)}")
+    explainer = build_explainer(source, **{**EXPLAIN_DEFAULTS, **options}, output=getattr(source, "output", "auto"))
     target = source.target_index(target)
     batch, items = as_batch(images)
     results = [explainer.attribute(source.preprocess(item), target) for item in items]
