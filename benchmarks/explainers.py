@@ -260,6 +260,9 @@ VARIANTS = {
     "DnCShap blur": (dncshap(baseline="blur"), BUDGETS),
     "DnCShap mean": (dncshap(baseline="mean"), BUDGETS),
     "DnCShap depth 10": (dncshap(depth=10), BUDGETS),
+    "DnCShap content": (dncshap(depth=5, full=True, regions="content"), BUDGETS),
+    "DnCShap content T4": (dncshap(depth=4, full=True, regions="content"), BUDGETS),
+    "DnCShap T4": (dncshap(depth=4, full=True), BUDGETS),
 }
 
 

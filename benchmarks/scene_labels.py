@@ -48,9 +48,14 @@ MODES = ("hard", "soft", "hard+extra", "hard@4folds", "hard+extra@4folds")
 PLANS = ("split",) + tuple(f"fold{k}" for k in range(5))
 
 
-def load_inputs() -> dict:
+def load_inputs(scene_size: int | None = None) -> dict:
     """Scene features (N, 2, 2560), IER labels (N,) (−1 for fear/surprise), soft 4-class votes
-    (N, 4), their vote mass (N,), split masks; face features and labels."""
+    (N, 4), their vote mass (N,), split masks; face features and labels.
+
+    ``scene_size``: replace the ImageNet branch's half of the features by that branch at this input
+    size (whole image, ``benchmarks/scene_backbones.py encode --size S``; faces from
+    ``faces_scenes.py encode --size S``); the fear/surprise images then get zeros there (4-class
+    modes only)."""
     from safetensors.torch import load_file
 
     dataset, keys = affect_heads.emotion6()
@@ -66,7 +71,19 @@ def load_inputs() -> dict:
     faces = faces_scenes.load_features(["fer-lite0", "imagenet-lite0"], 160)  # FusionNet: face branch first
     for split in ("Training", "PublicTest", "PrivateTest"):
         faces[f"face_{split}"] = ((faces[f"face_{split}"] - mean) / std).astype(np.float32)
-    return {"x": np.stack([cache["fused"], cache["fused_flip"]], 1).astype(np.float32), "ier": targets["ier"],
+    x = np.stack([cache["fused"], cache["fused_flip"]], 1).astype(np.float32)
+    if scene_size is not None:
+        import scene_backbones
+
+        half = x.shape[-1] // 2
+        branch = scene_backbones.load(f"imagenet-lite0-{scene_size}-squash")
+        where = {k: i for i, k in enumerate(keys)}
+        x[:, :, half:] = 0.0
+        x[[where[k] for k in branch["keys"]], :, half:] = branch["x"]
+        imagenet = faces_scenes.load_features(["imagenet-lite0"], scene_size)
+        for split in ("Training", "PublicTest", "PrivateTest"):
+            faces[f"face_{split}"][..., half:] = imagenet[f"face_{split}"]
+    return {"x": x, "ier": targets["ier"],
             "soft": votes / np.maximum(mass, 1e-9)[:, None], "mass": mass,
             "plans": affect_heads.split_masks(dataset, keys), "faces": faces}
 
@@ -87,7 +104,8 @@ def scene_targets(data: dict, plan: str, mode: str) -> tuple[np.ndarray, np.ndar
     return rows, target.astype(np.float32), weight.astype(np.float32), fixed
 
 
-def run(data: dict, plan: str, mode: str, seed: int, epochs: int, alpha: float = 0.5) -> dict:
+def run(data: dict, plan: str, mode: str, seed: int, epochs: int, alpha: float = 0.5, keep_head: bool = False) -> dict:
+    """Train one head; its scores (and, with ``keep_head``, the head itself under ``"head"``)."""
     rows, target, weight, fixed = scene_targets(data, plan, mode)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -125,7 +143,43 @@ def run(data: dict, plan: str, mode: str, seed: int, epochs: int, alpha: float =
     if fixed:
         scores["val"] = None  # the validation fold was trained on
     return {**scores, "epoch": epoch, "test": faces_scenes.accuracy(head, data["x"][test], data["ier"][test]),
-            "face_test": faces_scenes.accuracy(head, faces["face_PrivateTest"], faces["face_PrivateTest_labels"])}
+            "face_test": faces_scenes.accuracy(head, faces["face_PrivateTest"], faces["face_PrivateTest_labels"]),
+            **({"head": head.eval()} if keep_head else {})}
+
+
+def ship(data: dict, scene_size: int, seed: int, epochs: int, out: Path) -> None:
+    """The ``hard`` head of the holdout split (``seed``) inside the shipped FusionNet, with its scene
+    branch at ``scene_size``: written as fp16 safetensors to ``out``."""
+    from dataclasses import replace
+
+    from emoadapt.models.fusion import FusionConfig, FusionNet
+    from emoadapt.models.registry import resolve_model
+    from emoadapt.training.checkpoint import save_weights
+
+    result = run(data, "split", "hard", seed, epochs, keep_head=True)
+    head = result.pop("head")
+    shipped, _ = resolve_model("emoadapt-ier")
+    old = shipped.config
+    config = replace(old, scene={**old.scene, "input_size": scene_size}, input_size=scene_size)
+    model = FusionNet(config).eval()
+    model.load_state_dict(shipped.state_dict())
+    # the head standardises its inputs; the FER half arrived already standardised by the shipped model
+    old_mean, old_std = shipped.feature_mean.double(), shipped.feature_std.double()
+    half = len(old_mean) // 2  # the face branch's features come first
+    mean, std = head.mean.clone().double(), head.std.clone().double()
+    mean[:half] = old_mean[:half] + old_std[:half] * mean[:half]
+    std[:half] = old_std[:half] * std[:half]
+    with torch.no_grad():
+        model.feature_mean.copy_(mean.float())
+        model.feature_std.copy_(std.float())
+        model.dense[0].load_state_dict(head.dense[1].state_dict())
+        model.classifier[1].load_state_dict(head.out[1].state_dict())
+    extra = {"classes": list(IER_CLASSES), "preset": "emoadapt-ier", "config": "+source-CE (α 0.5), whole-image features",
+             "seed": seed, "backbones": {"face": "fer-lite0 (96 px)", "scene": f"imagenet-lite0 ({scene_size} px)"},
+             "metrics": result, "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    save_weights(str(out), model, config.to_dict(), extra, dtype=torch.float16)
+    print(json.dumps(result, indent=1))
+    print(f"wrote {out}")
 
 
 def summary(rows: dict) -> dict:
@@ -153,10 +207,20 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds per split or fold")
     parser.add_argument("--epochs", type=int, default=30, help="epochs (selection modes pick the best by validation)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--scene-size", type=int, default=None,
+                        help="the ImageNet branch at this whole-image input size instead of the shipped model's "
+                             "(needs scene_backbones.py's and faces_scenes.py's caches at that size)")
+    parser.add_argument("--ship", type=Path, default=None,
+                        help="instead of the table: train the 'hard' head of the holdout split (first --seeds) and "
+                             "write the FusionNet with the scene branch at --scene-size to this .safetensors")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = load_inputs()
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    data = load_inputs(args.scene_size)
+    if args.ship is not None:
+        ship(data, args.scene_size or 160, args.seeds[0], args.epochs, args.ship)
+        return 0
+    out = OUT if args.scene_size is None else OUT.with_name(f"scene-labels-{args.scene_size}.json")
+    results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("runs", {})
     results.update({"command": " ".join(sys.argv), "epochs": args.epochs})
     for mode in args.modes:
@@ -171,7 +235,7 @@ def main(argv=None) -> int:
                                                            if k != "epoch" and v is not None) + f" ({time.time() - started:.0f} s)",
                           flush=True)
                     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-                    atomic_write_json(OUT, results)
+                    atomic_write_json(out, results)
     print("\n| scene targets | split val | split test | folds val | 5-fold CV test | faces val | faces test |\n"
           "|---|---|---|---|---|---|---|")
     for mode in args.modes:

@@ -69,5 +69,5 @@ def test_models_lists_every_preset_and_which_ship_weights(capsys):
     out = capsys.readouterr().out
     for name in list_models():
         assert name in out
-    assert "emoadapt-ier   4 classes, 160 px RGB, shipped weights" in out
+    assert "emoadapt-ier   4 classes, 224 px RGB, shipped weights" in out
     assert "fer-cpu-wide   7 classes, 48 px grey, no weights" in out

@@ -19,7 +19,7 @@ from emoadapt.models.registry import DEFAULT_MODEL, get_preset, sha256, weights_
 WEIGHTS = Path(str(resources.files("emoadapt") / "weights"))
 SAMPLES = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
 SPLIT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "adaptation" / "split.json"
-PROBE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "faces_scenes" / "probe-160.json"
+PROBE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "faces_scenes" / "probe-224.json"
 
 
 def _card_metric(name: str, key: str) -> float:
@@ -51,7 +51,7 @@ def test_default_explanation_is_the_depth_5_tree_and_adds_up():
     assert (explanation.depth, explanation.evaluations, len(explanation.values)) == (5, 124, 32)
     assert explanation.context == "both"
     assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-9)
-    assert explanation.map.shape == (160, 160)
+    assert explanation.map.shape == (224, 224)
 
 
 def test_default_model_accuracy_on_the_emotion6_test_split_matches_its_card():

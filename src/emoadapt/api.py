@@ -69,8 +69,8 @@ def explain(images: Any, model: Any = None, *, target: int | str | None = None, 
             class names, input size (int or (H, W), to resize images that are not tensors), 1 or 3
             channels, and what they return (``"auto"``: logits for modules and ONNX, probabilities
             for functions; or ``"probs"`` / ``"logits"``).
-        options: ``depth``, ``baseline``, ``batch_size``, ``variant``, ``max_evals``, ``context``
-            (defaults in :mod:`emoadapt.explain.settings`).
+        options: ``depth``, ``baseline``, ``batch_size``, ``variant``, ``max_evals``, ``context``,
+            ``regions`` (defaults in :mod:`emoadapt.explain.settings`).
     """
     if model is None or (isinstance(model, (str, Path)) and Path(model).suffix != ".onnx"):
         if class_names is not None or input_size is not None or channels is not None or output != "auto":

@@ -70,19 +70,21 @@ class AnyModel:
 
 
 def build_explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, variant: Any, max_evals: Any,
-                    context: Any, output: str = "auto"):
+                    context: Any, output: str = "auto", regions: Any = settings.REGION):
     """A :class:`~emoadapt.explain.DnCShap` over ``source.forward``, every option checked by
     :mod:`emoadapt.explain.settings`."""
     from .explain import DnCShap
 
     return DnCShap(source.forward, depth=settings.check_depth(depth), baseline=baseline,
                    batch_size=settings.check_batch_size(batch_size), variant=variant, context=context,
-                   output=output, class_names=source.classes or None, max_evals=settings.check_max_evals(max_evals))
+                   output=output, class_names=source.classes or None, max_evals=settings.check_max_evals(max_evals),
+                   regions=regions)
 
 
 #: The options of ``explain(...)`` and their defaults (from :mod:`emoadapt.explain.settings`).
 EXPLAIN_DEFAULTS = {"depth": settings.DEPTH, "baseline": settings.BASELINE, "batch_size": settings.BATCH_SIZE,
-                    "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT}
+                    "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT,
+                    "regions": settings.REGION}
 
 
 def explain_images(source: Any, images: Any, target: int | str | None, options: dict[str, Any]):

@@ -238,16 +238,19 @@ class Predictor:
 
     def explainer(self, depth: int = settings.DEPTH, baseline: Any = settings.BASELINE,
                   batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
-                  max_evals: int | None = settings.MAX_EVALS, context: str = settings.CONTEXT):
+                  max_evals: int | None = settings.MAX_EVALS, context: str = settings.CONTEXT,
+                  regions: str = settings.REGION):
         """A :class:`~emoadapt.explain.DnCShap` over this model (onnxruntime when loaded)."""
-        return build_explainer(self, depth, baseline, batch_size, variant, max_evals, context, output=self.output)
+        return build_explainer(self, depth, baseline, batch_size, variant, max_evals, context, output=self.output,
+                               regions=regions)
 
     def explain(self, images: Any, *, target: int | str | None = None, **options: Any):
         """DnCShap explanation (:class:`emoadapt.explain.Explanation`) of ``target`` (a class name or
         index; default: the predicted class), or a list of them for a batch (a list of images, a
         tensor (N, C, H, W) or an array (N, H, W, C)). Options: ``depth``, ``baseline``,
         ``batch_size``, ``variant``, ``max_evals`` (a cap on model evaluations; ``None``: the whole
-        tree), ``context`` — defaults in :mod:`emoadapt.explain.settings`."""
+        tree), ``context``, ``regions`` (``"grid"`` or ``"content"``) — defaults in
+        :mod:`emoadapt.explain.settings`."""
         return explain_images(self, images, target, options)
 
     def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = settings.DEPTH,

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=settings.BATCH_SIZE, help=f"images per model call (default {settings.BATCH_SIZE})")
     p.add_argument("--variant", choices=settings.VARIANTS, default=settings.VARIANT,
                    help="clean DnCShap (default), or the original recursion with its quirks (reference)")
+    p.add_argument("--regions", choices=settings.REGIONS, default=settings.REGION,
+                   help="how the image is cut into regions: grid (default: halves at the middle) or content "
+                        "(each cut where the two halves are most uniform in colour, i.e. along edges)")
     add_scale_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise EmoadaptError("--layers needs the torch model: pass the .safetensors file or a shipped model name, "
                             "not an .onnx file")
     taps = _layers(args.layers, predictor.model)
-    explainer = predictor.explainer(args.depth, args.baseline, args.batch_size, args.variant, args.max_evals)
+    explainer = predictor.explainer(args.depth, args.baseline, args.batch_size, args.variant, args.max_evals,
+                                    regions=args.regions)
     out, failed = Path(args.out), 0
     workers = workers_of(args)
     loaded = ordered_map(lambda path: load_one(predictor.preprocess, path, keep_picture=True), paths, workers,

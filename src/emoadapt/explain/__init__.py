@@ -17,7 +17,8 @@ from typing import Any
 _LAZY = {
     "BatchFunction": "_base", "Explainer": "_base", "Explanation": "_base", "paint": "_base",
     "DnCShap": "dncshap", "resolve_baseline": "baselines",
-    "Partition": "partition", "build_partition": "partition", "max_depth": "partition",
+    "Partition": "partition", "build_partition": "partition", "content_partition": "partition",
+    "max_depth": "partition",
     "save_layer_grid": "figures", "save_overlay": "figures",
     "LAYER_TAPS": "layerwise", "LayerDnCShap": "layerwise", "explain_layers": "layerwise", "layer_taps": "layerwise",
 }
@@ -31,6 +32,7 @@ __all__ = [
     "LayerDnCShap",
     "Partition",
     "build_partition",
+    "content_partition",
     "explain_layers",
     "layer_taps",
     "max_depth",

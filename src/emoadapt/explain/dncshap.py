@@ -24,9 +24,10 @@ from . import settings
 from ._base import Explainer, Explanation, one_image, paint
 from ._reference import plan_reference, scores_reference
 from .baselines import NAMED_BASELINES, gaussian_blur, resolve_baseline
-from .partition import Partition, box_masks, build_partition, max_depth
+from .partition import Partition, box_masks, build_partition, content_partition, max_depth
 
-__all__ = ["DnCShap", "NAMED_BASELINES", "Partition", "TIE_TOLERANCE", "build_partition", "gaussian_blur",
+__all__ = ["DnCShap", "NAMED_BASELINES", "Partition", "TIE_TOLERANCE", "build_partition", "content_partition",
+           "gaussian_blur",
            "max_depth", "plan_budgeted_round", "resolve_baseline", "split_node"]
 
 VARIANTS, CONTEXTS = settings.VARIANTS, settings.CONTEXTS
@@ -99,12 +100,14 @@ class DnCShap(Explainer):
             whole tree). Regions are split largest |score| first, in rounds of up to
             ``batch_size`` evaluations, until the budget or depth T is reached; the result then has
             regions of several sizes.
+        regions: ``"grid"`` (default: every node halved at its middle) or ``"content"`` (each node
+            cut where its halves are most uniform in colour, :func:`~emoadapt.explain.partition.content_partition`).
     """
 
     def __init__(self, forward: Any, *, depth: int = settings.DEPTH, baseline: Any = settings.BASELINE,
                  batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
                  context: str = settings.CONTEXT, output: str = "auto", class_names: Sequence[str] | None = None,
-                 max_evals: int | None = None):
+                 max_evals: int | None = None, regions: str = settings.REGION):
         super().__init__(forward, batch_size=settings.check_batch_size(batch_size), output=output,
                          class_names=class_names)
         self.variant = settings.check_choice("variant", variant, VARIANTS)
@@ -114,6 +117,7 @@ class DnCShap(Explainer):
         if self.max_evals is not None and variant != "clean":
             raise ValueError(f"max_evals needs variant='clean', got variant={variant!r}")
         self.baseline = baseline
+        self.regions = settings.check_choice("regions", regions, settings.REGIONS)
 
     def attribute(self, inputs: torch.Tensor, target: int | str | None = None) -> Explanation:
         """Explain one input (C, H, W) or (1, C, H, W) for class ``target`` (index or class name;
@@ -123,7 +127,10 @@ class DnCShap(Explainer):
         target = settings.check_target(target, self.class_names)
         baseline, description = resolve_baseline(self.baseline, x)
         depth = min(self.depth, max_depth(*x.shape[1:]))
-        part = build_partition(x.shape[1], x.shape[2], depth)
+        if self.regions == "content":
+            part = content_partition(x.detach().cpu().numpy(), depth)
+        else:
+            part = build_partition(x.shape[1], x.shape[2], depth)
         if self.variant == "clean":
             values, boxes, u, target, reached = self._clean(x, baseline, part, target)
         else:

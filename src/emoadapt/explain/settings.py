@@ -38,6 +38,10 @@ VARIANT = "clean"
 #: rest-of-image-present and rest-of-image-absent games (Owen-style); the others use one of them.
 CONTEXTS = ("both", "present", "absent")
 CONTEXT = "both"
+#: How the image is cut into regions (docs/dncshap.md §2): "grid" halves every node at its middle;
+#: "content" cuts each node where its two halves are most uniform in colour (edges between objects).
+REGIONS = ("grid", "content")
+REGION = "grid"
 
 
 def check_depth(depth: Any, maximum: int | None = None) -> int:

