@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from ..errors import EmoadaptError
 
-#: Partition depth T of DnCShap: 2**T regions (5: 32 regions of 20 × 40 px on the 160 px model; with
+#: Partition depth T of DnCShap: 2**T regions (5: 32 regions of 28 × 56 px on the 224 px model; with
 #: both contexts the whole tree costs 124 model evaluations, docs/dncshap.md §8).
 DEPTH = 5
 #: Largest depth the web app lets a client ask for (2**10 regions).
