@@ -234,6 +234,73 @@ def random_map(m, x, target, budget, tree):
     return np.random.default_rng(int(x.sum() * 1000) % 2**32).random((m.size, m.size))
 
 
+class OwenTopDnCShap(DnCShap):
+    """Experiment (session 12): DnCShap whose nodes at depth 2 are split in all four contexts of their
+    ancestors' siblings (∅, S1, S2, S1 ∪ S2 — the exact Owen contexts, so the 8 regions of level 3
+    get exact Owen values), the levels below in the two extreme contexts as usual; the tree is built
+    level by level and, when the budget does not reach the whole last level, that level's splits go
+    to the largest |allocations| first. Efficiency still holds (every split hands on its allocation)."""
+
+    def _clean(self, x, baseline, part, target):
+        from emoadapt.explain.dncshap import _Values, split_node
+        from emoadapt.explain.partition import box_masks
+
+        root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
+        u, target = self._evaluate(x, baseline, root, np.array([True, True]), target)
+        values = _Values(part, u[0], u[1])
+        budget = np.inf if self.max_evals is None else self.max_evals - 2
+        levels, index, alloc = np.array([0]), np.array([0]), u[:1] - u[1:]
+        for d in range(part.depth):
+            at = np.flatnonzero(levels == d)
+            cost = 2 if d == 0 else (8 if d == 2 else 4)
+            if len(at) * cost > budget:
+                at = at[np.argsort(-np.abs(alloc[at]), kind="stable")][:int(budget // cost)]
+            if not len(at):
+                break
+            lv, ix, parent_alloc = levels[at], index[at], alloc[at]
+            contexts = ("absent",) if d == 0 else ("present", "absent")
+            budget -= self._fill(values, values.needed(lv, ix, contexts), x, baseline, target)
+            games = [values.game(c, lv, ix) for c in contexts]
+            if d == 2:  # the two mixed contexts: the level-1 uncle S1 alone, the level-2 sibling S2 alone
+                boxes = []
+                for i in ix.tolist():
+                    s1, s2 = part.levels[1][(i // 2) ^ 1], part.levels[2][i ^ 1]
+                    for context in (s1, s2):
+                        boxes += [(context, part.levels[3][2 * i]), (context, part.levels[3][2 * i + 1])]
+                shown = []
+                for start in range(0, len(boxes), self.batch_size):
+                    chunk = boxes[start:start + self.batch_size]
+                    first = box_masks(np.stack([a for a, _ in chunk]), x.shape[1], x.shape[2], x.device)
+                    second = box_masks(np.stack([b for _, b in chunk]), x.shape[1], x.shape[2], x.device)
+                    probs = self.function(torch.where(first | second, x[None], baseline[None]))
+                    shown.append(probs[:, target])
+                shown = np.concatenate(shown).reshape(len(ix), 2, 2)  # node, context (S1, S2), child (A, B)
+                budget -= shown.size
+                p = ix // 2
+                s1_alone = np.array([values.alone[1][j ^ 1] for j in p])
+                s1_with_node = np.array([values.without[2][i ^ 1] for i in ix])
+                s2_alone = np.array([values.alone[2][i ^ 1] for i in ix])
+                s2_with_node = np.array([values.alone[1][j] for j in p])
+                games += [np.stack([s1_alone, shown[:, 0, 0], shown[:, 0, 1], s1_with_node]),
+                          np.stack([s2_alone, shown[:, 1, 0], shown[:, 1, 1], s2_with_node])]
+            child_alloc = split_node(games, parent_alloc)
+            keep = np.ones(len(levels), dtype=bool)
+            keep[at] = False
+            levels = np.concatenate([levels[keep], np.repeat(lv + 1, 2)])
+            index = np.concatenate([index[keep], np.stack([2 * ix, 2 * ix + 1], axis=1).reshape(-1)])
+            alloc = np.concatenate([alloc[keep], child_alloc])
+        order = np.argsort(index << (part.depth - levels), kind="stable")
+        boxes = np.stack([part.levels[d][i] for d, i in zip(levels[order], index[order])])
+        return alloc[order], boxes, u, target, int(levels.max())
+
+
+def dncshap_owen_top(full: bool = False):
+    def run(m, x, target, budget, tree):
+        e = OwenTopDnCShap(m.probs, depth=5, output="probs", max_evals=None if full else budget).attribute(x, target)
+        return e.map
+    return run
+
+
 #: name → (function, budgets it runs at; None: its own fixed cost)
 #: methods run at every budget on the first --budget-images images (the others at 128 only)
 ALL_BUDGETS = ("DnCShap", "DnCShap present (before #17)", "shap Partition", "captum KernelShap")
@@ -263,6 +330,8 @@ VARIANTS = {
     "DnCShap content": (dncshap(depth=5, full=True, regions="content"), BUDGETS),
     "DnCShap content T4": (dncshap(depth=4, full=True, regions="content"), BUDGETS),
     "DnCShap T4": (dncshap(depth=4, full=True), BUDGETS),
+    "DnCShap owen-top": (dncshap_owen_top(), BUDGETS),
+    "DnCShap owen-top full": (dncshap_owen_top(full=True), BUDGETS),
 }
 
 
