@@ -147,6 +147,33 @@ def run(data: dict, plan: str, mode: str, seed: int, epochs: int, alpha: float =
             **({"head": head.eval()} if keep_head else {})}
 
 
+def ensemble(data: dict, seeds: list[int], epochs: int) -> dict:
+    """The ``hard`` heads of ``seeds`` averaged (mean logits, flip-averaged) per plan, against each
+    head alone: {plan: {"single_val", "ensemble_val", …}} — does a K-head ensemble (one FusionNet
+    with a K × 256 dense layer) read scenes better?"""
+    out = {}
+    for plan in PLANS:
+        heads = [run(data, plan, "hard", seed, epochs, keep_head=True)["head"] for seed in seeds]
+        masks, four = data["plans"][plan], data["ier"] >= 0
+        row = {}
+        for part in ("val", "test"):
+            m = masks[part] & four
+            x, y = torch.from_numpy(data["x"][m]), data["ier"][m]
+            with torch.no_grad():
+                logits = torch.stack([sum(h(x[:, v])[0] for v in (0, 1)) for h in heads])  # (K, n, 4)
+            row[f"single_{part}"] = float((logits.argmax(-1).numpy() == y).mean())
+            row[f"ensemble_{part}"] = float((logits.mean(0).argmax(-1).numpy() == y).mean())
+        faces = data["faces"]
+        xf = torch.from_numpy(faces["face_PublicTest"])
+        with torch.no_grad():
+            logits = torch.stack([sum(h(xf[:, v])[0] for v in (0, 1)) for h in heads])
+        row["single_face_val"] = float((logits.argmax(-1).numpy() == faces["face_PublicTest_labels"]).mean())
+        row["ensemble_face_val"] = float((logits.mean(0).argmax(-1).numpy() == faces["face_PublicTest_labels"]).mean())
+        out[plan] = row
+        print(plan, " ".join(f"{k} {100 * v:.1f}" for k, v in row.items()), flush=True)
+    return out
+
+
 def ship(data: dict, scene_size: int, seed: int, epochs: int, out: Path) -> None:
     """The ``hard`` head of the holdout split (``seed``) inside the shipped FusionNet, with its scene
     branch at ``scene_size``: written as fp16 safetensors to ``out``."""
@@ -213,9 +240,17 @@ def main(argv=None) -> int:
     parser.add_argument("--ship", type=Path, default=None,
                         help="instead of the table: train the 'hard' head of the holdout split (first --seeds) and "
                              "write the FusionNet with the scene branch at --scene-size to this .safetensors")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="instead of the table: the 'hard' heads of all --seeds averaged, per plan, against one head")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_inputs(args.scene_size)
+    if args.ensemble:
+        result = ensemble(data, args.seeds, args.epochs)
+        atomic_write_json(OUT.with_name(f"scene-ensemble-{args.scene_size or 160}.json"),
+                          {"command": " ".join(sys.argv), "seeds": args.seeds, "plans": result,
+                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+        return 0
     if args.ship is not None:
         ship(data, args.scene_size or 160, args.seeds[0], args.epochs, args.ship)
         return 0
