@@ -242,12 +242,12 @@ class OwenTopDnCShap(DnCShap):
     to the largest |allocations| first. Efficiency still holds (every split hands on its allocation)."""
 
     def _clean(self, x, baseline, part, target):
-        from emoadapt.explain.dncshap import _Values, split_node
+        from emoadapt.explain.dncshap import GameValues, split_node
         from emoadapt.explain.partition import box_masks
 
         root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
         u, target = self._evaluate(x, baseline, root, np.array([True, True]), target)
-        values = _Values(part, u[0], u[1])
+        values = GameValues(part, u[0], u[1])
         budget = np.inf if self.max_evals is None else self.max_evals - 2
         levels, index, alloc = np.array([0]), np.array([0]), u[:1] - u[1:]
         for d in range(part.depth):

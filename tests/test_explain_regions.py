@@ -105,3 +105,25 @@ def test_regions_option_is_checked_and_reaches_the_api():
     np.testing.assert_array_equal(content.boxes, content_partition(image.numpy(), 2).leaves)
     np.testing.assert_array_equal(grid.boxes, build_partition(16, 16, 2).leaves)
     assert not np.array_equal(content.boxes, grid.boxes)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_benchmark_owen_top_variant_is_exact_owen_at_depth_three_and_efficient(seed, monkeypatch):
+    """docs/dncshap.md §10's experiment (benchmarks/explainers.py OwenTopDnCShap): the 8 regions of
+    depth 3 get exact Owen values, and a budget cut keeps the scores adding up."""
+    from pathlib import Path
+
+    from test_explain_dncshap import brute_force_owen
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from explainers import OwenTopDnCShap
+
+    model, image = tiny_cnn(seed, height=8, width=6), torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(seed))
+    e = OwenTopDnCShap(model, depth=3).attribute(image)
+    base, _ = resolve_baseline("zero", image)
+    expected = brute_force_owen(model_value(model, e.target), image, base, build_partition(8, 6, 3))
+    np.testing.assert_allclose(e.values, expected, atol=1e-8)
+    assert e.evaluations == 44  # 2 + 2 + 8 + 4 × (4 + 4)
+    cut = OwenTopDnCShap(model, depth=4, max_evals=50).attribute(image)
+    assert cut.evaluations <= 50 and len(cut.values) == 9  # one split of the last level fits
+    assert abs(cut.values.sum() - (cut.full_value - cut.base_value)) < 1e-9

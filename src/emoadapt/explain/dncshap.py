@@ -26,9 +26,8 @@ from ._reference import plan_reference, scores_reference
 from .baselines import NAMED_BASELINES, gaussian_blur, resolve_baseline
 from .partition import Partition, box_masks, build_partition, content_partition, max_depth
 
-__all__ = ["DnCShap", "NAMED_BASELINES", "Partition", "TIE_TOLERANCE", "build_partition", "content_partition",
-           "gaussian_blur",
-           "max_depth", "plan_budgeted_round", "resolve_baseline", "split_node"]
+__all__ = ["DnCShap", "GameValues", "NAMED_BASELINES", "Partition", "TIE_TOLERANCE", "build_partition",
+           "content_partition", "gaussian_blur", "max_depth", "plan_budgeted_round", "resolve_baseline", "split_node"]
 
 VARIANTS, CONTEXTS = settings.VARIANTS, settings.CONTEXTS
 
@@ -152,7 +151,7 @@ class DnCShap(Explainer):
         full tree's leaves), ``[v(x), v(baseline)]``, the target and the deepest level reached."""
         root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
         u, target = self._evaluate(x, baseline, root, np.array([True, True]), target)  # v(x), v(∅)
-        values = _Values(part, u[0], u[1])
+        values = GameValues(part, u[0], u[1])
         contexts = ("present", "absent") if self.context == "both" else (self.context,)
         budget = np.inf
         if self.max_evals is not None and self.max_evals < settings.tree_evaluations(part.depth, self.context):
@@ -185,7 +184,7 @@ class DnCShap(Explainer):
         boxes = np.stack([part.levels[d][i] for d, i in zip(levels[order], index[order])])
         return alloc[order], boxes, u, target, int(levels.max())
 
-    def _silent_splits(self, values: "_Values", game: np.ndarray, alloc: np.ndarray, lv: np.ndarray,
+    def _silent_splits(self, values: "GameValues", game: np.ndarray, alloc: np.ndarray, lv: np.ndarray,
                        ix: np.ndarray, context: str, x, baseline, target, budget) -> list:
         """The other context's games for the splits whose children change no value of their own
         game while a residual is left to share (else zeros); the last item is the evaluations spent."""
@@ -202,7 +201,7 @@ class DnCShap(Explainer):
                 extra[:, silent] = values.game(other, lv[silent], ix[silent])
         return [extra, spent]
 
-    def _fill(self, values: "_Values", needed: list[tuple[str, int, int]], x, baseline, target) -> int:
+    def _fill(self, values: "GameValues", needed: list[tuple[str, int, int]], x, baseline, target) -> int:
         """Evaluate the ``needed`` (kind, level, index) values and store them; returns the count."""
         if needed:
             boxes = np.stack([values.part.levels[d][i] for _, d, i in needed])
@@ -229,7 +228,7 @@ class DnCShap(Explainer):
         return np.concatenate(out), target
 
 
-class _Values:
+class GameValues:
     """The values of the game known so far, per tree node: ``alone[d][i]`` = v(only region (d, i)
     shown), ``without[d][i]`` = v(x with region (d, i) at the baseline); NaN while unknown.
 
