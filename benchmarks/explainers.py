@@ -242,7 +242,7 @@ class OwenTopDnCShap(DnCShap):
     to the largest |allocations| first. Efficiency still holds (every split hands on its allocation)."""
 
     def _clean(self, x, baseline, part, target):
-        from emoadapt.explain.dncshap import GameValues, split_node
+        from emoadapt.explain.dncshap import GameValues, in_leaf_order, replace_by_children, split_node
         from emoadapt.explain.partition import box_masks
 
         root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
@@ -283,20 +283,14 @@ class OwenTopDnCShap(DnCShap):
                 s2_with_node = np.array([values.alone[1][j] for j in p])
                 games += [np.stack([s1_alone, shown[:, 0, 0], shown[:, 0, 1], s1_with_node]),
                           np.stack([s2_alone, shown[:, 1, 0], shown[:, 1, 1], s2_with_node])]
-            child_alloc = split_node(games, parent_alloc)
-            keep = np.ones(len(levels), dtype=bool)
-            keep[at] = False
-            levels = np.concatenate([levels[keep], np.repeat(lv + 1, 2)])
-            index = np.concatenate([index[keep], np.stack([2 * ix, 2 * ix + 1], axis=1).reshape(-1)])
-            alloc = np.concatenate([alloc[keep], child_alloc])
-        order = np.argsort(index << (part.depth - levels), kind="stable")
-        boxes = np.stack([part.levels[d][i] for d, i in zip(levels[order], index[order])])
-        return alloc[order], boxes, u, target, int(levels.max())
+            levels, index, alloc = replace_by_children(levels, index, alloc, at, split_node(games, parent_alloc))
+        scores, boxes = in_leaf_order(part, levels, index, alloc)
+        return scores, boxes, u, target, int(levels.max())
 
 
-def dncshap_owen_top(full: bool = False):
+def dncshap_owen_top():
     def run(m, x, target, budget, tree):
-        e = OwenTopDnCShap(m.probs, depth=5, output="probs", max_evals=None if full else budget).attribute(x, target)
+        e = OwenTopDnCShap(m.probs, depth=5, output="probs", max_evals=budget).attribute(x, target)
         return e.map
     return run
 
@@ -331,7 +325,6 @@ VARIANTS = {
     "DnCShap content T4": (dncshap(depth=4, full=True, regions="content"), BUDGETS),
     "DnCShap T4": (dncshap(depth=4, full=True), BUDGETS),
     "DnCShap owen-top": (dncshap_owen_top(), BUDGETS),
-    "DnCShap owen-top full": (dncshap_owen_top(full=True), BUDGETS),
 }
 
 

@@ -347,17 +347,23 @@ def ship(args) -> None:
     model = FusionNet(config).eval()
     model.branches["face"].load_state_dict(face.state_dict())
     model.branches["scene"].load_state_dict(scene.state_dict())
-    with torch.no_grad():
-        model.feature_mean.copy_(head.mean)
-        model.feature_std.copy_(head.std)
-        model.dense[0].load_state_dict(head.dense[1].state_dict())
-        model.classifier[1].load_state_dict(head.out[1].state_dict())
+    install_head(model, head, head.mean, head.std)
     extra = {"classes": list(IER_CLASSES), "preset": "emoadapt-ier", "config": args.config, "seed": args.seed,
              "backbones": {"face": face_name, "scene": scene_name}, "metrics": result,
              "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     save_weights(args.out, model, config.to_dict(), extra, dtype=torch.float16)
     print(json.dumps({k: v for k, v in result.items()}, indent=1))
     print(f"wrote {args.out}")
+
+
+@torch.no_grad()
+def install_head(model, head: Head, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Copy a trained :class:`Head` into a FusionNet: the standardisation of the raw concatenated
+    features (``mean``, ``std``), the dense layer and the classifier."""
+    model.feature_mean.copy_(mean)
+    model.feature_std.copy_(std)
+    model.dense[0].load_state_dict(head.dense[1].state_dict())
+    model.classifier[1].load_state_dict(head.out[1].state_dict())
 
 
 def _mean_std(values: list[float]) -> str:

@@ -27,7 +27,6 @@ from emoadapt.data import open_dataset
 from emoadapt.data.locate import dataset_path
 from emoadapt.data.arrays import load_arrays
 from emoadapt.data.splits import sample_key
-from emoadapt.data.transforms import uint8_to_tensor
 from emoadapt.fileio import atomic_path, atomic_write_json
 
 OUT = faces_scenes.OUT / "scene-backbones.json"
@@ -37,7 +36,6 @@ def cache_file(backbone: str, size: int, fit: str):
     return faces_scenes.CACHE / f"scene-{backbone}-{size}-{fit}.npz"
 
 
-@torch.inference_mode()
 def encode(args) -> None:
     torch.set_num_threads(args.threads)
     dataset = open_dataset(dataset_path("emotion6"), "emotion6").to_ier_dataset()
@@ -45,13 +43,8 @@ def encode(args) -> None:
     keys = {s.path: sample_key(s, dataset.root) for s in dataset.samples}
     model = faces_scenes.build_backbone(args.backbone, args.size, None)
     t0 = time.time()
-    feats = []
-    for flip in (False, True):
-        images = np.ascontiguousarray(arrays.images[:, :, ::-1]) if flip else arrays.images
-        out = []
-        for start in range(0, len(images), 32):
-            out.append(model.forward_features(uint8_to_tensor(images[start:start + 32])).mean((2, 3)))
-        feats.append(torch.cat(out).numpy().astype(np.float32))
+    feats = [faces_scenes.pooled(model, images, batch=32)
+             for images in (arrays.images, np.ascontiguousarray(arrays.images[:, :, ::-1]))]  # plain, mirrored
     seconds = time.time() - t0
     path = cache_file(args.backbone, args.size, args.fit)
     with atomic_path(path, suffix=".npz") as tmp:

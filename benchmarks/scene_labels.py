@@ -151,6 +151,13 @@ def ensemble(data: dict, seeds: list[int], epochs: int) -> dict:
     """The ``hard`` heads of ``seeds`` averaged (mean logits, flip-averaged) per plan, against each
     head alone: {plan: {"single_val", "ensemble_val", …}} — does a K-head ensemble (one FusionNet
     with a K × 256 dense layer) read scenes better?"""
+    def accuracies(heads, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(mean accuracy of the single heads, accuracy of their mean logits), flip-averaged."""
+        x = torch.from_numpy(x)
+        with torch.no_grad():
+            logits = torch.stack([sum(h(x[:, v])[0] for v in (0, 1)) for h in heads])  # (K, n, 4)
+        return float((logits.argmax(-1).numpy() == y).mean()), float((logits.mean(0).argmax(-1).numpy() == y).mean())
+
     out = {}
     for plan in PLANS:
         heads = [run(data, plan, "hard", seed, epochs, keep_head=True)["head"] for seed in seeds]
@@ -158,17 +165,10 @@ def ensemble(data: dict, seeds: list[int], epochs: int) -> dict:
         row = {}
         for part in ("val", "test"):
             m = masks[part] & four
-            x, y = torch.from_numpy(data["x"][m]), data["ier"][m]
-            with torch.no_grad():
-                logits = torch.stack([sum(h(x[:, v])[0] for v in (0, 1)) for h in heads])  # (K, n, 4)
-            row[f"single_{part}"] = float((logits.argmax(-1).numpy() == y).mean())
-            row[f"ensemble_{part}"] = float((logits.mean(0).argmax(-1).numpy() == y).mean())
+            row[f"single_{part}"], row[f"ensemble_{part}"] = accuracies(heads, data["x"][m], data["ier"][m])
         faces = data["faces"]
-        xf = torch.from_numpy(faces["face_PublicTest"])
-        with torch.no_grad():
-            logits = torch.stack([sum(h(xf[:, v])[0] for v in (0, 1)) for h in heads])
-        row["single_face_val"] = float((logits.argmax(-1).numpy() == faces["face_PublicTest_labels"]).mean())
-        row["ensemble_face_val"] = float((logits.mean(0).argmax(-1).numpy() == faces["face_PublicTest_labels"]).mean())
+        row["single_face_val"], row["ensemble_face_val"] = accuracies(heads, faces["face_PublicTest"],
+                                                                      faces["face_PublicTest_labels"])
         out[plan] = row
         print(plan, " ".join(f"{k} {100 * v:.1f}" for k, v in row.items()), flush=True)
     return out
@@ -196,11 +196,7 @@ def ship(data: dict, scene_size: int, seed: int, epochs: int, out: Path) -> None
     mean, std = head.mean.clone().double(), head.std.clone().double()
     mean[:half] = old_mean[:half] + old_std[:half] * mean[:half]
     std[:half] = old_std[:half] * std[:half]
-    with torch.no_grad():
-        model.feature_mean.copy_(mean.float())
-        model.feature_std.copy_(std.float())
-        model.dense[0].load_state_dict(head.dense[1].state_dict())
-        model.classifier[1].load_state_dict(head.out[1].state_dict())
+    faces_scenes.install_head(model, head, mean.float(), std.float())
     extra = {"classes": list(IER_CLASSES), "preset": "emoadapt-ier", "config": "+source-CE (α 0.5), whole-image features",
              "seed": seed, "backbones": {"face": "fer-lite0 (96 px)", "scene": f"imagenet-lite0 ({scene_size} px)"},
              "metrics": result, "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

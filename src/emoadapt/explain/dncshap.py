@@ -27,7 +27,8 @@ from .baselines import NAMED_BASELINES, gaussian_blur, resolve_baseline
 from .partition import Partition, box_masks, build_partition, content_partition, max_depth
 
 __all__ = ["DnCShap", "GameValues", "NAMED_BASELINES", "Partition", "TIE_TOLERANCE", "build_partition",
-           "content_partition", "gaussian_blur", "max_depth", "plan_budgeted_round", "resolve_baseline", "split_node"]
+           "content_partition", "gaussian_blur", "in_leaf_order", "max_depth", "plan_budgeted_round",
+           "replace_by_children", "resolve_baseline", "split_node"]
 
 VARIANTS, CONTEXTS = settings.VARIANTS, settings.CONTEXTS
 
@@ -74,6 +75,24 @@ def plan_budgeted_round(levels: np.ndarray, scores: np.ndarray, depth: int, budg
     count = min((len(splittable) + 1) // 2, budget // cost, max_splits)
     order = splittable[np.argsort(-np.abs(scores[splittable]), kind="stable")]
     return order[:count]
+
+
+def replace_by_children(levels: np.ndarray, index: np.ndarray, alloc: np.ndarray, chosen: np.ndarray,
+                        child_alloc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The current regions — (R,) tree levels, indices within the level and allocations — after the
+    regions ``chosen`` were split; ``child_alloc`` (2 · len(chosen),) holds their children's allocations."""
+    keep = np.ones(len(levels), dtype=bool)
+    keep[chosen] = False
+    lv, ix = levels[chosen], index[chosen]
+    return (np.concatenate([levels[keep], np.repeat(lv + 1, 2)]),
+            np.concatenate([index[keep], np.stack([2 * ix, 2 * ix + 1], axis=1).reshape(-1)]),
+            np.concatenate([alloc[keep], child_alloc]))
+
+
+def in_leaf_order(part: Partition, levels: np.ndarray, index: np.ndarray, alloc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The regions' scores (R,) and boxes (R, 4), ordered by their position among the full tree's leaves."""
+    order = np.argsort(index << (part.depth - levels), kind="stable")
+    return alloc[order], np.stack([part.levels[d][i] for d, i in zip(levels[order], index[order])])
 
 
 # --- the explainer --------------------------------------------------------------------------
@@ -174,15 +193,10 @@ class DnCShap(Explainer):
                 extra = self._silent_splits(values, games[0], parent_alloc, lv, ix, contexts[0], x, baseline,
                                             target, budget)
                 budget -= extra.pop()
-            child_alloc = split_node(games, parent_alloc, extra)
-            keep = np.ones(len(levels), dtype=bool)
-            keep[chosen] = False
-            levels = np.concatenate([levels[keep], np.repeat(lv + 1, 2)])
-            index = np.concatenate([index[keep], np.stack([2 * ix, 2 * ix + 1], axis=1).reshape(-1)])
-            alloc = np.concatenate([alloc[keep], child_alloc])
-        order = np.argsort(index << (part.depth - levels), kind="stable")  # position among the full tree's leaves
-        boxes = np.stack([part.levels[d][i] for d, i in zip(levels[order], index[order])])
-        return alloc[order], boxes, u, target, int(levels.max())
+            levels, index, alloc = replace_by_children(levels, index, alloc, chosen,
+                                                       split_node(games, parent_alloc, extra))
+        scores, boxes = in_leaf_order(part, levels, index, alloc)
+        return scores, boxes, u, target, int(levels.max())
 
     def _silent_splits(self, values: "GameValues", game: np.ndarray, alloc: np.ndarray, lv: np.ndarray,
                        ix: np.ndarray, context: str, x, baseline, target, budget) -> list:

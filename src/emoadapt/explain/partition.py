@@ -40,14 +40,18 @@ def _split_axis(height: int, width: int, level: int) -> int:
     return axis if size >= 2 else 1 - axis
 
 
-def _halves(box: tuple[int, int, int, int], axis: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _halves(box: tuple[int, int, int, int], axis: int) -> list[tuple[int, ...]]:
     """Split ``box`` at the middle of ``axis``; for an odd size the second half is 1 px larger."""
     top, left, bottom, right = box
+    return _cut(box, axis, (top + bottom) // 2 if axis == 0 else (left + right) // 2)
+
+
+def _cut(box: tuple[int, int, int, int], axis: int, at: int) -> list[tuple[int, ...]]:
+    """The two halves of ``box`` cut at row (``axis`` 0) or column (1) ``at``."""
+    top, left, bottom, right = box
     if axis == 0:
-        mid = (top + bottom) // 2
-        return (top, left, mid, right), (mid, left, bottom, right)
-    mid = (left + right) // 2
-    return (top, left, bottom, mid), (top, mid, bottom, right)
+        return [(top, left, at, right), (at, left, bottom, right)]
+    return [(top, left, bottom, at), (top, at, bottom, right)]
 
 
 @lru_cache(maxsize=None)
@@ -68,6 +72,12 @@ def max_depth(height: int, width: int) -> int:
 @lru_cache(maxsize=64)
 def build_partition(height: int, width: int, depth: int) -> Partition:
     """The partition tree of an (height × width) input to ``depth`` (≤ :func:`max_depth`), cached."""
+    return _build_tree(height, width, depth, lambda box, axis, level: _halves(box, axis))
+
+
+def _build_tree(height: int, width: int, depth: int, split) -> Partition:
+    """The tree to ``depth``, rows first and alternating (:func:`_split_axis`); ``split(box, axis,
+    level)`` returns a node's two children."""
     if not 0 <= depth <= max_depth(height, width):
         raise ValueError(f"depth {depth} is not in 0..{max_depth(height, width)} for a {height}x{width} input")
     levels = [np.array([[0, 0, height, width]], dtype=np.int64)]
@@ -75,7 +85,8 @@ def build_partition(height: int, width: int, depth: int) -> Partition:
     for level in range(depth):
         parents = levels[-1]
         axis = np.array([_split_axis(b - t, r - l, level) for t, l, b, r in parents], dtype=np.int8)
-        children = [half for box, a in zip(parents, axis) for half in _halves(tuple(box), int(a))]
+        children = [half for box, a in zip(parents, axis)
+                    for half in split(tuple(int(v) for v in box), int(a), level)]
         axes.append(axis)
         levels.append(np.array(children, dtype=np.int64))
     return Partition(height, width, depth, tuple(levels), tuple(axes))
@@ -100,29 +111,10 @@ def content_partition(image: np.ndarray, depth: int) -> Partition:
     Returns:
         A :class:`Partition` of rectangles, like the grid's; the same image gives the same tree.
     """
-    channels, height, width = image.shape
-    if not 0 <= depth <= max_depth(height, width):
-        raise ValueError(f"depth {depth} is not in 0..{max_depth(height, width)} for a {height}x{width} input")
+    _, height, width = image.shape
     pixels = np.asarray(image, dtype=np.float64)
-    levels = [np.array([[0, 0, height, width]], dtype=np.int64)]
-    axes = []
-    for level in range(depth):
-        parents = levels[-1]
-        axis = np.array([_split_axis(b - t, r - l, level) for t, l, b, r in parents], dtype=np.int8)
-        children = []
-        for box, a in zip(parents, axis):
-            cut = _content_cut(pixels, tuple(int(v) for v in box), int(a), level, depth - level - 1)
-            children += _cut(tuple(int(v) for v in box), int(a), cut)
-        axes.append(axis)
-        levels.append(np.array(children, dtype=np.int64))
-    return Partition(height, width, depth, tuple(levels), tuple(axes))
-
-
-def _cut(box: tuple[int, int, int, int], axis: int, at: int) -> list[tuple[int, ...]]:
-    top, left, bottom, right = box
-    if axis == 0:
-        return [(top, left, at, right), (at, left, bottom, right)]
-    return [(top, left, bottom, at), (top, at, bottom, right)]
+    return _build_tree(height, width, depth, lambda box, axis, level: _cut(
+        box, axis, _content_cut(pixels, box, axis, level, depth - level - 1)))
 
 
 def _content_cut(pixels: np.ndarray, box: tuple[int, int, int, int], axis: int, level: int, below: int) -> int:
