@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from .data import open_dataset
-from .data.arrays import load_arrays
 from .data.labels import FACE_ALIASES, FER_CLASSES, IER_CLASSES, fer_classes_in_ier_order
 from .data.records import ImageDataset
 from .data.splits import select_splits
 from .errors import EmoadaptError
 from .fileio import atomic_write_json
-from .models.registry import resolve_model
-from .training.metrics import classification_report, predict_arrays, save_confusion_png
+from .training.metrics import classification_report, save_confusion_png
 
 
 def ier_probs_from_fer(probs: np.ndarray) -> np.ndarray:
@@ -53,16 +52,24 @@ def choose_mapping(model_classes: Sequence[str], dataset: ImageDataset) -> str:
 
 def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str = "auto",
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
-                   mapping: str = "auto", tta_flip: bool = False,
-                   out_dir: str | Path | None = None, progress: bool = True, fit: str = "centre") -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset.
+                   mapping: str = "auto", tta: str | None = None, out_dir: str | Path | None = None,
+                   progress: bool = True, fit: str | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset,
+    scored exactly as ``emoadapt predict`` scores (the one prediction path,
+    :class:`~emoadapt.predictor.Predictor`: the model's own input fit, test-time augmentation and
+    calibration, unless ``fit`` / ``tta`` override them).
 
     ``manifest`` (a split manifest written by ``data split`` or ``adapt``) assigns the splits that
-    ``splits`` selects. ``fit``: how images become the model's square input (default ``centre``,
-    the protocol the model cards' figures use; ``squash`` is what ``predict`` and ``analyze`` do). Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given.
-    """
-    model, meta = resolve_model(weights)
-    model_classes = tuple(meta.get("classes", ()))
+    ``splits`` selects. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given."""
+    from tqdm import tqdm
+
+    from .errors import ImageDecodeError
+    from .predictor import Predictor
+
+    predictor = Predictor(weights, fit=fit)
+    if tta is not None:
+        predictor.tta = tta
+    model_classes = predictor.classes
     dataset = select_splits(open_dataset(data, layout), manifest, splits)
     mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
     if mapping == "fer":
@@ -73,16 +80,30 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
             raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
         dataset = dataset.to_ier_dataset()
         classes = IER_CLASSES
-    arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, progress=progress, fit=fit)
-    probs = predict_arrays(model, arrays.images, tta_flip=tta_flip, progress=progress)
-    if mapping == "ier" and model_classes == FER_CLASSES:
+    index = {c: i for i, c in enumerate(dataset.classes)}
+    probs, labels, failed = [], [], []
+    samples = dataset.samples
+    for start in tqdm(range(0, len(samples), batch_size), desc=f"scoring {dataset.name}", unit="batch",
+                      disable=not progress):
+        tensors = []
+        for sample in samples[start:start + batch_size]:
+            try:
+                tensors.append(predictor.preprocess(sample.path))
+                labels.append(index[sample.label])
+            except ImageDecodeError as exc:
+                failed.append((sample.path, exc.reason))
+        if tensors:
+            probs.append(predictor.predict_tensors(torch.stack(tensors)))
+    probs = np.concatenate(probs) if probs else np.zeros((0, len(model_classes)))
+    if mapping == "ier" and tuple(model_classes) == FER_CLASSES:
         probs = ier_probs_from_fer(probs)
     elif tuple(model_classes) != tuple(classes):
         raise EmoadaptError(f"model classes {model_classes} do not match {classes}; use --map")
-    report = classification_report(arrays.labels, probs, classes)
+    report = classification_report(np.array(labels, dtype=np.int64), probs, classes)
     report.update({"dataset": str(data), "layout": dataset.name, "split": ",".join(splits) if splits else "all",
-                   "mapping": mapping, "tta": "flip" if tta_flip else "none", "fit": fit, "weights": str(weights),
-                   "failed": arrays.failed})
+                   "mapping": mapping, "tta": predictor.tta, "fit": predictor.fit, "weights": str(weights),
+                   "model": predictor.meta.get("name"), "weights_sha256": predictor.meta.get("weights_sha256"),
+                   "calibrated": predictor.calibration.calibrated, "failed": failed})
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_json(out / "metrics.json", report)

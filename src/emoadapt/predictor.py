@@ -43,8 +43,8 @@ class Predictor:
     """A loaded model with its preprocessing; ``runtime`` is ``torch``, ``onnx`` (onnxruntime) or
     ``auto`` (:func:`default_runtime`); ``model`` a shipped name, a ``.safetensors`` file or an
     ``.onnx`` file written by ``emoadapt export`` (then onnxruntime only, no layer-wise
-    explanations); ``fit`` how an image becomes the square input (``squash``: the whole image,
-    the default; ``pad``; ``centre``: the old centre crop); ``calibrated=False`` ignores the model's
+    explanations); ``fit`` how an image becomes the square input (default: the model's own, from
+    its metadata; ``squash``: the whole image; ``pad``; ``centre``; ``crop``: 87.5 % centre crop); ``calibrated=False`` ignores the model's
     calibration file (plain softmax; what ``emoadapt calibrate`` refits from).
 
     Attributes:
@@ -56,13 +56,11 @@ class Predictor:
     """
 
     def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None,
-                 fit: str = DEFAULT_FIT, calibrated: bool = True):
+                 fit: str | None = None, calibrated: bool = True):
         if runtime not in ("auto", "torch", "onnx"):
             raise EmoadaptError(f"runtime must be auto, torch or onnx, got {runtime!r}")
-        if fit not in FITS:
+        if fit is not None and fit not in FITS:
             raise EmoadaptError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-        #: how an image becomes the square input (:data:`emoadapt.data.transforms.FITS`)
-        self.fit = fit
         runtime = default_runtime() if runtime == "auto" else runtime
         if threads:
             torch.set_num_threads(threads)
@@ -81,6 +79,9 @@ class Predictor:
             self.channels = self.model.config.in_chans
         self.classes: tuple[str, ...] = tuple(meta.get("classes", ()))
         self.meta = meta
+        #: how an image becomes the square input (:data:`emoadapt.data.transforms.FITS`): ``fit``, else
+        #: the model's own (its metadata's ``fit``, from its training recipe), else ``DEFAULT_FIT``
+        self.fit = fit or meta.get("fit") or DEFAULT_FIT
         #: test-time augmentation the model card quotes its accuracy with ("flip" or "none")
         self.tta = meta.get("tta", "none")
         self.runtime = runtime
@@ -102,8 +103,8 @@ class Predictor:
         self.output = "logits"
 
     def preprocess(self, image: ImageLike | torch.Tensor) -> torch.Tensor:
-        """(C, S, S) float32 in [0, 1], grey or RGB: the whole image resized to S × S (``fit="squash"``,
-        the default), fitted on grey (``pad``) or its short side resized and centre-cropped
+        """(C, S, S) float32 in [0, 1], grey or RGB: the image fitted to S × S by :attr:`fit` — the
+        whole image resized (``squash``), fitted on grey (``pad``) or its short side resized and centre-cropped
         (``centre``); a tensor (C, H, W) is taken as already preprocessed."""
         if torch.is_tensor(image):
             return image

@@ -96,16 +96,20 @@ def source_needed(cfg: AdaptConfig, tap: str) -> bool:
 
 def train_cached(model: nn.Module, tap: str, optimizer: torch.optim.Optimizer, discrepancy: nn.Module,
                  views: dict[str, torch.Tensor], yt: np.ndarray, yv: np.ndarray, ys: np.ndarray, cfg: AdaptConfig,
-                 out_dir: str | Path, *, resume: bool, progress: bool, stop_after_epochs: int | None) -> dict:
+                 out_dir: str | Path, *, resume: bool, progress: bool, stop_after_epochs: int | None,
+                 classes: tuple[str, ...] = IER_CLASSES) -> dict:
     """Train the layers after ``tap`` on ``views`` (from :func:`encode_views` on the same start
-    model) with the full adaptation loss; ``ys`` are IER indices (−1: no IER class)."""
+    model) with the full adaptation loss; ``ys`` are IER indices (−1: no IER class); ``classes``
+    name the target labels (the IER classes, or a user's own label set)."""
     views_t, views_s, val_features = views["target"], views["source"], views["val"]
     xt_count, xs_count = views_t.shape[1], len(ys)  # the random stream is the same whether or not
     # the source faces were encoded (they are not when no term uses them)
     steps_per_epoch = math.ceil(xt_count / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     order: dict[str, np.ndarray] = {}
-    use_source = source_needed(cfg, tap)
+    # the head-only protocol puts faces in every batch when they were encoded; without them (a user's
+    # own classes) it trains on the target alone, unless a loss term needs the faces
+    use_source = source_needed(cfg, tap) and (views_s is not None or uses_source(cfg, always=False))
     if use_source and views_s is None:
         raise ConfigError("this configuration needs the source faces' cached activations")
 
@@ -113,7 +117,7 @@ def train_cached(model: nn.Module, tap: str, optimizer: torch.optim.Optimizer, d
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         t_index = torch.as_tensor(target_batch(order, xt_count, frozen, step, cfg.batch_size, generator))
-        s_index = torch.randint(xs_count, (len(t_index),), generator=generator)
+        s_index = torch.randint(max(xs_count, 1), (len(t_index),), generator=generator)
         t_view = torch.randint(views_t.shape[0], (len(t_index),), generator=generator)
         s_view = torch.randint(2, (len(s_index),), generator=generator)
         if not use_source:  # drawn all the same, so that the random stream does not depend on it
@@ -130,7 +134,7 @@ def train_cached(model: nn.Module, tap: str, optimizer: torch.optim.Optimizer, d
     def validate() -> dict:
         model.eval()
         probs = torch.cat([head_from(model, tap, chunk)[0] for chunk in val_features.split(256)]).softmax(1).numpy()
-        return classification_report(yv, probs, IER_CLASSES)
+        return classification_report(yv, probs, classes)
 
     return fit_adaptation(model, optimizer, cfg, steps_per_epoch, train_step, validate, out_dir, resume=resume,
-                          progress=progress, stop_after_epochs=stop_after_epochs)
+                          progress=progress, stop_after_epochs=stop_after_epochs, classes=classes)

@@ -45,13 +45,14 @@ def target_batch(order: dict[str, np.ndarray], count: int, frozen: list[nn.Modul
 def fit_adaptation(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: AdaptConfig, steps_per_epoch: int,
                    train_step: StepFn, validate: Callable[[], dict], out_dir: str | Path, *, resume: bool,
                    progress: bool, stop_after_epochs: int | None,
-                   helpers: dict[str, nn.Module] | None = None, dist: Dist | None = None) -> dict:
+                   helpers: dict[str, nn.Module] | None = None, dist: Dist | None = None,
+                   classes: tuple[str, ...] = IER_CLASSES) -> dict:
     """Run ``cfg.epochs`` epochs of ``train_step`` with the run's settings stored beside the weights
-    (``best.safetensors`` is an IER model whose metadata holds the whole :class:`AdaptConfig`)."""
+    (``best.safetensors`` is a model of ``classes`` whose metadata holds the whole :class:`AdaptConfig`)."""
     return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
                       seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
                       train_step=train_step, validate=validate, out_dir=out_dir,
-                      model_config=model.config.to_dict(), classes=IER_CLASSES, resume=resume,
+                      model_config=model.config.to_dict(), classes=tuple(classes), resume=resume,
                       extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
                       progress=progress, ema_decay=cfg.ema, helpers=helpers, dist=dist)
 

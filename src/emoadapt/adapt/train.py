@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.labels import fer_to_ier_indices
+from ..data.labels import IER_CLASSES, fer_to_ier_indices
 from .bank import TeacherBank, train_with_bank
 from .cached import cached_tap, encode_views, source_needed, train_cached
 from .config import AdaptConfig, ConfigError, Protocol, protocol, uses_source
@@ -40,7 +40,7 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
           source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None,
           cached: dict[str, torch.Tensor] | None = None, distill: TeacherBank | OnlineTeacher | None = None,
-          dist=None, amp: bool = False) -> dict:
+          dist=None, amp: bool = False, classes: tuple[str, ...] | None = None) -> dict:
     """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
 
     Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
@@ -84,6 +84,7 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         if cached is None:
             cached = encode_views(model, xt, xv, xs if source_needed(cfg, tap) else None, tap=tap, views=cfg.views,
                                   seed=0, progress=progress)
-        return train_cached(model, tap, optimizer, discrepancy, cached, yt, yv, ys, cfg, out_dir, **run)
+        return train_cached(model, tap, optimizer, discrepancy, cached, yt, yv, ys, cfg, out_dir, **run,
+                            classes=tuple(classes or IER_CLASSES))
     return train_joint(model, optimizer, discrepancy, target_train, target_val, (xs, ys), cfg, out_dir, **run,
                        dist=dist, amp=amp)

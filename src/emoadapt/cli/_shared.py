@@ -8,9 +8,11 @@ from pathlib import Path
 
 MODEL_HELP = ("a shipped model name (default: emoadapt-ier; see emoadapt models), a .safetensors file or an "
               ".onnx file written by emoadapt export")
-CROP_HELP = ("how an image becomes the model's square input: squash (default: the whole image resized, chosen "
-             "on Emotion6 validation accuracy), pad (the whole image on grey) or centre (the old centre crop: "
-             "the sides of a wide photo are not analysed)")
+#: the input fits (emoadapt.data.transforms.FITS, written here so that --help imports no torch)
+FIT_CHOICES = ("squash", "pad", "centre", "crop")
+CROP_HELP = ("how an image becomes the model's square input (default: the model's own, from its training "
+             "recipe): squash (the whole image resized), pad (the whole image on grey), centre (the centre "
+             "square of the short side) or crop (the centre square of 87.5 %% of the short side)")
 
 
 def user_description(doc: str) -> str:
@@ -25,7 +27,7 @@ def user_description(doc: str) -> str:
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--weights", dest="model", default=None, help=MODEL_HELP)
-    p.add_argument("--crop", choices=("squash", "pad", "centre"), default="squash", help=CROP_HELP)
+    p.add_argument("--crop", choices=FIT_CHOICES, default=None, help=CROP_HELP)
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="inference engine (default auto: onnxruntime when installed, else torch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._shared import FIT_CHOICES
+
 NAME = "evaluate"
 HELP = "score a model on a dataset split (accuracy, macro-F1, confusion matrix)"
 
@@ -18,10 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", default=None, help="split manifest JSON that defines the splits")
     p.add_argument("--map", choices=("auto", "fer", "ier"), default="auto",
                    help="score in the model's classes (fer) or mapped to the 4 IER classes (ier)")
-    p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
-    p.add_argument("--crop", choices=("centre", "squash", "pad"), default="centre",
-                   help="how images become the square input: centre (default here: the protocol of the model "
-                        "cards' figures), squash (the whole image, what predict and analyze do) or pad")
+    p.add_argument("--tta", choices=("none", "flip"), default=None,
+                   help="test-time augmentation (default: the model's own, as emoadapt predict does)")
+    p.add_argument("--crop", choices=FIT_CHOICES, default=None,
+                   help="how images become the square input (default: the model's own fit, as emoadapt predict "
+                        "does)")
     p.add_argument("--out", default=None, help="folder for metrics.json and confusion.png")
     p.set_defaults(run=run)
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_model(args.weights, args.data, layout=args.layout,
                             splits=args.split.split(",") if args.split else None, manifest=args.manifest,
                             mapping=args.map,
-                            tta_flip=args.tta == "flip", out_dir=args.out, fit=args.crop)
+                            tta=args.tta, out_dir=args.out, fit=args.crop)
     summary = {k: report[k] for k in ("dataset", "split", "n", "accuracy", "macro_f1")}
     print(json.dumps(summary, indent=2))
     for name, row in report["per_class"].items():

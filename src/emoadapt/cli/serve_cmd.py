@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shared import CROP_HELP, MODEL_HELP, add_dncshap_options
+from ._shared import CROP_HELP, FIT_CHOICES, MODEL_HELP, add_dncshap_options
 
 NAME = "serve"
 HELP = "start the web app (upload an image, see its emotion and explanation)"
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--model", "--weights", dest="model", default=None, help=MODEL_HELP)
-    p.add_argument("--crop", choices=("squash", "pad", "centre"), default="squash", help=CROP_HELP)
+    p.add_argument("--crop", choices=FIT_CHOICES, default=None, help=CROP_HELP)
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest upload in MiB (default 10)")
     p.add_argument("--timeout", type=float, default=30, help="seconds per request in the model (default 30)")
     p.add_argument("--concurrency", type=int, default=2, help="model jobs at once (default 2)")

@@ -9,10 +9,16 @@ import torch
 from PIL import Image
 
 
-def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """Resize so the short side is ``size`` px (bilinear, antialiased), then crop the centre square."""
+#: ``crop``: the centre square of ``CROP_SHARE`` of the short side (the ImageNet evaluation crop:
+#: short side to 256, centre 224)
+CROP_SHARE = 0.875
+
+
+def resize_center_crop(image: Image.Image, size: int, share: float = 1.0) -> Image.Image:
+    """Resize so the short side is ``size / share`` px (bilinear, antialiased), then crop the centre
+    ``size`` square (``share`` of the short side; 1.0 = all of it)."""
     width, height = image.size
-    scale = size / min(width, height)
+    scale = size / share / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
     if (new_w, new_h) != (width, height):
         image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
@@ -20,11 +26,12 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-#: How an image of any aspect ratio becomes the model's square input: ``squash`` (the default,
-#: chosen by Emotion6 validation accuracy, docs/benchmarks.md §10) resizes the whole image to
-#: size × size; ``pad`` fits the whole image inside the square on mid-grey; ``centre`` (the old
-#: behaviour) resizes the short side and crops the centre square, losing the rest.
-FITS = ("squash", "pad", "centre")
+#: How an image of any aspect ratio becomes the model's square input: ``squash`` resizes the whole
+#: image to size × size; ``pad`` fits the whole image inside the square on mid-grey; ``centre``
+#: resizes the short side and crops the centre square, losing the rest; ``crop`` is the centre
+#: square of 87.5 % of the short side (the ImageNet evaluation crop). A model's own fit is in its
+#: metadata (``fit``); ``DEFAULT_FIT`` is for models that name none.
+FITS = ("squash", "pad", "centre", "crop")
 DEFAULT_FIT = "squash"
 PAD_GREY = 128  #: fill value of the padding (mid-grey, uint8)
 
@@ -59,8 +66,8 @@ def fit_square(image: Image.Image, size: int, fit: str = DEFAULT_FIT) -> Image.I
         return resize_squash(image, size)
     if fit == "pad":
         return resize_pad(image, size)
-    if fit == "centre":
-        return resize_center_crop(image, size)
+    if fit in ("centre", "crop"):
+        return resize_center_crop(image, size, CROP_SHARE if fit == "crop" else 1.0)
     from ..errors import EmoadaptError
 
     raise EmoadaptError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
@@ -129,7 +136,7 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
 def square_to_image(values: np.ndarray, fit: str, width: int, height: int) -> np.ndarray:
     """A (S, S) array over the model's square input → (height, width) float32 over the original
     image (nearest neighbour, so region edges stay sharp), NaN where the image was not analysed
-    (outside the centre square for ``centre``). Values are copied, not rescaled."""
+    (outside the centre square for ``centre`` and ``crop``). Values are copied, not rescaled."""
     values = np.asarray(values, dtype=np.float32)
     side = values.shape[0]
     if fit == "squash":
@@ -137,12 +144,11 @@ def square_to_image(values: np.ndarray, fit: str, width: int, height: int) -> np
     if fit == "pad":
         left, top, right, bottom = pad_box(width, height, side)
         return _resize_nearest(values[top:bottom, left:right], width, height)
-    if fit != "centre":
+    if fit not in ("centre", "crop"):
         from ..errors import EmoadaptError
 
         raise EmoadaptError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
-    scale = side / min(width, height)
-    crop = round(side / scale)  # the centre square's side in original pixels
+    crop = round(min(width, height) * (CROP_SHARE if fit == "crop" else 1.0))  # the square's side in original px
     left, top = (width - crop) // 2, (height - crop) // 2
     out = np.full((height, width), np.nan, dtype=np.float32)
     out[top:top + crop, left:left + crop] = _resize_nearest(values, crop, crop)

@@ -37,9 +37,11 @@ class FusionConfig:
     Attributes:
         face, scene: the branches' own configs (dicts with ``arch``); their own heads are kept
             (the face branch's is the FER network's 7-class head) but not used by ``forward``.
-        hidden: width of the dense layer on the concatenated features.
+        hidden: width of the dense layer on the concatenated features (0: no dense layer, the
+            classifier is linear on the standardised features).
         num_classes, input_size, in_chans: as for every model (both branches share the input).
         dropout: before the classifier.
+        input_dropout: on the standardised features, before the dense layer (training only).
     """
 
     face: dict = field(default_factory=dict)
@@ -49,6 +51,7 @@ class FusionConfig:
     input_size: int = 160
     in_chans: int = 3
     dropout: float = 0.3
+    input_dropout: float = 0.0
     arch: str = field(default="fusion", init=False)
 
     def to_dict(self) -> dict:
@@ -63,11 +66,15 @@ class FusionNet(nn.Module):
         self.config = config
         self.branches = nn.ModuleDict({name: build_branch(getattr(config, name)) for name in BRANCHES})
         width = sum(self.branches[name].feature_channels for name in BRANCHES)
+        #: channels of :meth:`forward_features` (the concatenated pooled branch features)
+        self.feature_channels = width
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
-        self.dense = nn.Sequential(nn.Linear(width, config.hidden), nn.ReLU(inplace=True))
-        self.num_features = config.hidden
-        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.hidden, config.num_classes))
+        self.input_dropout = nn.Dropout(config.input_dropout)
+        self.dense = (nn.Sequential(nn.Linear(width, config.hidden), nn.ReLU(inplace=True)) if config.hidden
+                      else nn.Identity())
+        self.num_features = config.hidden or width
+        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.num_features, config.num_classes))
         self.branch_taps = {name: tuple(f"{PREFIX[name]}{t[1:]}" for t in self.branches[name].stage_ends)
                             for name in BRANCHES}
         self.taps = self.branch_taps["face"] + self.branch_taps["scene"] + ("pre_logits", "logits")
@@ -96,12 +103,32 @@ class FusionNet(nn.Module):
         return (features - self.feature_mean) / self.feature_std
 
     def head(self, pooled: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
-        h = self.dense(self.fuse(pooled))
+        h = self.dense(self.input_dropout(self.fuse(pooled)))
         return h if pre_logits else self.classifier(h)
+
+    @torch.no_grad()
+    def fit_standardisation(self, features: torch.Tensor) -> None:
+        """Set the standardisation of :meth:`fuse` from training features (N, C) or (N, C, 1, 1)
+        (the output of :meth:`forward_features`): their mean and standard deviation per channel."""
+        flat = features.reshape(-1, self.feature_channels).double()
+        self.feature_mean.copy_(flat.mean(0).float())
+        self.feature_std.copy_((flat.std(0) + 1e-6).float())
 
     # -- the model interface ----------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_face + C_scene, 1, 1): the branches' pooled features, concatenated (face first),
+        before standardisation — what the cached adaptation protocol stores (``freeze=features``)."""
+        pooled = self.pooled(x)
+        return torch.cat([pooled[name] for name in BRANCHES], dim=1)[:, :, None, None]
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits (or the ``pre_logits`` layer) from :meth:`forward_features`' output."""
+        flat = features.mean(dim=(2, 3)) if features.dim() == 4 else features
+        widths = [self.branches[name].feature_channels for name in BRANCHES]
+        return self.head(dict(zip(BRANCHES, flat.split(widths, dim=1))), pre_logits=pre_logits)
 
     def forward_taps(self, x: torch.Tensor, taps: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         taps = self.taps if taps is None else taps
@@ -112,8 +139,9 @@ class FusionNet(nn.Module):
             maps = branch.forward_taps(self.branch_input(name, x), tuple(branch.stage_ends))
             out.update({f"{PREFIX[name]}{t[1:]}": v for t, v in maps.items()})
             pooled[name] = maps["s5"].mean(dim=(2, 3))
+        out["features"] = torch.cat([pooled[name] for name in BRANCHES], dim=1)  # not listed: forward_features, flat
         out["fused"] = self.fuse(pooled)  # not a listed tap: what affect heads may read (models/affect.py)
-        out["pre_logits"] = self.dense(out["fused"])
+        out["pre_logits"] = self.dense(self.input_dropout(out["fused"]))
         out["logits"] = self.classifier(out["pre_logits"])
         result = {name: out[name] for name in taps}
         result.update({f"pooled_{name}": pooled[name] for name in BRANCHES})  # context for forward_from

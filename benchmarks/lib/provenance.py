@@ -1,0 +1,56 @@
+"""What every results file carries about how it was made (issue #32): the command line, the date,
+the machine, the git commit and, when a model was measured, its name and weights sha256."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def git_commit() -> str:
+    """The checkout's HEAD commit (with ``+dirty`` when tracked files differ), or ``"unknown"``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=REPO).returncode != 0
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"cores": os.cpu_count(), "platform": platform.machine(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def provenance(model: str | None = None, weights_sha256: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A ``provenance`` block for a results file."""
+    block = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "commit": git_commit(), "machine": machine()}
+    if model is not None:
+        block["model"] = model
+    if weights_sha256 is not None:
+        block["weights_sha256"] = weights_sha256
+    block.update(extra)
+    return {"provenance": block}
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically (a temporary file beside it, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,119 @@
+"""Issue #30's table: the shipped recipe, its ablations and the reference probe, in the same folds,
+scenes and faces side by side. A thin layer over the product's trainer (``emoadapt train``).
+
+    python benchmarks/scenes_faces_table.py [--rows shipped target-only ...] [--threads 2]
+
+Every row is a variant of ``configs/emoadapt-ier.toml`` run through
+:func:`emoadapt.training.recipe.cross_validate` (fold k test, fold k+1 validation, the rest
+training; ``benchmarks/results/adaptation/folds.json``); the runs share one feature cache. The
+``probe`` row is issue #30's reference protocol (frozen ImageNet Lite0, short side 256 bicubic,
+centre 224, flip-averaged features, StandardScaler + LogisticRegression with C by inner 5-fold CV)
+trained on the same training folds (training + validation folds: it needs no validation) and
+scored on the same test folds, from ``benchmarks/scene_probe.py``'s cache.
+
+Writes ``benchmarks/results/scenes/table.json`` (every fold) and prints the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+RECIPE = ROOT.parent / "configs" / "emoadapt-ier.toml"
+RUNS = ROOT.parent / "runs" / "table"
+OUT = ROOT / "results" / "scenes" / "table.json"
+
+#: row name -> changes to the shipped recipe's [head] / [output] tables
+ROWS = {
+    "shipped": {},
+    "target-only (alpha 0)": {"head": {"alpha": 0.0}},
+    "alpha 1": {"head": {"alpha": 1.0}},
+    "MLP head (256)": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3}},
+    "MLP + mmd": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "discrepancy": "mmd", "lam": 1.0}},
+    "MLP + coral": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "discrepancy": "coral", "lam": 1.0}},
+    "no flip averaging": {"output": {"tta": "none"}},
+}
+
+
+def variant(base, changes: dict):
+    """The recipe with some [head] / [output] keys changed."""
+    for table, values in changes.items():
+        base = replace(base, **{table: replace(getattr(base, table), **values)})
+    return base
+
+
+def probe_in_folds() -> dict:
+    """The reference probe trained on folds ≠ k, scored on fold k of folds.json."""
+    import scene_probe  # noqa: E402  (sibling script)
+
+    from emoadapt.data.splits import read_manifest, sample_key
+
+    x, y, _ = scene_probe.features("lite0:cc,ccf")
+    data = np.load(scene_probe.CACHE / "lite0.npz")
+    root = Path(data["paths"][0]).parents[2]  # …/Emotion6
+    assigned = read_manifest(ROOT / "results" / "adaptation" / "folds.json").assignments
+    folds = np.array([assigned[sample_key(type("S", (), {"path": p})(), str(root))] for p in data["paths"]])
+    rows = {}
+    for name in sorted(set(folds)):
+        train, test = folds != name, folds == name
+        search = scene_probe.probe_fit(x[train], y[train], seed=0)
+        rows[name] = {"test": float(search.score(x[test], y[test]))}
+    return rows
+
+
+def summarise(folds: dict) -> dict:
+    out = {}
+    for key in ("test", "val", "faces_val", "faces_test"):
+        values = [row[key] for row in folds.values() if key in row]
+        if values:
+            out[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "n_folds": len(values)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", default=["probe", *ROWS], help="rows to (re)compute: probe and/or "
+                                                                             + ", ".join(ROWS))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = parser.parse_args()
+    import torch
+
+    from emoadapt.training.recipe import cross_validate
+    from emoadapt.training.recipe_config import load_recipe
+
+    torch.set_num_threads(args.threads)
+    table = json.loads(OUT.read_text())["rows"] if OUT.exists() else {}
+    base = load_recipe(RECIPE)
+    for name in args.rows:
+        if name == "probe":
+            folds = probe_in_folds()
+        else:
+            run = RUNS / name.replace(" ", "_").replace("(", "").replace(")", "")
+            result = cross_validate(variant(base, ROWS[name]), run)
+            folds = {k: {key: v for key, v in row.items() if key in ("test", "val", "faces_val", "faces_test")}
+                     for k, row in result["folds"].items()}
+        table[name] = {"changes": ROWS.get(name, "issue #30 reference probe"), "folds": folds, **summarise(folds)}
+        write_json(OUT, {"what": "Emotion6 5-fold CV (folds.json, fold k test) and FER2013 4-class faces, "
+                                 "the shipped recipe and its ablations", "sd": "sample sd over folds",
+                         "recipe": str(RECIPE.relative_to(ROOT.parent)), "rows": table, **provenance()})
+        print(row_markdown(name, table[name]), flush=True)
+
+
+def row_markdown(name: str, row: dict) -> str:
+    def cell(key):
+        return f"{100 * row[key]['mean']:.1f} ± {100 * row[key]['sd']:.1f}" if key in row else "—"
+
+    return f"| {name} | {cell('test')} | {cell('val')} | {cell('faces_val')} | {cell('faces_test')} |"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,633 @@
+"""``emoadapt train``: make a FusionNet model from data, end to end, from a recipe file.
+
+Steps (each writes its result into the run folder and is skipped when that result exists, so an
+interrupted run resumes where it stopped):
+
+1. ``face``     the face (FER) branch: trained with ``train-fer`` or taken from a weights file
+                (``face.safetensors``).
+2. ``start``    FusionNet = face branch ⊕ ImageNet EfficientNet-Lite scene branch, fresh head.
+3. ``encode``   the frozen branches' pooled features (N, C_face + C_scene) of every labelled image
+                in ``views`` training views (the product's own input fit, its mirror image, then
+                seeded random resized crops) and of the source faces (plain and mirrored);
+                cached in ``features/`` in chunks (an interrupted encoding resumes by chunk).
+4. ``head``     the head trained on the cache with the paper's loss
+                ``CE(target) + α·CE(source faces, mapped) + λ·D`` (:func:`emoadapt.adapt.train.adapt`,
+                cached protocol): per fold for ``--cv``, or on every labelled image for the final
+                model, for the recipe's fixed number of epochs.
+5. ``calibrate`` temperature and OOD threshold from the CV folds' out-of-fold outputs (the final
+                model has no held-out images of its own).
+6. ``affect``   valence / arousal / 7-way distribution heads (Emotion6 ground truth only).
+7. ``ship``     ``model.safetensors`` (fp16) + ``model.calibration.json`` + ``model.affect.safetensors``
+                + ``model.md`` (the card) + ``model.json`` (the registry entry to copy into
+                ``src/emoadapt/weights/registry.json``).
+
+A test image is scored as ``predict`` scores it: the input fit, then (``tta = "flip"``) the softmax
+averaged over the image and its mirror image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..data.labels import FER_TO_IER, IER_CLASSES
+from ..fileio import atomic_path, atomic_write_json
+from .recipe_config import Recipe, RecipeError
+
+Progress = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+def target_dataset(recipe: Recipe):
+    """The labelled images, relabelled onto their model classes: ``(dataset, classes)``.
+
+    The IER classes when the layout maps onto them (or ``label_map`` says how), else the folder's
+    own classes (a user's label set)."""
+    from ..data import open_dataset
+    from ..data.locate import KNOWN, dataset_path
+
+    spec = recipe.data
+    path = dataset_path(spec.target) if spec.target in KNOWN else Path(spec.target)
+    dataset = open_dataset(path, spec.layout)
+    if spec.label_map:
+        mapping = parse_label_map(spec.label_map)
+        missing = sorted(set(dataset.classes) - set(mapping))
+        if missing:
+            raise RecipeError(f"[data] label_map has no entry for class(es) {', '.join(missing)} of {path}")
+        labels = set(mapping.values())
+        classes = IER_CLASSES if labels == set(IER_CLASSES) else tuple(sorted(labels))
+        samples = [replace(s, label=mapping[s.label]) for s in dataset.samples]
+        return replace(dataset, samples=samples, classes=classes, to_ier=None), classes
+    if dataset.to_ier is not None:
+        return dataset.to_ier_dataset(), IER_CLASSES
+    return dataset, tuple(dataset.classes)
+
+
+def parse_label_map(text: str) -> dict[str, str]:
+    """``"joy=happy,sadness=sad"`` → ``{"joy": "happy", "sadness": "sad"}``."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise RecipeError(f"label_map entries are FOLDER=CLASS, got {item!r}")
+        folder, label = (side.strip() for side in item.split("=", 1))
+        pairs[folder] = label
+    return pairs
+
+
+def sample_keys(dataset) -> list[str]:
+    from ..data.splits import sample_key
+
+    return [sample_key(s, dataset.root) for s in dataset.samples]
+
+
+def fold_plan(recipe: Recipe, dataset, out: Path) -> dict[str, str]:
+    """``{sample key: "fold<k>"}`` from the recipe's manifest, or 5 new seeded folds (written to
+    ``out/folds.json``)."""
+    from ..data.splits import kfold_dataset, read_manifest, write_manifest
+
+    keys = sample_keys(dataset)
+    if recipe.data.folds and Path(recipe.data.folds).exists():
+        assignments = read_manifest(recipe.data.folds).assignments
+    else:
+        path = out / "folds.json"
+        if not path.exists():
+            write_manifest(kfold_dataset(dataset, folds=5, seed=0), path)
+        assignments = read_manifest(path).assignments
+    missing = [k for k in keys if k not in assignments]
+    if missing:
+        raise RecipeError(f"{len(missing)} images are in no fold of the manifest (e.g. {missing[0]}); "
+                          "set [data] folds = \"\" to make new folds")
+    return {k: assignments[k] for k in keys}
+
+
+def source_face_samples(recipe: Recipe, split: str, limit: int | None) -> tuple[list, np.ndarray]:
+    """FER2013 faces of ``split`` whose class maps onto an IER class: samples and IER labels
+    (at most ``limit``, a seeded choice)."""
+    from ..data.fer2013 import read_fer2013
+    from ..data.locate import dataset_path
+
+    fer = read_fer2013(dataset_path("fer2013")).split(split)
+    samples = [s for s in fer.samples if s.label in FER_TO_IER]
+    if limit is not None and limit < len(samples):
+        keep = np.sort(np.random.default_rng(0).permutation(len(samples))[:limit])
+        samples = [samples[i] for i in keep]
+    return samples, np.array([IER_CLASSES.index(FER_TO_IER[s.label]) for s in samples])
+
+
+# ----------------------------------------------------------------------------- steps 1–2: models
+def face_branch(recipe: Recipe, out: Path, say: Progress = _say) -> Path:
+    """Step 1: ``out/face.safetensors``, a 7-class EfficientNet-Lite FER model."""
+    from ..models.registry import load_model, resolve_model
+    from ..models.weights import save_weights
+
+    path = out / "face.safetensors"
+    if path.exists():
+        return path
+    spec = recipe.face
+    if spec.source == "train-fer":
+        from .config import TrainConfig
+        from .fer import train_fer
+
+        say(f"[face] train-fer --model {spec.model} --epochs {spec.epochs} --lr {spec.lr} --seed {spec.seed}")
+        run = out / "train-fer"
+        train_fer(run, preset=spec.model, cfg=TrainConfig(epochs=spec.epochs, lr=spec.lr, seed=spec.seed),
+                  resume=(run / "last.safetensors").exists())
+        model, meta = load_model(run / "best.safetensors")
+    else:
+        model, meta = resolve_model(spec.source)
+        if hasattr(model, "branches"):  # a FusionNet: take its face branch
+            model = model.branches["face"]
+            meta = {"classes": list(model_classes_fer()), "from": f"{spec.source} (face branch)"}
+    if type(model).__name__ != "EfficientNetLite":
+        raise RecipeError(f"[face] {spec.source}: the face branch must be an EfficientNet-Lite FER model")
+    save_weights(path, model, model.config.to_dict(), {**meta, "recipe_step": "face"})
+    return path
+
+
+def model_classes_fer() -> tuple[str, ...]:
+    from ..data.labels import FER_CLASSES
+
+    return FER_CLASSES
+
+
+def start_model(recipe: Recipe, face_path: Path, classes: tuple[str, ...]):
+    """Step 2: FusionNet(face branch, ImageNet scene branch) with a fresh, seeded head."""
+    from ..models.efficientnet_lite import EfficientNetLite, EfficientNetLiteConfig
+    from ..models.fusion import FusionConfig, FusionNet
+    from ..models.registry import load_imagenet_init, load_model
+
+    face, _ = load_model(face_path)
+    scene = load_imagenet_init(EfficientNetLite(EfficientNetLiteConfig(
+        variant=recipe.scene.variant, num_classes=len(classes), input_size=recipe.scene.input_size)))
+    head = recipe.head
+    torch.manual_seed(head.seed)
+    config = FusionConfig(face=face.config.to_dict(), scene=scene.config.to_dict(), hidden=head.hidden,
+                          num_classes=len(classes), input_size=recipe.scene.input_size, dropout=head.dropout,
+                          input_dropout=head.input_dropout)
+    model = FusionNet(config)
+    model.branches["face"].load_state_dict(face.state_dict())
+    model.branches["scene"].load_state_dict(scene.state_dict())
+    return model.eval()
+
+
+def branches_digest(model) -> str:
+    """A short hash of the branches' weights (what the feature cache depends on)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.branches.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- step 3: features
+def view_images(path: str, size: int, fit: str, views: int, boxes: np.ndarray | None) -> list[np.ndarray]:
+    """The views of one image as float32 (3, size, size) in [0, 1]: the input fit (view 0), its
+    mirror image (view 1), then random resized crops of the original picture (``boxes`` (V−2, 5)
+    from :func:`emoadapt.adapt.views.crop_boxes`), each resized to size × size (bilinear)."""
+    from PIL import Image
+
+    from ..data.decode import decode_image
+    from ..data.transforms import image_to_tensor
+
+    picture = decode_image(path, mode="RGB")
+    plain = image_to_tensor(picture, size, 3, fit)
+    out = [plain, plain.flip(2)][:views]
+    width, height = picture.size
+    for x0, y0, x1, y1, mirror in (boxes if boxes is not None else []):
+        crop = picture.resize((size, size), Image.Resampling.BILINEAR,
+                              box=(x0 * width, y0 * height, x1 * width, y1 * height))
+        if mirror:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out.append(torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1))
+    return [v.numpy() for v in out]
+
+
+class FeatureEncoder:
+    """The frozen branches' pooled features through onnxruntime (the ``features`` tap)."""
+
+    def __init__(self, model, threads: int | None = None):
+        from ..models.onnx import onnx_session
+
+        self.session = onnx_session(model, threads=threads, taps=("features",))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.session.get_inputs()[0].name: batch.astype(np.float32)})[0]
+
+
+def encode_paths(encoder: FeatureEncoder, paths: list[str], cache: Path, *, size: int, fit: str, views: int,
+                 seed: int = 0, chunk: int = 64, say: Progress = _say, label: str = "images") -> np.ndarray:
+    """(V, N, C) float32 features of ``paths`` in ``views`` views, cached under ``cache`` one chunk
+    of ``chunk`` images per file (an interrupted encoding resumes at the first missing chunk)."""
+    from ..adapt.views import crop_boxes
+
+    cache.mkdir(parents=True, exist_ok=True)
+    boxes = crop_boxes(len(paths), views, seed)[2:] if views > 2 else None
+    parts = []
+    started, total = time.time(), len(paths)
+    for first in range(0, total, chunk):
+        part = cache / f"part-{first // chunk:05d}.npy"
+        if not part.exists():
+            batch = [view_images(paths[i], size, fit, views, None if boxes is None else boxes[:, i])
+                     for i in range(first, min(first + chunk, total))]
+            stacked = np.stack(batch, 1)  # (V, n, 3, S, S)
+            v, n = stacked.shape[:2]
+            features = encoder(stacked.reshape(v * n, *stacked.shape[2:])).reshape(v, n, -1)
+            with atomic_path(part, suffix=".npy") as tmp:
+                np.save(tmp, features.astype(np.float32))
+            done = min(first + chunk, total)
+            say(f"[encode] {label}: {done}/{total} ({views} views, {time.time() - started:.0f} s)")
+        parts.append(np.load(part))
+    return np.concatenate(parts, 1)
+
+
+def encode_all(recipe: Recipe, model, dataset, out: Path, say: Progress = _say) -> dict[str, Any]:
+    """Step 3: every feature the head steps need, cached under ``$EMOADAPT_CACHE/features/<branches
+    hash>`` (shared by the runs of an ablation).
+
+    Returns ``{"target": (V, N, C), "target_labels": (N,), "keys": [...],
+    "faces_train": (2, Ns, C), "faces_train_labels", "faces_val": (2, Nv, C), …, "faces_test" …}``
+    (faces: IER labels; ``val`` = PublicTest, ``test`` = PrivateTest; absent without source faces)."""
+    from ..data.arrays import DEFAULT_CACHE
+
+    fit, size = recipe.output.fit, recipe.scene.input_size
+    # shared by every run with the same branches (an ablation's runs encode once): $EMOADAPT_CACHE/features
+    root = DEFAULT_CACHE / "features" / branches_digest(model)
+    encoder = FeatureEncoder(model)
+    index = {c: i for i, c in enumerate(dataset.classes)}
+    paths = [s.path for s in dataset.samples]
+    listing = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]  # which images, in which order
+    data: dict[str, Any] = {"keys": sample_keys(dataset), "target_labels": np.array([index[s.label] for s in dataset.samples]),
+                            "target": encode_paths(encoder, paths, root / f"target-{listing}-{fit}-{size}-v{recipe.head.views}",
+                                                   size=size, fit=fit, views=recipe.head.views, say=say,
+                                                   label="labelled images")}
+    if recipe.data.source and tuple(dataset.classes) == IER_CLASSES:
+        for name, split, limit in (("train", "Training", recipe.data.source_limit), ("val", "PublicTest", None),
+                                   ("test", "PrivateTest", None)):
+            samples, labels = source_face_samples(recipe, split, limit)
+            data[f"faces_{name}"] = encode_paths(encoder, [s.path for s in samples],
+                                                 root / f"faces-{split}-{limit}-{fit}-{size}", size=size, fit=fit,
+                                                 views=2, say=say, label=f"FER2013 {split} faces")
+            data[f"faces_{name}_labels"] = labels
+    return data
+
+
+# ----------------------------------------------------------------------------- step 4: the head
+def adapt_config(recipe: Recipe, epochs: int | None = None):
+    """The :class:`~emoadapt.adapt.config.AdaptConfig` of the head step (cached protocol)."""
+    from ..adapt.config import AdaptConfig
+
+    head = recipe.head
+    return AdaptConfig(init="recipe", input_size=recipe.scene.input_size, discrepancy=head.discrepancy, lam=head.lam,
+                       alpha=head.alpha, layer=head.layer, freeze="features", epochs=epochs or head.epochs,
+                       batch_size=head.batch_size, lr=head.lr, backbone_lr_scale=1.0, weight_decay=head.weight_decay,
+                       label_smoothing=head.label_smoothing, source_limit=recipe.data.source_limit,
+                       views=head.views, seed=head.seed)
+
+
+def _as_maps(features: np.ndarray) -> torch.Tensor:
+    """(…, C) → (…, C, 1, 1) float32: what FusionNet.forward_head takes."""
+    return torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[..., None, None]
+
+
+def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, val: np.ndarray, run: Path,
+               classes: tuple[str, ...], progress: bool = False):
+    """Train the head of ``model`` (a start FusionNet, changed in place) on the cached features of
+    the labelled images ``train`` (indices), validating on ``val``; returns the trained model
+    (``head.safetensors`` in ``run``: the weights after the recipe's fixed epochs; the training
+    state ``last.safetensors`` resumes an interrupted run; ``best.safetensors`` is the best
+    validation epoch, for information)."""
+    from ..adapt.train import adapt
+
+    cfg = adapt_config(recipe)
+    views_t = data["target"][:, train]
+    faces = "faces_train" in data
+    use_faces = faces and (cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0))
+    fit_on = [views_t.reshape(-1, views_t.shape[-1])] + ([data["faces_train"].reshape(-1, views_t.shape[-1])]
+                                                         if use_faces else [])
+    model.fit_standardisation(torch.from_numpy(np.concatenate(fit_on)))
+    # FER labels are what adapt() maps onto the IER classes: give it FER indices of the mapped faces
+    source_labels = fer_indices(data["faces_train_labels"]) if use_faces else np.zeros(0, np.int64)
+    cached = {"target": _as_maps(views_t), "val": _as_maps(data["target"][0, val]),
+              "source": _as_maps(data["faces_train"]) if use_faces else None}
+    trained = run / "head.safetensors"
+    if trained.exists():
+        from ..models.registry import load_model
+
+        return load_model(trained)[0]
+    empty = np.zeros((0, 1, 1, 3), np.uint8)
+    adapt((empty, data["target_labels"][train]), (empty, data["target_labels"][val]),
+          (empty, source_labels), cfg, run, resume=(run / "last.safetensors").exists(), progress=progress,
+          model=model, cached=cached, classes=classes)
+    from ..models.weights import save_weights
+
+    save_weights(trained, model, model.config.to_dict(), {"classes": list(classes), "recipe_step": "head"})
+    return model.eval()
+
+
+def fer_indices(ier_labels: np.ndarray) -> np.ndarray:
+    """IER labels of mapped faces → the FER class indices they came from (inverse of the map)."""
+    from ..data.labels import FER_CLASSES
+
+    back = {IER_CLASSES.index(ier): FER_CLASSES.index(fer) for fer, ier in FER_TO_IER.items()}
+    return np.array([back[int(y)] for y in ier_labels], dtype=np.int64)
+
+
+@torch.inference_mode()
+def head_logits(model, features: np.ndarray, tta: str) -> np.ndarray:
+    """Logits (N, K) float64 of the head on cached features (V, N, C) (view 0 = the input fit,
+    view 1 = its mirror image): the plain view, or with ``tta="flip"`` the log of the softmax
+    averaged over both views (so ``softmax(logits)`` is what ``predict`` reports before calibration)."""
+    model.eval()
+    plain = model.forward_head(_as_maps(features[0])).double()
+    if tta != "flip":
+        return plain.numpy()
+    mirrored = model.forward_head(_as_maps(features[1])).double()
+    return torch.log((plain.softmax(1) + mirrored.softmax(1)) / 2).numpy()
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def face_scores(model, data: dict[str, Any], tta: str) -> dict[str, float]:
+    """4-class accuracy on FER2013 PublicTest (``faces_val``) and PrivateTest (``faces_test``)."""
+    return {f"faces_{name}": accuracy(head_logits(model, data[f"faces_{name}"], tta), data[f"faces_{name}_labels"])
+            for name in ("val", "test") if f"faces_{name}" in data}
+
+
+# ----------------------------------------------------------------------------- CV and the final fit
+def cross_validate(recipe: Recipe, out: Path, say: Progress = _say, folds: list[int] | None = None) -> dict:
+    """The recipe's k-fold CV on the labelled images (fold k test, fold k+1 validation, the rest
+    training; the head trains for the recipe's fixed epochs and is scored as ``predict`` scores).
+    Writes ``out/cv.json`` (per fold: test and validation accuracy, faces PublicTest/PrivateTest,
+    the out-of-fold logits) and returns it."""
+    dataset, classes = target_dataset(recipe)
+    start = start_model(recipe, face_branch(recipe, out, say), classes)
+    data = encode_all(recipe, start, dataset, out, say)
+    plan = fold_plan(recipe, dataset, out)
+    assigned = np.array([plan[k] for k in data["keys"]])
+    names = sorted(set(assigned))
+    result_path = out / "cv.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {"folds": {}}
+    for k, name in enumerate(names):
+        if (folds is not None and k not in folds) or name in result["folds"]:
+            continue
+        val_name = names[(k + 1) % len(names)]
+        test, val = np.flatnonzero(assigned == name), np.flatnonzero(assigned == val_name)
+        train = np.flatnonzero((assigned != name) & (assigned != val_name))
+        model = start_model(recipe, out / "face.safetensors", classes)
+        model = train_head(recipe, model, data, train, val, out / "cv" / name, classes)
+        logits = head_logits(model, data["target"][:, test], recipe.output.tta)
+        row = {"test": accuracy(logits, data["target_labels"][test]),
+               "val": accuracy(head_logits(model, data["target"][:, val], recipe.output.tta), data["target_labels"][val]),
+               **face_scores(model, data, recipe.output.tta), "n_train": int(len(train)), "n_test": int(len(test)),
+               "test_index": test.tolist(), "test_logits": np.round(logits, 6).tolist()}
+        result["folds"][name] = row
+        say(f"[cv] {name}: test {row['test']:.4f} val {row['val']:.4f} "
+            + " ".join(f"{key} {row[key]:.4f}" for key in ("faces_val", "faces_test") if key in row))
+        result.update(summary(result["folds"]), recipe=recipe.to_dict(), classes=list(classes))
+        atomic_write_json(result_path, result)
+    return result
+
+
+def summary(folds: dict[str, dict]) -> dict[str, Any]:
+    """Mean and sample standard deviation over folds of each score."""
+    out = {}
+    for key in ("test", "val", "faces_val", "faces_test"):
+        values = [row[key] for row in folds.values() if key in row]
+        if values:
+            out[f"{key}_mean"] = float(np.mean(values))
+            out[f"{key}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def train_final(recipe: Recipe, out: Path, say: Progress = _say):
+    """The shipped fit: the head on every labelled image for the recipe's fixed epochs (chosen
+    beforehand by CV); returns the model (``out/final/last.safetensors``)."""
+    dataset, classes = target_dataset(recipe)
+    start = start_model(recipe, face_branch(recipe, out, say), classes)
+    data = encode_all(recipe, start, dataset, out, say)
+    everything = np.arange(len(data["target_labels"]))
+    model = train_head(recipe, start, data, everything, everything[:64], out / "final", classes)
+    return model, data, classes
+
+
+# ----------------------------------------------------------------------------- steps 5–7
+def cv_view_logits(recipe: Recipe, out: Path, data: dict[str, Any], classes) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold raw logits of every CV test image in both views (2, N, K) and their labels,
+    from the fold heads in ``out/cv/<fold>/last.safetensors``."""
+    from ..models.registry import load_model
+
+    cv = json.loads((out / "cv.json").read_text())
+    views, labels = [], []
+    for name, row in sorted(cv["folds"].items()):
+        model, _ = load_model(out / "cv" / name / "head.safetensors")
+        test = np.array(row["test_index"])
+        with torch.inference_mode():
+            views.append(np.stack([model.forward_head(_as_maps(data["target"][v, test])).double().numpy()
+                                   for v in (0, 1)]))
+        labels.append(data["target_labels"][test])
+    return np.concatenate(views, 1), np.concatenate(labels)
+
+
+def calibrate_from_cv(recipe: Recipe, out: Path, data: dict[str, Any], classes, weights_sha256: str, command: str):
+    """Step 5: the temperature minimising the out-of-fold NLL (each view a sample, as ``predict``
+    scales every pass) and the energy threshold at the recipe's quantile of the out-of-fold
+    scores (averaged over the two views, as ``predict`` averages them)."""
+    from ..models.calibration import (Calibration, energy_scores, expected_calibration_error, fit_temperature,
+                                      softmax)
+
+    logits, labels = cv_view_logits(recipe, out, data, classes)
+    temperature = fit_temperature(logits.reshape(-1, logits.shape[-1]), np.tile(labels, 2))
+    probs_before = softmax(logits).mean(0)
+    probs_after = (softmax(logits[0] / temperature) + softmax(logits[1] / temperature)) / 2
+    energy = (energy_scores(logits[0]) + energy_scores(logits[1])) / 2
+    fitted = {"model": recipe.name, "weights_sha256": weights_sha256, "fit": recipe.output.fit,
+              "tta": recipe.output.tta, "data": "out-of-fold outputs of the recipe's 5-fold CV",
+              "n_val": int(len(labels)), "ood_quantile": recipe.output.ood_quantile,
+              "val_accuracy": round(float((probs_after.argmax(1) == labels).mean()), 4),
+              "val_ece_before": round(expected_calibration_error(probs_before, labels), 4),
+              "val_ece_after": round(expected_calibration_error(probs_after, labels), 4),
+              "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return Calibration(temperature=round(float(temperature), 6), ood_kind=recipe.output.ood,
+                       ood_threshold=float(np.quantile(energy, recipe.output.ood_quantile)), fitted=fitted)
+
+
+def fit_affect(recipe: Recipe, out: Path, model, say: Progress = _say):
+    """Step 6: affect heads on the final model's features of every Emotion6 image (six folders,
+    plain and mirrored), chosen on a seeded 15 % validation share and fitted on the rest; returns
+    ``(heads, record)`` or ``(None, reason)`` when the labelled images are not Emotion6."""
+    from ..data import open_dataset
+    from ..data.locate import KNOWN, dataset_path
+    from .affect_fit import choose_and_fit, head_predict, scores, subset, targets
+
+    if recipe.data.target != "emotion6" or not recipe.output.affect:
+        return None, "affect heads need Emotion6's valence, arousal and votes ([data] target = \"emotion6\")"
+    dataset = open_dataset(dataset_path("emotion6") if "emotion6" in KNOWN else recipe.data.target, "emotion6")
+    dataset = dataset.subset(lambda s: "valence" in s.meta, name="emotion6-affect")
+    cache_file = out / "affect-features.npz"
+    if not cache_file.exists():
+        encoder = FeatureEncoder(model)
+        from ..data.arrays import DEFAULT_CACHE
+
+        raw = encode_paths(encoder, [s.path for s in dataset.samples],
+                           DEFAULT_CACHE / "features" / branches_digest(model) / f"emotion6-all-{recipe.output.fit}",
+                           size=recipe.scene.input_size, fit=recipe.output.fit, views=2, say=say,
+                           label="Emotion6 (all six folders)")
+        cache = {}  # the features models/affect.py's model_features gives, from the encoded pooled features
+        with torch.inference_mode():
+            for view, suffix in ((0, ""), (1, "_flip")):
+                pooled = torch.from_numpy(raw[view])
+                fused = model.fuse(dict(zip(("face", "scene"), pooled.split(
+                    [model.branches[n].feature_channels for n in ("face", "scene")], dim=1))))
+                cache["fused" + suffix] = fused.numpy().astype(np.float32)
+                cache["pre_logits" + suffix] = model.dense(fused).numpy().astype(np.float32)
+        with atomic_path(cache_file, suffix=".npz") as tmp:
+            np.savez(tmp, **cache)
+    with np.load(cache_file) as saved:
+        cache = {k: saved[k] for k in saved.files}
+    y = targets(dataset)
+    rng = np.random.default_rng(0)
+    val = np.zeros(len(dataset), bool)
+    val[rng.permutation(len(dataset))[:round(0.15 * len(dataset))]] = True
+    heads, choice = choose_and_fit(cache, y, {"train": ~val, "val": val})
+    val_scores = scores(subset(y, val), head_predict(heads, cache, val))
+    return heads, {"choice": {k: v for k, v in choice.items() if k != "grid"},
+                   "validation": {k: round(v, 4) for k, v in val_scores.items()},
+                   "n_train": int((~val).sum()), "n_val": int(val.sum())}
+
+
+def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect: dict[str, Any] | None,
+               calibration) -> str:
+    """The model card (Markdown): data, command, metrics with their sources, sha256."""
+    def pct(key: str) -> str:
+        return f"{100 * cv[key + '_mean']:.1f} ± {100 * cv[key + '_sd']:.1f} %" if key + "_mean" in cv else "—"
+
+    head = recipe.head
+    lines = [f"# Model card: `{recipe.name}`", "",
+             "Made by `emoadapt train` from a recipe file; every figure below comes from the run folder's "
+             "`cv.json` / `run.json` (the sources are named).", "", "| | |", "|---|---|",
+             f"| file | `{entry['weights']}` (float16 safetensors; config, classes and recipe in its metadata) |",
+             f"| sha256 | `{entry['sha256']}` |",
+             f"| command | `{entry['command']}` |",
+             f"| recipe | `{entry['recipe_file']}` |",
+             f"| classes | {', '.join(entry['classes'])} |",
+             f"| input | the whole image fitted as `{recipe.output.fit}` to {recipe.scene.input_size} × "
+             f"{recipe.scene.input_size} px RGB in [0, 1]; test-time `{recipe.output.tta}` averaging |",
+             f"| architecture | FusionNet: face branch (`{recipe.face.source}`) ⊕ ImageNet EfficientNet-"
+             f"{recipe.scene.variant.capitalize()} scene branch, both frozen; pooled features concatenated, "
+             f"standardised, {'a linear classifier' if not head.hidden else f'dense {head.hidden} + ReLU'} |",
+             f"| objective | CE(labelled images, smoothing {head.label_smoothing}) + {head.alpha}·CE(FER2013 faces, "
+             f"mapped) + {head.lam}·{head.discrepancy}; AdamW lr {head.lr}, wd {head.weight_decay}, "
+             f"{head.epochs} epochs (fixed), batch {head.batch_size}, {head.views} views per image |",
+             f"| training data | {entry['training_data']} |",
+             f"| calibration | temperature {calibration.temperature:.3f}, energy OOD threshold "
+             f"{calibration.ood_threshold:.3f} ({recipe.output.ood_quantile:.0%} of out-of-fold scores); fitted on "
+             f"the CV folds' out-of-fold outputs (`{Path(entry['weights']).stem}.calibration.json`) |",
+             "", "## Cross-validation of this recipe (source: `cv.json`)", "",
+             "| labelled images, test folds | validation folds | FER2013 PublicTest 4-class | FER2013 PrivateTest 4-class |",
+             "|---|---|---|---|",
+             f"| {pct('test')} | {pct('val')} | {pct('faces_val')} | {pct('faces_test')} |", "",
+             "Mean ± sample standard deviation over the folds; each fold's head is trained on the other folds "
+             "minus one validation fold, for the recipe's fixed epochs, and scored as `emoadapt predict` scores.",
+             "The shipped head is trained on every labelled image with the same recipe; expect about the CV figure "
+             "on unseen images of the same kind."]
+    if affect:
+        lines += ["", "## Affect heads (source: `run.json`)", "",
+                  f"`{Path(entry['weights']).stem}.affect.safetensors`: valence, arousal and the 7-way distribution, "
+                  f"chosen {affect['choice']}, validation (n = {affect['n_val']}): "
+                  + ", ".join(f"{k} {v}" for k, v in affect["validation"].items())]
+    lines += ["", "## Intended use and limits", "",
+              "Research on image emotion (what a picture is likely to evoke), not a judgement about people. "
+              "Inherits the research-only terms of its training data."]
+    return "\n".join(lines) + "\n"
+
+
+def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progress = _say) -> dict[str, Any]:
+    """Steps 4 (final) to 7: the final head, calibration, affect heads, then ``out/model.*`` and the
+    registry entry ``out/model.json``. Needs ``out/cv.json`` (run ``--cv`` first)."""
+    from ..models.affect import save_affect, sidecar_path
+    from ..models.registry import sha256
+    from ..models.weights import save_weights
+
+    if not (out / "cv.json").exists():
+        raise RecipeError(f"{out}/cv.json is missing: run emoadapt train --config {recipe_file} --out {out} --cv "
+                          "first (the calibration and the card read it)")
+    cv = json.loads((out / "cv.json").read_text())
+    weights = out / "model.safetensors"
+    if (out / "model.json").exists() and weights.exists():
+        entry = json.loads((out / "model.json").read_text())
+        if entry.get("sha256") == sha256(weights):
+            say(f"[ship] {weights} is already made (sha256 {entry['sha256'][:12]}…)")
+            return entry
+    model, data, classes = train_final(recipe, out, say)
+    extra = {"classes": list(classes), "preset": recipe.name, "tta": recipe.output.tta, "fit": recipe.output.fit,
+             "recipe": recipe.to_dict(), "command": command,
+             "metrics": {k: v for k, v in cv.items() if k.endswith(("_mean", "_sd"))}}
+    save_weights(weights, model, model.config.to_dict(), extra, dtype=torch.float16)
+    digest = sha256(weights)
+    # the fp16 file is what ships: calibrate and fit the affect heads on the model as it loads
+    from ..models.registry import load_model
+
+    shipped, _ = load_model(weights)
+    calibration = calibrate_from_cv(recipe, out, data, classes, digest, command)
+    calibration.save(out / "model.calibration.json")
+    heads, affect = fit_affect(recipe, out, shipped, say)
+    entry = {"name": recipe.name, "weights": f"{recipe.name}.safetensors", "sha256": digest,
+             "classes": list(classes), "config": shipped.config.to_dict(), "command": command,
+             "recipe_file": recipe_file, "calibration": f"{recipe.name}.calibration.json",
+             "training_data": f"{len(data['target_labels'])} labelled images of {recipe.data.target} (every one: "
+                              f"the final fit)" + (f" and {recipe.data.source_limit} FER2013 Training faces of the "
+                                                    f"mapped classes" if "faces_train" in data else "")}
+    if heads is not None:
+        path = save_affect(sidecar_path(weights), heads, digest, {**affect["validation"], "command": command})
+        entry["affect_sha256"] = sha256(path)
+    (out / "model.md").write_text(model_card(recipe, entry, cv, affect if heads is not None else None, calibration))
+    atomic_write_json(out / "model.json", entry)
+    atomic_write_json(out / "run.json", {"cv": {k: v for k, v in cv.items() if k != "folds"},
+                                         "affect": affect, "calibration": calibration.fitted, "entry": entry})
+    say(f"[ship] {weights} sha256 {digest[:12]}…; registry entry {out / 'model.json'}")
+    return entry
+
+
+def cv_table(cv: dict[str, Any]) -> str:
+    """One Markdown row per fold and the mean ± sd, scenes and faces side by side."""
+    keys = [k for k in ("test", "val", "faces_val", "faces_test") if f"{k}_mean" in cv]
+    rows = ["| fold | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, row in sorted(cv["folds"].items()):
+        rows.append(f"| {name} | " + " | ".join(f"{100 * row[k]:.1f}" for k in keys) + " |")
+    rows.append("| mean ± sd | " + " | ".join(f"{100 * cv[k + '_mean']:.1f} ± {100 * cv[k + '_sd']:.1f}"
+                                            for k in keys) + " |")
+    return "\n".join(rows)
+
+
+def install(out: Path, entry: dict[str, Any]) -> None:
+    """Copy ``out/model.*`` into the package's ``weights/`` under the recipe's name and write the
+    registry entry into ``weights/registry.json`` (data, read by :mod:`emoadapt.models.registry`)."""
+    import shutil
+    from importlib import resources
+
+    from ..models.registry import REGISTRY_FILE
+
+    weights_dir = Path(str(resources.files("emoadapt") / "weights"))
+    name = entry["name"]
+    for suffix in (".safetensors", ".calibration.json", ".affect.safetensors", ".md"):
+        source = out / f"model{suffix}"
+        if source.exists():
+            with atomic_path(weights_dir / f"{name}{suffix}", suffix=suffix) as tmp:
+                shutil.copyfile(source, tmp)
+    registry = json.loads(REGISTRY_FILE.read_text()) if REGISTRY_FILE.exists() else {}
+    registry[name] = {**registry.get(name, {}), **entry}
+    atomic_write_json(REGISTRY_FILE, registry)
+    _say(f"[install] {name}: weights/{name}.* and {REGISTRY_FILE.name}")
