@@ -106,3 +106,22 @@ def test_shipped_model_by_name_with_a_batch_of_files():
     assert len(results) == 2 and all(e.target_name == "happy" for e in results)
     with pytest.raises(EmoadaptError, match="unknown class"):
         emoadapt.explain(samples[0], depth=1, target="joy")
+
+
+def test_explanation_map_comes_back_at_the_image_resolution(tmp_path):
+    """A shipped-style model (its own input fit) explaining a wide picture: ``map`` is (H, W) of the
+    picture, the analysed pixels keep the regions' sum, ``input_map`` is the square input's map."""
+    import numpy as np
+
+    import emoadapt
+    from conftest import save_tiny_model
+
+    weights = save_tiny_model(tmp_path / "tiny.safetensors")
+    picture = np.random.default_rng(0).integers(0, 255, (18, 60, 3), dtype=np.uint8)
+    explanation = emoadapt.explain(picture, model=str(weights), depth=3)
+    assert explanation.map.shape == (18, 60) and explanation.input_map.shape == (32, 32)
+    assert np.isclose(np.nansum(explanation.map), explanation.values.sum(), atol=1e-3)
+    assert explanation.to_dict()["map_shape"] == [18, 60]
+    tensor_explanation = emoadapt.explain(emoadapt.Predictor(str(weights)).preprocess(picture), model=str(weights),
+                                          depth=3)
+    assert tensor_explanation.map.shape == (32, 32) and tensor_explanation.input_map is None

@@ -96,8 +96,33 @@ def explain_images(source: Any, images: Any, target: int | str | None, options: 
     explainer = build_explainer(source, **{**EXPLAIN_DEFAULTS, **options}, output=getattr(source, "output", "auto"))
     target = source.target_index(target)
     batch, items = as_batch(images)
-    results = [explainer.attribute(source.preprocess(item), target) for item in items]
+    results = [explain_one(source, explainer, item, target) for item in items]
     return results if batch else results[0]
+
+
+def explain_one(source: Any, explainer: Any, item: Any, target: int | None = None):
+    """The explanation of one image; for a model with an input fit (a :class:`Predictor`) and an
+    image that is not a tensor, its ``map`` is at the image's own resolution
+    (:func:`at_image_resolution`), as every surface shows it."""
+    fit = getattr(source, "fit", None)
+    if fit is None or torch.is_tensor(item):
+        return explainer.attribute(source.preprocess(item), target)
+    picture = decode_image(item, mode="RGB")
+    return at_image_resolution(explainer.attribute(source.preprocess(picture), target), fit, *picture.size)
+
+
+def at_image_resolution(explanation: Any, fit: str, width: int, height: int):
+    """``explanation`` with ``map`` drawn back over a ``width`` × ``height`` image that ``fit`` made the
+    input from (attribution per original pixel, the analysed part keeping its sum; NaN where the
+    fit did not analyse the image) and ``input_map`` the map over the input."""
+    from dataclasses import replace
+
+    from .data.transforms import square_map_to_image
+
+    if explanation.input_map is not None:
+        return explanation
+    return replace(explanation, map=square_map_to_image(explanation.map, fit, width, height),
+                   input_map=explanation.map)
 
 
 def as_batch(images: Any) -> tuple[bool, list]:

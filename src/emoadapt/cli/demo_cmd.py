@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from importlib import resources
     from pathlib import Path
 
+    from ..explaining import at_image_resolution
     from ..predictor import Predictor, to_pil
     from ..explain import save_layer_grid, save_overlay
     from ..predict import predict_files
@@ -35,11 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     def on_row(row: dict, image) -> None:
         started = time.perf_counter()
-        explanation = explainer.attribute(image)
+        picture = to_pil(row["path"])
+        explanation = at_image_resolution(explainer.attribute(image), predictor.fit, *picture.size)
         timings.append(time.perf_counter() - started)
         stem = Path(row["path"]).stem
-        explanation.save(out / stem)
-        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=to_pil(row["path"]), fit=predictor.fit)
+        explanation.save(out / stem)  # <stem>.npy: the map at the image's own resolution
+        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=picture, fit=predictor.fit)
 
     counts = predict_files(predictor, samples, out / "results.csv", on_row=on_row)
     first = samples[0]

@@ -71,10 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from dataclasses import replace
-
-    from ..data.transforms import square_map_to_image
     from ..errors import EmoadaptError
+    from ..explaining import at_image_resolution
     from ..explain import explain_layers, save_layer_grid, save_overlay
     from ..pipeline import load_one, ordered_map
 
@@ -108,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
         image, picture = item.tensor, item.picture
         prefix = out / stem
         explanation = explainer.attribute(image)
-        full = replace(explanation, map=square_map_to_image(explanation.map, predictor.fit, *picture.size))
-        full.save(prefix)
+        at_image_resolution(explanation, predictor.fit, *picture.size).save(prefix)
         save_overlay(image, explanation, prefix.with_name(prefix.name + "_overlay.png"), picture=picture,
                      fit=predictor.fit)
         if taps:

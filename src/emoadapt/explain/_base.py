@@ -152,6 +152,10 @@ class Explanation:
         max_evals: the evaluation budget asked for (``None``: the full tree). Under a budget the
             regions have several sizes and ``depth`` is the deepest level reached.
         grid: layer-wise only: the tap's (h, w) cells, the resolution its regions are made of.
+        input_map: when ``map`` was drawn back at the original image's resolution (explanations of
+            an image file or picture by a shipped model: (height, width), attribution per original
+            pixel, NaN where the input fit did not analyse the image), the (S, S) map over the model
+            input it came from; else ``None`` (``map`` is over the input).
     """
 
     values: np.ndarray
@@ -172,10 +176,16 @@ class Explanation:
     tap: str | None = None
     max_evals: int | None = None
     grid: tuple[int, int] | None = None
+    input_map: np.ndarray | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(S, S): the model input's size, which ``boxes`` are in."""
+        return tuple((self.map if self.input_map is None else self.input_map).shape)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of everything except the map (values and boxes as lists)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "map"}
+        """JSON-ready dict of everything except the maps (values and boxes as lists)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("map", "input_map")}
         data["values"] = self.values.tolist()
         data["boxes"] = self.boxes.tolist()
         data["map_shape"] = list(self.map.shape)

@@ -63,11 +63,11 @@ def kept_values(values: np.ndarray, percentile: float = 70) -> np.ma.MaskedArray
 
 def _shares_over(picture: np.ndarray, explanation: Explanation, fit: str | None) -> np.ndarray:
     """The explanation's shares at the picture's size (``fit``: how the picture became the input)."""
-    height, width = explanation.map.shape
+    height, width = explanation.input_shape
     shares = region_shares(explanation, height, width)
     if fit is None:
         if picture.shape[:2] != (height, width):
-            raise ValueError(f"image is {picture.shape[:2]} but the explanation map is {explanation.map.shape}")
+            raise ValueError(f"image is {picture.shape[:2]} but the explanation's input is {(height, width)}")
         return shares
     return square_to_image(shares, fit, picture.shape[1], picture.shape[0])
 
