@@ -160,10 +160,12 @@ def layers_job(service: Service, image, depth: int, target_index: int | None,
                on_tap: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """``layers`` (a summary per tap) and ``layers_png`` (the grid over the whole image)."""
     from ..explain import save_layer_grid
+    from ..explain.figures import share_grid
 
     predictor = service.predictor
     tensor = predictor.preprocess(image)
     by_tap = predictor.explain_layers(image, depth=depth, target=target_index, on_tap=on_tap)
     fit = getattr(predictor, "fit", "centre")
     return {"layers": {tap: summary(e) for tap, e in by_tap.items()},
+            "shares": {tap: share_grid(e, image.width, image.height, fit) for tap, e in by_tap.items()},
             "layers_png": png_base64(lambda path: save_layer_grid(tensor, by_tap, path, picture=image, fit=fit))}
