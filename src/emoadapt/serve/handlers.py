@@ -140,6 +140,7 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     """The prediction, a DnCShap explanation drawn over the whole image (``overlay_png``) and, with
     ``options.layers``, the layer-wise grid (``layers_png``, ``layers``)."""
     from ..explain import save_overlay
+    from ..results import overlay_note
 
     predictor = service.predictor
     check_cost(service, request_cost(predictor, options.depth, options.max_evals, options.layers))
@@ -150,7 +151,9 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     explanation = predictor.explain(tensor, depth=options.depth, target=target_index, max_evals=options.max_evals)
     fit = getattr(predictor, "fit", "centre")
     out["explanation"] = summary(explanation)
-    out["overlay_png"] = png_base64(lambda path: save_overlay(tensor, explanation, path, picture=image, fit=fit))
+    note = overlay_note(out)  # an uncertain prediction says so on its map too
+    out["overlay_png"] = png_base64(lambda path: save_overlay(tensor, explanation, path, picture=image, fit=fit,
+                                                              note=note))
     if options.layers:
         out.update(layers_job(service, image, options.depth, target_index))
     return out
