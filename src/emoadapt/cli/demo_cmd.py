@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..predictor import Predictor, to_pil
     from ..explain import save_layer_grid, save_overlay
     from ..predict import predict_files
+    from ..results import overlay_note
 
     samples = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
     out = Path(args.out)
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         timings.append(time.perf_counter() - started)
         stem = Path(row["path"]).stem
         explanation.save(out / stem)
-        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=to_pil(row["path"]), fit=predictor.fit)
+        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=to_pil(row["path"]), fit=predictor.fit,
+                     note=overlay_note(row))
 
     counts = predict_files(predictor, samples, out / "results.csv", on_row=on_row)
     first = samples[0]
