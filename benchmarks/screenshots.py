@@ -97,9 +97,11 @@ def observe(page) -> dict[str, Any]:
 
 
 def wait_for_overlay(page) -> None:
+    """Until the heat map is shown, or an error is."""
     page.wait_for_function("() => { const img = document.getElementById('overlay');"
-                           " return !document.getElementById('explanation-box').hidden && img.complete"
-                           " && img.naturalWidth > 0; }", timeout=LONG)
+                           " return (!document.getElementById('explanation-box').hidden && img.complete"
+                           " && img.naturalWidth > 0) || document.getElementById('error').textContent !== ''; }",
+                           timeout=LONG)
 
 
 def start_page(page, url: str) -> dict[str, Any]:
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="folder of the PNGs")
     parser.add_argument("--good", default=str(SAMPLES / "astronaut.jpg"), help="a photo the model is sure about")
     parser.add_argument("--uncertain", default=str(SAMPLES / "chelsea.jpg"), help="a photo the model flags")
+    parser.add_argument("--timeout", type=float, default=120,
+                        help="the server's request timeout in s (default 120: a busy machine still gets its pictures)")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     predictor = Predictor() if args.model is None else Predictor(args.model)
-    with tempfile.TemporaryDirectory() as folder, serve(create_app(predictor)) as url, browser() as chromium:
+    with tempfile.TemporaryDirectory() as folder, serve(create_app(predictor, timeout_s=args.timeout)) as url, browser() as chromium:
         page = chromium.new_page(viewport={"width": 1000, "height": 900})
         bad = write_bad_file(Path(folder))
         states = [("start", lambda: start_page(page, url)),
@@ -175,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, state in states:
             started = time.perf_counter()
             seen[name] = state()
+            if name != "bad-after-good" and seen[name]["error"]:
+                raise SystemExit(f"{name}: the page shows an error: {seen[name]['error']}")
             print(f"{shoot(page, out / f'{name}.png')}  ({time.perf_counter() - started:.1f} s; "
                   f"uncertain={seen[name]['uncertain']}, error={seen[name]['error']!r})")
     if seen["good"]["uncertain"] != "false" or seen["uncertain"]["uncertain"] != "true":

@@ -156,9 +156,9 @@ def _shade_uncertain(axes, times: np.ndarray, flags: list[bool]) -> bool:
         return False
     half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.5
     for ax in axes:
-        for time, flag in zip(times, flags):
+        for moment, flag in zip(times, flags):
             if flag:
-                ax.axvspan(time - half, time + half, **UNCERTAIN_SHADE)
+                ax.axvspan(moment - half, moment + half, **UNCERTAIN_SHADE)
     return True
 
 
