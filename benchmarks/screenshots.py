@@ -31,6 +31,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(str(resources.files("emoadapt") / "samples"))
+STATES = ("start", "good", "bad-after-good", "uncertain", "layers")
 LONG = 180_000  #: ms to wait for a model answer (a loaded 2-core machine, the model's first load); twice for the layers
 
 
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="folder of the PNGs")
     parser.add_argument("--good", default=str(SAMPLES / "astronaut.jpg"), help="a photo the model is sure about")
     parser.add_argument("--uncertain", default=str(SAMPLES / "chelsea.jpg"), help="a photo the model flags")
+    parser.add_argument("--states", nargs="+", default=list(STATES), choices=STATES,
+                        help="which screenshots to (re)write (default: all)")
     parser.add_argument("--timeout", type=float, default=120,
                         help="the server's request timeout in s (default 120: a busy machine still gets its pictures)")
     args = parser.parse_args(argv)
@@ -177,13 +180,16 @@ def main(argv: list[str] | None = None) -> None:
                   ("layers", lambda: layer_view(page, url, Path(args.good)))]
         seen = {}
         for name, state in states:
+            if name not in args.states:
+                continue
             started = time.perf_counter()
             seen[name] = state()
             if name != "bad-after-good" and seen[name]["error"]:
                 raise SystemExit(f"{name}: the page shows an error: {seen[name]['error']}")
             print(f"{shoot(page, out / f'{name}.png')}  ({time.perf_counter() - started:.1f} s; "
                   f"uncertain={seen[name]['uncertain']}, error={seen[name]['error']!r})")
-    if seen["good"]["uncertain"] != "false" or seen["uncertain"]["uncertain"] != "true":
+    if seen.get("good", {}).get("uncertain", "false") != "false" or \
+            seen.get("uncertain", {}).get("uncertain", "true") != "true":
         print("note: with this model --good is not a confident photo or --uncertain is not flagged; "
               "choose other images for the screenshots")
 

@@ -334,7 +334,7 @@ async function analyse(file) {
     $("preview").src = URL.createObjectURL(file);
     showPrediction(result);
   } catch (err) {
-    if (mine === generation) { current = null; fail(`${file.name}: ${err.message}`); }
+    if (mine === generation) { current = null; fail(err.message.includes(file.name) ? err.message : `${file.name}: ${err.message}`); }
     return;
   }
   await explain();
