@@ -163,6 +163,20 @@ def test_progress_reaches_100_percent_once(tmp_path, folder, weights, capsys):
     err = capsys.readouterr().err
     lines = [line for chunk in err.split("\n") for line in chunk.split("\r") if "100%" in line]
     assert len(lines) == 1, lines
+    import io
+
+    from tqdm import tqdm
+
+    from emoadapt.cli.predict_cmd import _progress
+
+    stream = io.StringIO()
+    bar = tqdm(total=4, file=stream, mininterval=0)  # every step drawn: a slow run, or a log file
+    on_batch = _progress(bar)
+    on_batch(2, 0)
+    on_batch(2, 1)
+    bar.close()
+    lines = [line for line in stream.getvalue().replace("\r", "\n").split("\n") if "100%" in line]
+    assert len(lines) == 1 and "failed=1" in lines[0], lines
 
 
 def test_overlay_of_an_uncertain_prediction_says_so(tmp_path, weights):

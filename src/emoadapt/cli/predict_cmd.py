@@ -92,13 +92,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _progress(bar):
     """``on_batch(n, failed)`` advancing ``bar``: the failure count is set without a redraw of its
-    own, so each step (and the final 100 %) is drawn once."""
+    own, and the last step is left to ``bar.close()`` to draw, so 100 % is drawn once."""
     failed_so_far = [0]
 
     def on_batch(n: int, failed: int) -> None:
         failed_so_far[0] += failed
         bar.set_postfix(failed=failed_so_far[0], refresh=False)
-        bar.update(n)
+        if bar.total is not None and bar.n + n >= bar.total:
+            bar.n += n  # close() draws the final line
+        else:
+            bar.update(n)
 
     return on_batch
 
