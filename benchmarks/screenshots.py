@@ -131,7 +131,7 @@ def layer_view(page, url: str, image: Path) -> dict[str, Any]:
     """A good image, then the layer view ticked; waits for the first layer drawn."""
     good_image(page, url, image)
     page.check("#layers-toggle")
-    page.wait_for_function("() => !document.getElementById('layers-view').hidden"
+    page.wait_for_function("() => !document.getElementById('layers').hidden"
                            " || document.getElementById('error').textContent !== ''", timeout=2 * LONG)
     return dict(observe(page), tabs=page.eval_on_selector_all("#layer-tabs button", "b => b.map(x => x.dataset.tap)"),
                 shown=page.get_attribute("#layer-canvas", "data-tap"),

@@ -130,7 +130,7 @@ def test_layer_view_one_layer_at_a_time_without_a_new_explanation(page, server, 
     page.uncheck("#layers-toggle")
     assert not page.is_visible("#layers-box")
     page.check("#layers-toggle")  # shown again from what the page already has
-    page.wait_for_selector("#layers-view:not([hidden]) #layer-tabs button")
+    page.wait_for_selector("#layers:not([hidden]) #layer-tabs button")
     posts = [u.rsplit("/api/", 1)[1] for m, u in page.requests if m == "POST"]
     assert posts == ["predict", "explain", "explain/layers"]  # the pixel explanation ran once, the grid once
 

@@ -72,7 +72,7 @@ regions matter least (below the 70th percentile of |share|).</p></div>
 <div id="layers-box" hidden><h3>Layer by layer</h3>
 <div id="layers-caveat" class="caveat" hidden></div>
 <p id="layers-progress" hidden><progress id="layers-bar" value="0" max="1"></progress> <span id="layers-text"></span></p>
-<div id="layers-view" hidden>
+<div id="layers" hidden>
 <p class="note" id="layers-help"></p>
 <div id="layer-tabs" role="tablist" aria-label="layers"></div>
 <label class="note"><input id="shared-scale" type="checkbox"> same colour scale for every layer</label>
@@ -97,7 +97,7 @@ const GUESS = "The model has not seen images like this: treat the label as a gue
 function resetResult() {
   // everything shown for a previous image goes; nothing is left to be read as this file's result
   $("result").hidden = true; $("affect-box").hidden = true; $("explanation-box").hidden = true;
-  $("layers-box").hidden = true; $("layers-view").hidden = true; $("layers-progress").hidden = true;
+  $("layers-box").hidden = true; $("layers").hidden = true; $("layers-progress").hidden = true;
   for (const id of ["probs", "dist", "layer-tabs"]) $(id).replaceChildren();
   for (const id of ["answer", "confidence", "va-text", "layer-title", "overlay-caveat", "layers-caveat"]) $(id).textContent = "";
   $("overlay").removeAttribute("src"); $("preview").removeAttribute("src");
@@ -207,7 +207,7 @@ function layersHelp(taps) {
 }
 async function layerGrid(mine, run, target) {
   // the layer explanations run as a background job on the server; poll it and show its progress
-  $("layers-progress").hidden = false; $("layers-text").textContent = "starting…"; $("layers-view").hidden = true;
+  $("layers-progress").hidden = false; $("layers-text").textContent = "starting…"; $("layers").hidden = true;
   const job = await post("/api/explain/layers", {depth: $("depth").value, target: target});
   for (;;) {
     await sleep(500);
@@ -244,7 +244,7 @@ async function showLayers() {
     pictureImage = new Image(); pictureImage.src = $("preview").src;
     await pictureImage.decode().catch(() => {});
   }
-  $("layers-view").hidden = false;
+  $("layers").hidden = false;
   drawLayer(shownTap && taps.includes(shownTap) ? shownTap : taps[0]);
 }
 const RDBU = ["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"];
