@@ -161,7 +161,9 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
 
 def layers_job(service: Service, image, depth: int, target_index: int | None,
                on_tap: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """``layers`` (a summary per tap) and ``layers_png`` (the grid over the whole image)."""
+    """``layers`` (a summary per tap), ``shares`` (per tap, its share of p(class) over the image on a
+    64-cell grid: what the page draws one layer at a time from) and ``layers_png`` (the grid over
+    the whole image)."""
     from ..explain import save_layer_grid
     from ..explain.figures import share_grid
 
