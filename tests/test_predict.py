@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,73 @@ def test_a_model_whose_card_uses_flip_tta_is_predicted_with_it(tmp_path, folder)
     base = Predictor(str(plain), runtime="torch")
     expected = (base.predict_tensors(x) + base.predict_tensors(x.flip(3))) / 2
     np.testing.assert_allclose(Predictor(str(flipped), runtime="torch").predict_tensors(x), expected, atol=1e-6)
+
+
+def test_explain_puts_overlay_paths_in_the_csv_and_says_where(tmp_path, folder, weights, capsys):
+    out = tmp_path / "r.csv"
+    assert main(["predict", str(folder / "a.png"), str(folder / "c.png"), "--out", str(out), "--model", str(weights),
+                 "--explain", "--depth", "2", "--no-progress"]) == 0
+    rows = _rows(out)
+    assert [r["overlay"].rsplit("/", 1)[0] for r in rows] == [str(tmp_path / "r_explanations")] * 2
+    assert all(Path(r["overlay"]).stat().st_size > 0 for r in rows)
+    assert f"overlays: {tmp_path / 'r_explanations'}/" in capsys.readouterr().err
+    # resuming with --explain keeps the column; without it is refused with the reason
+    assert main(["predict", str(folder / "a.png"), "--out", str(out), "--model", str(weights), "--explain",
+                 "--depth", "2", "--no-progress", "--resume"]) == 0
+    assert main(["predict", str(folder / "a.png"), "--out", str(out), "--model", str(weights), "--no-progress",
+                 "--resume"]) == 2
+    assert "written with --explain" in capsys.readouterr().err
+
+
+def test_a_bad_out_is_refused_before_the_model_loads(tmp_path, folder, monkeypatch, capsys):
+    import emoadapt.cli.predict_cmd as predict_cmd
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(predict_cmd, "load_predictor", no_model)
+    (tmp_path / "folder").mkdir()
+    for out, said in ((f"{tmp_path}/folder/", "is a directory"), (str(tmp_path / "folder"), "is a directory"),
+                      (f"{tmp_path}/new/", "is a directory"), (str(tmp_path / "r.txt"), ".csv or .jsonl")):
+        assert main(["predict", str(folder / "a.png"), "--out", out, "--no-progress"]) == 2
+        assert said in capsys.readouterr().err
+
+
+def test_progress_reaches_100_percent_once(tmp_path, folder, weights, capsys):
+    out = tmp_path / "r.csv"
+    assert main(["predict", str(folder), "--out", str(out), "--model", str(weights), "--batch-size", "2"]) in (0, 1)
+    err = capsys.readouterr().err
+    lines = [line for chunk in err.split("\n") for line in chunk.split("\r") if "100%" in line]
+    assert len(lines) == 1, lines
+    import io
+
+    from tqdm import tqdm
+
+    from emoadapt.cli.predict_cmd import _progress
+
+    stream = io.StringIO()
+    bar = tqdm(total=4, file=stream, mininterval=0)  # every step drawn: a slow run, or a log file
+    on_batch = _progress(bar)
+    on_batch(2, 0)
+    on_batch(2, 1)
+    bar.close()
+    lines = [line for line in stream.getvalue().replace("\r", "\n").split("\n") if "100%" in line]
+    assert len(lines) == 1 and "failed=1" in lines[0], lines
+
+
+def test_overlay_of_an_uncertain_prediction_says_so(tmp_path, weights):
+    from emoadapt.results import overlay_note, plain_uncertainty
+
+    reason = "unlike the images the model was trained on (OOD score -1.49 > threshold -1.76)"
+    assert plain_uncertainty(reason) == "the model has not seen images like this: treat the label as a guess"
+    assert overlay_note({"uncertain": False, "uncertain_reason": None}) is None
+    note = overlay_note({"uncertain": True, "uncertain_reason": reason})
+    assert note.startswith("uncertain: the model has not seen")
+    from emoadapt.explain import save_overlay
+
+    image = Image.new("RGB", (40, 30), (200, 30, 30))
+    predictor = Predictor(str(weights))
+    explanation = predictor.explain(image, depth=2)
+    plain = save_overlay(predictor.preprocess(image), explanation, tmp_path / "plain.png", picture=image)
+    noted = save_overlay(predictor.preprocess(image), explanation, tmp_path / "noted.png", picture=image, note=note)
+    assert Image.open(noted).height > Image.open(plain).height  # the note is a line under the title

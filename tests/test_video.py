@@ -141,3 +141,38 @@ def test_frames_stream_one_at_a_time(clip):
     assert isinstance(first.image, np.ndarray) and first.image.shape == (48, 64, 3)
     frames.close()
     torch.manual_seed(0)
+
+
+def test_timeline_name_is_not_doubled_and_uncertain_frames_are_shaded(tiny, clip, tmp_path):
+    from emoadapt.video import CLASS_COLOURS, AFFECT_STYLES, plot_timeline, timeline_path
+
+    assert timeline_path(tmp_path / "clip.csv", Path("videos/clip.mp4")) == tmp_path / "clip_timeline.png"
+    assert timeline_path(tmp_path / "r.csv", Path("clip.mp4")) == tmp_path / "r_clip_timeline.png"
+    assert not {style["color"] for style in AFFECT_STYLES.values()} & set(CLASS_COLOURS)  # affect ≠ any class colour
+    out = tmp_path / f"{clip.stem}.csv"
+    assert main(["predict", str(clip), "--every", "1s", "--model", str(tiny), "--runtime", "torch", "--out", str(out),
+                 "--plot", "--no-progress"]) == 0
+    assert (tmp_path / f"{clip.stem}_timeline.png").exists()
+    rows = rows_of(out)
+    rows[1]["uncertain"], rows[2]["uncertain"] = "true", "false"
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    import matplotlib.pyplot as plt
+
+    shaded = []
+    real_close = plt.close
+
+    def spy(fig=None):  # the figure's shaded spans, read just before it is closed
+        if fig is not None:
+            shaded.extend(p for ax in fig.axes for p in ax.patches)
+        real_close(fig)
+
+    plt.close = spy
+    try:
+        plot_timeline(out, clip, tmp_path / "t.png")
+    finally:
+        plt.close = real_close
+    uncertain = sum(1 for r in rows if r["uncertain"] == "true")
+    assert uncertain >= 1 and len(shaded) == 2 * uncertain  # one span per uncertain frame on each of 2 axes

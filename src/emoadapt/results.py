@@ -19,13 +19,55 @@ from .errors import EmoadaptError
 from .fileio import atomic_write_bytes
 
 
-def columns(classes: tuple[str, ...], affect: tuple[str, ...] = (), video: bool = False) -> list[str]:
+#: what an uncertain prediction means, in plain words, per reason (the start of the reason text
+#: of :meth:`emoadapt.models.calibration.Calibration.judge`); the web page says the same
+PLAIN_REASONS = {
+    "unlike": "the model has not seen images like this: treat the label as a guess",
+    "a blank": "the image is blank or almost one flat colour: treat the label as a guess",
+    "low confidence": "no class clearly leads: treat the label as a guess",
+}
+
+
+def plain_uncertainty(reason: str | None) -> str:
+    """An ``uncertain_reason`` (reasons joined by ``"; "``) in plain words, with what to do."""
+    said = []
+    for part in (reason or "").split("; "):
+        for start, text in PLAIN_REASONS.items():
+            if part.startswith(start) and text not in said:
+                said.append(text)
+    return "; ".join(said) or "the model is unsure about this image: treat the label as a guess"
+
+
+def overlay_note(row: dict) -> str | None:
+    """The line an overlay of an uncertain prediction carries under its title (``None``: certain)."""
+    return f"uncertain: {plain_uncertainty(row.get('uncertain_reason'))}" if row.get("uncertain") else None
+
+
+def columns(classes: tuple[str, ...], affect: tuple[str, ...] = (), video: bool = False,
+            overlay: bool = False) -> list[str]:
     """The row columns: ``path`` (``time`` in s for video frames), ``emotion``, ``prob_<class>``…,
     with affect heads ``valence``, ``arousal``, ``dist_<name>``…, then ``uncertain``,
-    ``uncertain_reason``, ``seconds``, ``error``."""
+    ``uncertain_reason``, ``seconds``, ``error``, and ``overlay`` (the overlay PNG's path) with
+    ``predict --explain``."""
     return ["path", *(["time"] if video else []), "emotion", *[f"prob_{c}" for c in classes],
             *(["valence", "arousal", *[f"dist_{n}" for n in affect]] if affect else []),
-            "uncertain", "uncertain_reason", "seconds", "error"]
+            "uncertain", "uncertain_reason", "seconds", "error", *(["overlay"] if overlay else [])]
+
+
+def check_output(output: str | os.PathLike, video: bool = False) -> Path:
+    """``--out`` checked before any model loads: a ``.csv`` or ``.jsonl`` file name, not a folder."""
+    text = os.fspath(output)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise EmoadaptError(f"--out {text} is a directory; give a .csv or .jsonl file name, e.g. {path / 'results.csv'}")
+    if path.suffix not in (".csv", ".jsonl"):
+        raise EmoadaptError(f"--out must end in .csv or .jsonl, got {path.name}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise EmoadaptError(f"cannot write {text}: {parent} is a file, not a folder")
+    return path
 
 
 def row_key(path_key: str, time: float | str | None = None) -> str:
@@ -60,7 +102,7 @@ def _foreign(output: Path, why: str) -> EmoadaptError:
 
 
 def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect: tuple[str, ...] = (),
-                    video: bool = False) -> set[str]:
+                    video: bool = False, overlay: bool = False) -> set[str]:
     """Keys of the paths with a complete row in ``output`` (:func:`path_text` for CSV, the path for
     JSONL; :func:`row_key` with the time for video frames); rewrites the file without a torn last
     line. With ``classes``, refuses (``EmoadaptError``) a file whose columns are not this model's
@@ -86,7 +128,7 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect
     except UnicodeDecodeError:
         raise _foreign(output, "it is not UTF-8 text, so emoadapt did not write it") from None
     lines = [line.rstrip("\r") for line in text.split("\n")[:-1]]
-    expected = columns(classes, affect, video) if classes is not None else None
+    expected = columns(classes, affect, video, overlay) if classes is not None else None
     if output.suffix == ".jsonl":
         return _jsonl_paths(output, lines, expected)
     if not lines:
@@ -96,7 +138,10 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect
         if [c for c in header if c not in ("uncertain", "uncertain_reason")] == \
                 [c for c in expected if c not in ("uncertain", "uncertain_reason")]:
             raise _foreign(output, "it was written by an emoadapt without the uncertain columns (before issue #22)")
-        if header[:1] == ["path"] and header[-2:] == ["seconds", "error"]:
+        if [c for c in header if c != "overlay"] == [c for c in expected if c != "overlay"]:
+            said = "with" if "overlay" in header else "without"
+            raise _foreign(output, f"it was written {said} --explain (its overlay column); resume with the same options")
+        if header[:1] == ["path"] and [c for c in header if c != "overlay"][-2:] == ["seconds", "error"]:
             raise _foreign(output, f"its columns are {','.join(header)} (another model's classes), "
                                    f"this model writes {','.join(expected)}")
         raise _foreign(output, "its header is not an emoadapt results header")
@@ -135,8 +180,8 @@ class RowWriter:
     ``OSError`` (a directory, no permission, a full disk) becomes a one-line ``EmoadaptError``."""
 
     def __init__(self, output: Path, classes: tuple[str, ...], append: bool, affect: tuple[str, ...] = (),
-                 video: bool = False):
-        self.output, self.columns = output, columns(classes, affect, video)
+                 video: bool = False, overlay: bool = False):
+        self.output, self.columns = output, columns(classes, affect, video, overlay)
         self.jsonl = output.suffix == ".jsonl"
         if output.is_dir():
             raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
@@ -165,6 +210,8 @@ class RowWriter:
                     if row.get("time") is not None:
                         cells["time"] = f"{float(row['time']):.3f}"
                     cells["error"] = one_line(str(cells["error"]))
+                    if "overlay" in cells and cells["overlay"]:
+                        cells["overlay"] = path_text(cells["overlay"])
                     self.csv.writerow(cells)
             self.handle.flush()
 

@@ -1,6 +1,6 @@
 """Emotion over a video: one row per sampled frame, streamed to CSV/JSONL, and a timeline plot.
 
-    emoadapt predict clip.mp4 --every 1s --plot
+    emoadapt predict clip.mp4 --every 1s --plot --out clip.csv   # clip.csv + clip_timeline.png
 
 Rows are those of :mod:`emoadapt.predict` with a ``time`` column (seconds from the start of the
 video): ``path, time, emotion, prob_<class>…[, valence, arousal, dist_<name>…], seconds, error``.
@@ -129,10 +129,43 @@ def read_rows(output: str | Path, video: str | Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["time"])
 
 
+#: line colours of the classes, in the model's class order (matplotlib's tab10 without purple and
+#: grey); valence and arousal are drawn in black (solid, dashed), a colour no class has
+CLASS_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+AFFECT_STYLES = {"valence": {"color": "black", "linestyle": "-"}, "arousal": {"color": "black", "linestyle": "--"}}
+UNCERTAIN_SHADE = {"color": "tab:purple", "alpha": 0.15, "lw": 0}
+
+
+def timeline_path(output: str | Path, video: str | Path) -> Path:
+    """``<out stem>_<video stem>_timeline.png`` beside ``output``; ``<stem>_timeline.png`` when
+    both stems are the same (``predict clip.mp4 --out clip.csv``: not ``clip_clip_timeline.png``)."""
+    output, stem = Path(output), Path(video).stem
+    name = output.stem if output.stem == stem else f"{output.stem}_{stem}"
+    return output.with_name(f"{name}_timeline.png")
+
+
+def _is_uncertain(value) -> bool:
+    """The ``uncertain`` cell of a row: a bool (JSONL) or ``true``/``false`` (CSV)."""
+    return value is True or str(value).lower() == "true"
+
+
+def _shade_uncertain(axes, times: np.ndarray, flags: list[bool]) -> bool:
+    """Shade the time span of every uncertain frame (half the sampling step either side) on each
+    axis; True when any frame was shaded."""
+    if not any(flags):
+        return False
+    half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.5
+    for ax in axes:
+        for moment, flag in zip(times, flags):
+            if flag:
+                ax.axvspan(moment - half, moment + half, **UNCERTAIN_SHADE)
+    return True
+
+
 def plot_timeline(output: str | Path, video: str | Path, png: str | Path) -> Path | None:
     """Draw the emotion timeline of ``video`` from its rows in ``output`` as a PNG: the class
-    probabilities over time and, when present, valence and arousal (1–9). ``None`` when the video
-    has no frame rows."""
+    probabilities over time and, when present, valence and arousal (1–9), in colours that are not
+    the classes'; uncertain frames are shaded. ``None`` when the video has no frame rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,16 +181,20 @@ def plot_timeline(output: str | Path, video: str | Path, png: str | Path) -> Pat
     affect = "valence" in rows[0] and rows[0]["valence"] not in (None, "")
     fig, axes = plt.subplots(2 if affect else 1, 1, figsize=(9, 5.5 if affect else 3.2), sharex=True, squeeze=False)
     top = axes[0, 0]
-    for name in classes:
-        top.plot(times, [r[f"prob_{name}"] for r in rows], label=name, marker="." if len(rows) < 60 else None)
+    shaded = _shade_uncertain(axes[:, 0], times, [_is_uncertain(r.get("uncertain")) for r in rows])
+    for index, name in enumerate(classes):
+        top.plot(times, [r[f"prob_{name}"] for r in rows], label=name, marker="." if len(rows) < 60 else None,
+                 color=CLASS_COLOURS[index % len(CLASS_COLOURS)])
+    if shaded:
+        top.fill_between([], [], **UNCERTAIN_SHADE, label="uncertain frames")  # a legend entry only
     top.set_ylabel("probability")
     top.set_ylim(0, 1)
-    top.legend(loc="upper right", ncol=len(classes), fontsize=8)
+    top.legend(loc="upper right", ncol=len(classes) + shaded, fontsize=8)
     top.set_title(f"{Path(video).name}: emotion over time")
     if affect:
         bottom = axes[1, 0]
-        bottom.plot(times, [r["valence"] for r in rows], label="valence", color="tab:green")
-        bottom.plot(times, [r["arousal"] for r in rows], label="arousal", color="tab:red")
+        for name in ("valence", "arousal"):
+            bottom.plot(times, [r[name] for r in rows], label=name, **AFFECT_STYLES[name])
         bottom.set_ylim(1, 9)
         bottom.axhline(5, color="grey", lw=0.5)
         bottom.set_ylabel("1–9")

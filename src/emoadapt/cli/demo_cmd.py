@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..predictor import Predictor, to_pil
     from ..explain import save_layer_grid, save_overlay
     from ..predict import predict_files
+    from ..results import overlay_note
 
     samples = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
     out = Path(args.out)
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         timings.append(time.perf_counter() - started)
         stem = Path(row["path"]).stem
         explanation.save(out / stem)  # <stem>.npy: the map at the image's own resolution
-        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=picture, fit=predictor.fit)
+        save_overlay(image, explanation, out / f"{stem}_overlay.png", picture=picture, fit=predictor.fit,
+                     note=overlay_note(row))
 
     counts = predict_files(predictor, samples, out / "results.csv", on_row=on_row)
     first = samples[0]

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", default="1s",
                    help="videos: the interval between sampled frames, e.g. 1s, 500ms, 2m (default 1s)")
     p.add_argument("--plot", action="store_true",
-                   help="videos: also draw each video's emotion timeline as <out stem>_<video>_timeline.png")
+                   help="videos: also draw each video's emotion timeline as <out stem>_<video>_timeline.png "
+                        "(<out stem>_timeline.png when both stems are the same)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import EmoadaptError
     from ..predict import predict_files
+    from ..results import check_output
 
     paths = expand_inputs(args.inputs)
     if not paths:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_videos(args, videos)
     if args.plot:
         raise EmoadaptError("--plot draws the timeline of videos; none of the inputs is a video")
-    out = Path(args.out)
+    out = check_output(args.out)  # before the model loads: a bad --out fails at once
     shard = shard_of(args)
     if shard is not None and out.suffix in (".csv", ".jsonl"):  # predict_files refuses other names
         from ..shards import part_path, shard_block, write_sidecar
@@ -75,19 +77,33 @@ def run(args: argparse.Namespace) -> int:
     # overlays of every shard go to one folder beside --out (their names never collide: overlay_name)
     on_row = _explainer(predictor, Path(args.out), args.depth, args.max_evals) if args.explain else None
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=args.no_progress)
+    on_batch = _progress(bar)
+    counts = predict_files(predictor, paths, out, batch_size=args.batch_size, resume=args.resume,
+                           on_batch=on_batch, on_row=on_row, workers=workers_of(args), draft=args.draft,
+                           overlay=args.explain)
+    bar.close()
+    print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
+          file=sys.stderr)
+    if args.explain:
+        print(f"overlays: {_overlay_folder(Path(args.out))}/ (each image's in the 'overlay' column of {out})",
+              file=sys.stderr)
+    return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
+
+
+def _progress(bar):
+    """``on_batch(n, failed)`` advancing ``bar``: the failure count is set without a redraw of its
+    own, and the last step is left to ``bar.close()`` to draw, so 100 % is drawn once."""
     failed_so_far = [0]
 
     def on_batch(n: int, failed: int) -> None:
         failed_so_far[0] += failed
-        bar.update(n)
-        bar.set_postfix(failed=failed_so_far[0])
+        bar.set_postfix(failed=failed_so_far[0], refresh=False)
+        if bar.total is not None and bar.n + n >= bar.total:
+            bar.n += n  # close() draws the final line
+        else:
+            bar.update(n)
 
-    counts = predict_files(predictor, paths, out, batch_size=args.batch_size, resume=args.resume,
-                           on_batch=on_batch, on_row=on_row, workers=workers_of(args), draft=args.draft)
-    bar.close()
-    print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
-          file=sys.stderr)
-    return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
+    return on_batch
 
 
 def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
@@ -96,21 +112,17 @@ def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
 
     from ..data.video import expected_samples, parse_every
     from ..errors import EmoadaptError
-    from ..video import plot_timeline, predict_videos
+    from ..results import check_output
+    from ..video import plot_timeline, predict_videos, timeline_path
 
     every = parse_every(args.every)
     if args.explain:
         raise EmoadaptError("--explain is for images; explain a video frame by saving it as an image first")
+    out = check_output(args.out, video=True)
     predictor = load_predictor(args)
-    out = Path(args.out)
     bar = tqdm(total=sum(expected_samples(v, every) for v in videos), desc="predict", unit="frame",
                disable=args.no_progress)
-    failed_so_far = [0]
-
-    def on_frames(n: int, failed: int) -> None:
-        failed_so_far[0] += failed
-        bar.update(n)
-        bar.set_postfix(failed=failed_so_far[0])
+    on_frames = _progress(bar)
 
     def on_error(video: Path, message: str) -> None:
         bar.write(f"error: {message}", file=sys.stderr)
@@ -120,7 +132,7 @@ def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
     bar.close()
     for video in videos:
         if args.plot:
-            png = plot_timeline(out, video, out.with_name(f"{out.stem}_{video.stem}_timeline.png"))
+            png = plot_timeline(out, video, timeline_path(out, video))
             if png is not None:
                 print(f"timeline: {png}", file=sys.stderr)
     print(f"predicted {counts['frames']} frames of {counts['videos']} videos, {counts['failed']} failed, "
@@ -140,11 +152,18 @@ def overlay_name(path: str | Path) -> str:
     return f"{stem[:60].lstrip('.') or 'image'}-{digest}_overlay.png"
 
 
-def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
-    """Per-row hook writing ``<out stem>_explanations/<overlay_name(path)>``."""
-    from ..explain import save_overlay
+def _overlay_folder(out: Path) -> Path:
+    """Where ``--explain`` writes the overlays: ``<out stem>_explanations`` beside ``--out``."""
+    return out.with_name(out.stem + "_explanations")
 
-    folder = out.with_name(out.stem + "_explanations")
+
+def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
+    """Per-row hook writing ``<out stem>_explanations/<overlay_name(path)>`` (its title says when
+    the prediction is uncertain) and putting its path in ``row["overlay"]``."""
+    from ..explain import save_overlay
+    from ..results import overlay_note
+
+    folder = _overlay_folder(out)
     explainer = predictor.explainer(depth, max_evals=max_evals)
 
     def on_row(row: dict, image) -> None:
@@ -152,7 +171,7 @@ def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
 
         explanation = explainer.attribute(image)
         png = folder / overlay_name(row["path"])
-        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit)
+        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit, note=overlay_note(row))
         row["overlay"] = str(png)
 
     return on_row

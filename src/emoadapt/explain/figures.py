@@ -108,16 +108,19 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def save_overlay(image: Any, explanation: Explanation, path: str | Path, *, picture: Any = None,
-                 fit: str = "squash", percentile: float = 70, alpha: float = 0.5, cmap: str = "RdBu_r") -> Path:
+                 fit: str = "squash", percentile: float = 70, alpha: float = 0.5, cmap: str = "RdBu_r",
+                 note: str | None = None) -> Path:
     """Write a PNG: the kept regions' shares of p(class) over the image, a colour bar and a title
     (class, probability, depth, evaluations). ``image`` is the model input (C, S, S) in [0, 1];
     ``picture`` (optional) the original image, drawn whole at its aspect ratio, the input having
-    been made from it by ``fit`` (:data:`emoadapt.data.transforms.FITS`)."""
+    been made from it by ``fit`` (:data:`emoadapt.data.transforms.FITS`). ``note`` (optional): a
+    line under the title, e.g. that the prediction is uncertain (:func:`emoadapt.results.overlay_note`)."""
     shown = _as_picture(image if picture is None else picture)
     shares = _shares_over(shown, explanation, None if picture is None else fit)
     width = 5.0
-    fig = Figure(figsize=(width, width * shown.shape[0] / shown.shape[1] + 1.1))
-    _draw(fig, fig.add_subplot(1, 1, 1), shown, shares, _title(explanation), percentile, alpha, cmap, UNITS,
+    fig = Figure(figsize=(width, width * shown.shape[0] / shown.shape[1] + 1.1 + (0.3 if note else 0)))
+    title = _title(explanation) + (f"\n{note}" if note else "")
+    _draw(fig, fig.add_subplot(1, 1, 1), shown, shares, title, percentile, alpha, cmap, UNITS,
           orientation="horizontal")
     return _save(fig, path)
 
@@ -150,3 +153,14 @@ def save_layer_grid(image: Any, explanations_by_tap: Mapping[str, Explanation], 
     fig.suptitle(f"layer-wise DnCShap; colour: {UNITS}", fontsize=8, y=0.995)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def share_grid(explanation: Explanation, width: int, height: int, fit: str, cells: int = 64) -> list[list[float | None]]:
+    """The explanation's shares of p(class) over a ``width`` × ``height`` picture, sampled on a grid
+    of ``cells`` along its longer side (rows top to bottom; ``None`` where the picture was not
+    analysed): what the web page draws a layer from, in the units of :func:`save_overlay`."""
+    scale = cells / max(width, height)
+    columns, rows = max(1, round(width * scale)), max(1, round(height * scale))
+    size = explanation.map.shape
+    shares = square_to_image(region_shares(explanation, *size), fit, columns, rows)
+    return [[None if not np.isfinite(v) else float(f"{v:.4g}") for v in row] for row in shares]

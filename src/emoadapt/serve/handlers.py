@@ -140,6 +140,7 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     """The prediction, a DnCShap explanation drawn over the whole image (``overlay_png``) and, with
     ``options.layers``, the layer-wise grid (``layers_png``, ``layers``)."""
     from ..explain import save_overlay
+    from ..results import overlay_note
 
     predictor = service.predictor
     check_cost(service, request_cost(predictor, options.depth, options.max_evals, options.layers))
@@ -150,7 +151,9 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     explanation = predictor.explain(tensor, depth=options.depth, target=target_index, max_evals=options.max_evals)
     fit = getattr(predictor, "fit", "centre")
     out["explanation"] = summary(explanation)
-    out["overlay_png"] = png_base64(lambda path: save_overlay(tensor, explanation, path, picture=image, fit=fit))
+    note = overlay_note(out)  # an uncertain prediction says so on its map too
+    out["overlay_png"] = png_base64(lambda path: save_overlay(tensor, explanation, path, picture=image, fit=fit,
+                                                              note=note))
     if options.layers:
         out.update(layers_job(service, image, options.depth, target_index))
     return out
@@ -158,12 +161,16 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
 
 def layers_job(service: Service, image, depth: int, target_index: int | None,
                on_tap: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """``layers`` (a summary per tap) and ``layers_png`` (the grid over the whole image)."""
+    """``layers`` (a summary per tap), ``shares`` (per tap, its share of p(class) over the image on a
+    64-cell grid: what the page draws one layer at a time from) and ``layers_png`` (the grid over
+    the whole image)."""
     from ..explain import save_layer_grid
+    from ..explain.figures import share_grid
 
     predictor = service.predictor
     tensor = predictor.preprocess(image)
     by_tap = predictor.explain_layers(image, depth=depth, target=target_index, on_tap=on_tap)
     fit = getattr(predictor, "fit", "centre")
     return {"layers": {tap: summary(e) for tap, e in by_tap.items()},
+            "shares": {tap: share_grid(e, image.width, image.height, fit) for tap, e in by_tap.items()},
             "layers_png": png_base64(lambda path: save_layer_grid(tensor, by_tap, path, picture=image, fit=fit))}
