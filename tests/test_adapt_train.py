@@ -116,3 +116,26 @@ def test_the_protocol_follows_from_the_configuration_alone():
         protocol(replace(cfg, kd_spatial_weight=1.0), None)
     with pytest.raises(ConfigError, match="discrepancy must be mmd, linear-mmd, coral or none"):
         protocol(replace(cfg, discrepancy="mdd"), None)
+
+
+@pytest.mark.parametrize("freeze", ["none", "features"])
+def test_fusionnet_trains_with_both_protocols(tmp_path, freeze, one_thread):
+    """FusionNet has the feature/head interface of the other models: `emoadapt adapt --init` a
+    FusionNet file trains it end to end (joint) or on cached pooled features (head only)."""
+    from conftest import save_tiny_affect_model
+
+    from emoadapt.models.registry import load_model
+
+    path = save_tiny_affect_model(tmp_path / "fusion.safetensors")
+    before, _ = load_model(path)
+    cfg = _config(path, input_size=64, epochs=1, freeze=freeze, discrepancy="coral", lam=0.5)
+    arrays = [(np.repeat(np.repeat(x, 2, 1), 2, 2), y) for x, y in (_arrays(16, 3, 4, 1), _arrays(8, 3, 4, 2))]
+    source = _arrays(16, 1, 7, 3)
+    state = adapt(*arrays, (np.repeat(np.repeat(source[0], 2, 1), 2, 2), source[1]), cfg, tmp_path / "run",
+                  progress=False)
+    assert state["epoch"] == 1
+    after, _ = load_model(tmp_path / "run" / "best.safetensors")
+    changed = {name for name, value in after.state_dict().items()
+               if not torch.equal(value, before.state_dict()[name])}
+    assert any(name.startswith("classifier") for name in changed)
+    assert any(name.startswith("branches.scene") for name in changed) == (freeze == "none")

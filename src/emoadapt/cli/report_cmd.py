@@ -9,6 +9,7 @@ import argparse
 import shlex
 
 
+from ..explain import settings
 from ._shared import user_description
 
 NAME = "report"
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="examples per class and kind (confident correct, confident errors, least confident)")
     p.add_argument("--layer-grids", type=_at_least(0), default=2, help="explained examples that also get a "
                                                                        "layer-wise grid (default 2)")
-    p.add_argument("--depth", type=_at_least(0), default=6, help="DnCShap partition depth (default 6)")
+    p.add_argument("--depth", type=_at_least(0), default=settings.DEPTH,
+                   help=f"DnCShap partition depth (default {settings.DEPTH}, as everywhere)")
     p.add_argument("--max-evals", type=_at_least(2), default=None, help="DnCShap evaluation budget per image")
     p.add_argument("--tap", action="append", default=None,
                    help="embedding layer; repeat for several (default: pre_logits and the last spatial tap)")

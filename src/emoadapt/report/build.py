@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..explain import settings
+
 from ..data.arrays import DEFAULT_CACHE
 from ..errors import EmoadaptError
 from ..fileio import atomic_write_json, atomic_write_text
@@ -34,8 +36,8 @@ class ReportOptions:
     explain_budget: int = 24
     per_class: int = 3
     layer_grids: int = 2
-    depth: int = 6
-    max_evals: int | None = None
+    depth: int = settings.DEPTH  # the explanation defaults every surface shares (explain/settings.py)
+    max_evals: int | None = settings.MAX_EVALS
     taps: list[str] = field(default_factory=list)
     method: str = "pca"
     embed_images: int = 500
