@@ -4,8 +4,9 @@ scenes and faces side by side. A thin layer over the product's trainer (``emoada
     python benchmarks/scenes_faces_table.py [--rows shipped target-only ...] [--threads 2]
 
 Every row is a variant of ``configs/emoadapt-ier.toml`` run through
-:func:`emoadapt.training.recipe.cross_validate` (fold k test, fold k+1 validation, the rest
-training; ``benchmarks/results/adaptation/folds.json``); the runs share one feature cache. The
+:func:`emoadapt.training.recipe.cross_validate` in ``select`` mode (fold k test, fold k+1
+validation, the rest training; ``benchmarks/results/adaptation/folds.json``): rows are chosen on
+validation; the runs share one feature cache. The
 ``probe`` row is issue #30's reference protocol (frozen ImageNet Lite0, short side 256 bicubic,
 centre 224, flip-averaged features, StandardScaler + LogisticRegression with C by inner 5-fold CV)
 trained on the same training folds (training + validation folds: it needs no validation) and
@@ -98,7 +99,7 @@ def main() -> None:
             folds = probe_in_folds()
         else:
             run = RUNS / name.replace(" ", "_").replace("(", "").replace(")", "")
-            result = cross_validate(variant(base, ROWS[name]), run)
+            result = cross_validate(variant(base, ROWS[name]), run, mode="select")
             folds = {k: {key: v for key, v in row.items() if key in ("test", "val", "faces_val", "faces_test")}
                      for k, row in result["folds"].items()}
         table[name] = {"changes": ROWS.get(name, "issue #30 reference probe"), "folds": folds, **summarise(folds)}

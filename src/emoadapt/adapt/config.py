@@ -45,7 +45,8 @@ class AdaptConfig:
     input_size: int = _opt(128, "input side in px of the adapted model (pool-head EmoNets run at any size)")
     rgb: bool = _opt(True, "give a grey EmoNet RGB input (first conv replicated / 3: grey images give the same "
                            "output)")
-    head: str = _opt("new", "new (a fresh 4-class layer) or mapped (the FER rows happy, sad, disgust, angry)")
+    head: str = _opt("new", "new (a fresh 4-class layer), mapped (the FER rows happy, sad, disgust, angry) or keep "
+                            "(an IER model's own trained head: fine-tuning after a linear probe, LP-FT)")
     discrepancy: str = _opt("mmd", "discrepancy D between face and image features: mmd, linear-mmd, coral or none")
     lam: float = _opt(1.0, "weight λ of the discrepancy term")
     lam_schedule: str = _opt("ramp", "ramp (DANN: λ·(2/(1+exp(−10p))−1) with progress p) or constant")
@@ -93,6 +94,8 @@ class AdaptConfig:
                                               "feature-map hint")
     seed: int = _opt(0, "seed of new layers, batch order and augmentation")
     threads: int = _opt(0, "torch CPU threads (0 = leave torch's default)")
+    fit: str = _opt("centre", "how each target image becomes the square input: centre, crop (87.5 % centre crop), "
+                              "squash or pad (use the start model's own fit when it has one)")
 
     @property
     def distilling(self) -> bool:
@@ -107,7 +110,8 @@ class AdaptConfig:
 
 
 #: The fields whose value is one of a few words (the CLI offers them as choices).
-CHOICES: dict[str, tuple[str, ...]] = {"head": ("new", "mapped"), "discrepancy": DISCREPANCY_NAMES,
+CHOICES: dict[str, tuple[str, ...]] = {"head": ("new", "mapped", "keep"), "fit": ("centre", "crop", "squash", "pad"),
+                                       "discrepancy": DISCREPANCY_NAMES,
                                        "lam_schedule": ("ramp", "constant"), "kd_mode": ("bank", "online"),
                                        "kd_hint_tap": ("pre_logits", "features")}
 

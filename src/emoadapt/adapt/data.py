@@ -22,12 +22,13 @@ from ..training.fer import subsample
 def target_splits(path: str | Path, size: int, channels: int, *, layout: str = "auto",
                   manifest: str | Path | None = None, seed: int = 0, val: float = 0.15, test: float = 0.15,
                   folds: int = 0, fold_index: int = 0, write_to: str | Path | None = None,
-                  progress: bool = True) -> dict[str, ArrayData]:
+                  progress: bool = True, fit: str = "centre") -> dict[str, ArrayData]:
     """``{"train", "val", "test"}`` arrays of an IER dataset (labels = IER class indices).
 
     Holdout (``folds=0``): the manifest's train/val/test, or a new stratified split from ``seed``.
     k-fold (``folds=K``): fold ``fold_index`` is test, fold ``fold_index + 1`` (mod K) validation,
     the rest train. The manifest used is written to ``write_to`` so the run can be repeated.
+    ``fit``: how each image becomes the square input (:data:`emoadapt.data.transforms.FITS`).
     """
     dataset = open_dataset(path, layout)
     if dataset.to_ier is None:
@@ -49,7 +50,7 @@ def target_splits(path: str | Path, size: int, channels: int, *, layout: str = "
                   "train": [f"fold{i}" for i in range(k) if f"fold{i}" not in names]}
     else:
         groups = {"train": ["train"], "val": ["val"], "test": ["test"]}
-    return {name: load_arrays(dataset.split(*members), size, channels, progress=progress)
+    return {name: load_arrays(dataset.split(*members), size, channels, progress=progress, fit=fit)
             for name, members in groups.items()}
 
 

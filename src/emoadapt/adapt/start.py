@@ -45,6 +45,11 @@ def build_start_model(cfg: AdaptConfig) -> nn.Module:
         assert all(k.startswith(("dense.", "classifier.")) for k in missing), missing
     if cfg.rgb and isinstance(model, EmoNet) and model.config.in_chans == 1:
         model = grey_to_rgb(model)
+    if cfg.head == "keep":
+        if tuple(extra.get("classes", ())) != IER_CLASSES:
+            raise ConfigError(f"--head keep needs an IER model (classes {', '.join(IER_CLASSES)}) as --init, got "
+                              f"classes {extra.get('classes')}")
+        return model
     old = model.classifier if isinstance(model, EmoNet) else model.classifier[-1]
     model.reset_classifier(len(IER_CLASSES))
     if cfg.head == "mapped":

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     target = target_splits(args.target, size, channels, layout=args.layout, manifest=args.manifest,
                            seed=args.split_seed, val=args.val, test=args.test, folds=args.folds,
-                           fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress)
+                           fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress,
+                           fit=cfg.fit)
     source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
                           progress=not args.no_progress)
     distill = _teacher(args, cfg, out, size, channels) if cfg.distilling else None

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (features, fold heads, cv.json, model.*)")
     p.add_argument("--cv", action="store_true", help="run the recipe's k-fold cross-validation (writes OUT/cv.json)")
     p.add_argument("--folds", default=None, help="with --cv: only these folds, e.g. 0,1 (default all)")
+    p.add_argument("--cv-mode", choices=("final", "select"), default="final",
+                   help="with --cv: final (default) trains each fold's head on every other fold, the estimate of "
+                        "the shipped fit (OUT/cv.json); select holds fold k+1 out for validation, to choose "
+                        "between recipes (OUT/cv-select.json)")
     p.add_argument("--ship", action="store_true",
                    help="the final fit on every labelled image, calibration, affect heads, card (needs OUT/cv.json)")
     p.add_argument("--install", action="store_true",
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     command = " ".join(["emoadapt train --config", shlex.quote(args.config), "--out", shlex.quote(args.out), *flags])
     if args.cv:
         folds = [int(f) for f in args.folds.split(",")] if args.folds else None
-        result = steps.cross_validate(recipe, out, folds=folds)
+        result = steps.cross_validate(recipe, out, folds=folds, mode=args.cv_mode)
         print(steps.cv_table(result))
     if args.ship or args.install:
         entry = steps.ship(recipe, out, args.config, command)

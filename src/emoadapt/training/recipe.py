@@ -367,36 +367,46 @@ def face_scores(model, data: dict[str, Any], tta: str) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- CV and the final fit
-def cross_validate(recipe: Recipe, out: Path, say: Progress = _say, folds: list[int] | None = None) -> dict:
-    """The recipe's k-fold CV on the labelled images (fold k test, fold k+1 validation, the rest
-    training; the head trains for the recipe's fixed epochs and is scored as ``predict`` scores).
-    Writes ``out/cv.json`` (per fold: test and validation accuracy, faces PublicTest/PrivateTest,
-    the out-of-fold logits) and returns it."""
+def cross_validate(recipe: Recipe, out: Path, say: Progress = _say, folds: list[int] | None = None,
+                   mode: str = "final") -> dict:
+    """The recipe's k-fold CV on the labelled images, each fold's head trained for the recipe's fixed
+    epochs and scored on test fold k as ``predict`` scores.
+
+    ``mode="final"``: the head trains on every other fold — the estimate of the shipped fit (which
+    trains on every image); ``out/cv.json``, whose out-of-fold outputs calibrate the model.
+    ``mode="select"``: fold k+1 is held out for validation and the head trains on the rest — for
+    choosing between recipes on validation scores; ``out/cv-select.json``.
+    Rows hold test (and in ``select`` mode validation) accuracy, FER2013 PublicTest/PrivateTest
+    4-class accuracy and the out-of-fold logits."""
+    if mode not in ("final", "select"):
+        raise RecipeError(f"CV mode must be final or select, got {mode!r}")
     dataset, classes = target_dataset(recipe)
     start = start_model(recipe, face_branch(recipe, out, say), classes)
     data = encode_all(recipe, start, dataset, out, say)
     plan = fold_plan(recipe, dataset, out)
     assigned = np.array([plan[k] for k in data["keys"]])
     names = sorted(set(assigned))
-    result_path = out / "cv.json"
+    result_path = out / ("cv.json" if mode == "final" else "cv-select.json")
     result = json.loads(result_path.read_text()) if result_path.exists() else {"folds": {}}
     for k, name in enumerate(names):
         if (folds is not None and k not in folds) or name in result["folds"]:
             continue
         val_name = names[(k + 1) % len(names)]
         test, val = np.flatnonzero(assigned == name), np.flatnonzero(assigned == val_name)
-        train = np.flatnonzero((assigned != name) & (assigned != val_name))
+        train = np.flatnonzero((assigned != name) & ((assigned != val_name) | (mode == "final")))
         model = start_model(recipe, out / "face.safetensors", classes)
-        model = train_head(recipe, model, data, train, val, out / "cv" / name, classes)
+        model = train_head(recipe, model, data, train, val, out / f"cv-{mode}" / name, classes)
         logits = head_logits(model, data["target"][:, test], recipe.output.tta)
-        row = {"test": accuracy(logits, data["target_labels"][test]),
-               "val": accuracy(head_logits(model, data["target"][:, val], recipe.output.tta), data["target_labels"][val]),
-               **face_scores(model, data, recipe.output.tta), "n_train": int(len(train)), "n_test": int(len(test)),
-               "test_index": test.tolist(), "test_logits": np.round(logits, 6).tolist()}
+        row = {"test": accuracy(logits, data["target_labels"][test]), **face_scores(model, data, recipe.output.tta),
+               "n_train": int(len(train)), "n_test": int(len(test)), "test_index": test.tolist(),
+               "test_logits": np.round(logits, 6).tolist()}
+        if mode == "select":
+            row["val"] = accuracy(head_logits(model, data["target"][:, val], recipe.output.tta),
+                                  data["target_labels"][val])
         result["folds"][name] = row
-        say(f"[cv] {name}: test {row['test']:.4f} val {row['val']:.4f} "
-            + " ".join(f"{key} {row[key]:.4f}" for key in ("faces_val", "faces_test") if key in row))
-        result.update(summary(result["folds"]), recipe=recipe.to_dict(), classes=list(classes))
+        say(f"[cv {mode}] {name}: " + " ".join(f"{key} {row[key]:.4f}" for key in
+                                              ("test", "val", "faces_val", "faces_test") if key in row))
+        result.update(summary(result["folds"]), mode=mode, recipe=recipe.to_dict(), classes=list(classes))
         atomic_write_json(result_path, result)
     return result
 
@@ -432,7 +442,7 @@ def cv_view_logits(recipe: Recipe, out: Path, data: dict[str, Any], classes) -> 
     cv = json.loads((out / "cv.json").read_text())
     views, labels = [], []
     for name, row in sorted(cv["folds"].items()):
-        model, _ = load_model(out / "cv" / name / "head.safetensors")
+        model, _ = load_model(out / "cv-final" / name / "head.safetensors")
         test = np.array(row["test_index"])
         with torch.inference_mode():
             views.append(np.stack([model.forward_head(_as_maps(data["target"][v, test])).double().numpy()
