@@ -94,7 +94,7 @@ class AdaptConfig:
                                               "feature-map hint")
     seed: int = _opt(0, "seed of new layers, batch order and augmentation")
     threads: int = _opt(0, "torch CPU threads (0 = leave torch's default)")
-    fit: str = _opt("centre", "how each target image becomes the square input: centre, crop (87.5 % centre crop), "
+    fit: str = _opt("centre", "how each target image becomes the square input: centre, crop (the centre 87.5 percent), "
                               "squash or pad (use the start model's own fit when it has one)")
 
     @property
