@@ -4,7 +4,7 @@ scenes and faces side by side. A thin layer over the product's trainer (``emoada
     python benchmarks/scenes_faces_table.py [--rows shipped target-only ...] [--threads 2]
 
 Every row is a variant of ``configs/emoadapt-ier.toml`` run through
-:func:`emoadapt.training.recipe.cross_validate` in ``select`` mode (fold k test, fold k+1
+:func:`emoadapt.recipe.cross_validate` in ``select`` mode (fold k test, fold k+1
 validation, the rest training; ``benchmarks/results/adaptation/folds.json``): rows are chosen on
 validation; the runs share one feature cache. The
 ``probe`` row is issue #30's reference protocol (frozen ImageNet Lite0, short side 256 bicubic,
@@ -88,8 +88,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from emoadapt.training.recipe import cross_validate
-    from emoadapt.training.recipe_config import load_recipe
+    from emoadapt.recipe import cross_validate
+    from emoadapt.recipe_config import load_recipe
 
     torch.set_num_threads(args.threads)
     table = json.loads(OUT.read_text())["rows"] if OUT.exists() else {}

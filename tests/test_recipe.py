@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from emoadapt.training.recipe_config import RecipeError, load_recipe, recipe_from_dict
+from emoadapt.recipe_config import RecipeError, load_recipe, recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_tiny_run_with_own_classes_trains_ships_and_predicts(tmp_path, one_threa
 def test_tiny_run_with_faces_uses_the_source_term(tmp_path, one_thread, monkeypatch):
     """IER classes + FER2013 faces: the source faces are encoded and the fold rows score faces too."""
     from emoadapt.data.labels import FER_CLASSES, IER_CLASSES
-    from emoadapt.training import recipe as steps
+    from emoadapt import recipe as steps
 
     rng = np.random.default_rng(1)
     for label in IER_CLASSES:

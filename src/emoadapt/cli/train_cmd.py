@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import EmoadaptError
-    from ..training import recipe as steps
-    from ..training.recipe_config import load_recipe
+    from .. import recipe as steps
+    from ..recipe_config import load_recipe
 
     recipe = load_recipe(args.config)  # a bad recipe fails before any image is read
     if not (args.cv or args.ship or args.install):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import EmoadaptError
+from .errors import EmoadaptError
 
 
 class RecipeError(EmoadaptError):
@@ -137,8 +137,8 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def check(recipe: Recipe) -> None:
     """Refuse values no step accepts, before any image is read."""
-    from ..adapt.config import DISCREPANCY_NAMES
-    from ..data.transforms import FITS
+    from .adapt.config import DISCREPANCY_NAMES
+    from .data.transforms import FITS
 
     head, output = recipe.head, recipe.output
     if recipe.scene.variant not in ("lite0", "lite1", "lite2"):

@@ -37,8 +37,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..data.labels import FER_TO_IER, IER_CLASSES
-from ..fileio import atomic_path, atomic_write_json
+from .data.labels import FER_TO_IER, IER_CLASSES
+from .fileio import atomic_path, atomic_write_json
 from .recipe_config import Recipe, RecipeError
 
 Progress = Callable[[str], None]
@@ -54,8 +54,8 @@ def target_dataset(recipe: Recipe):
 
     The IER classes when the layout maps onto them (or ``label_map`` says how), else the folder's
     own classes (a user's label set)."""
-    from ..data import open_dataset
-    from ..data.locate import KNOWN, dataset_path
+    from .data import open_dataset
+    from .data.locate import KNOWN, dataset_path
 
     spec = recipe.data
     path = dataset_path(spec.target) if spec.target in KNOWN else Path(spec.target)
@@ -86,7 +86,7 @@ def parse_label_map(text: str) -> dict[str, str]:
 
 
 def sample_keys(dataset) -> list[str]:
-    from ..data.splits import sample_key
+    from .data.splits import sample_key
 
     return [sample_key(s, dataset.root) for s in dataset.samples]
 
@@ -94,7 +94,7 @@ def sample_keys(dataset) -> list[str]:
 def fold_plan(recipe: Recipe, dataset, out: Path) -> dict[str, str]:
     """``{sample key: "fold<k>"}`` from the recipe's manifest, or 5 new seeded folds (written to
     ``out/folds.json``)."""
-    from ..data.splits import kfold_dataset, read_manifest, write_manifest
+    from .data.splits import kfold_dataset, read_manifest, write_manifest
 
     keys = sample_keys(dataset)
     if recipe.data.folds and Path(recipe.data.folds).exists():
@@ -114,8 +114,8 @@ def fold_plan(recipe: Recipe, dataset, out: Path) -> dict[str, str]:
 def source_face_samples(recipe: Recipe, split: str, limit: int | None) -> tuple[list, np.ndarray]:
     """FER2013 faces of ``split`` whose class maps onto an IER class: samples and IER labels
     (at most ``limit``, a seeded choice)."""
-    from ..data.fer2013 import read_fer2013
-    from ..data.locate import dataset_path
+    from .data.fer2013 import read_fer2013
+    from .data.locate import dataset_path
 
     fer = read_fer2013(dataset_path("fer2013")).split(split)
     samples = [s for s in fer.samples if s.label in FER_TO_IER]
@@ -128,16 +128,16 @@ def source_face_samples(recipe: Recipe, split: str, limit: int | None) -> tuple[
 # ----------------------------------------------------------------------------- steps 1–2: models
 def face_branch(recipe: Recipe, out: Path, say: Progress = _say) -> Path:
     """Step 1: ``out/face.safetensors``, a 7-class EfficientNet-Lite FER model."""
-    from ..models.registry import load_model, resolve_model
-    from ..models.weights import save_weights
+    from .models.registry import load_model, resolve_model
+    from .models.weights import save_weights
 
     path = out / "face.safetensors"
     if path.exists():
         return path
     spec = recipe.face
     if spec.source == "train-fer":
-        from .config import TrainConfig
-        from .fer import train_fer
+        from .training.config import TrainConfig
+        from .training.fer import train_fer
 
         say(f"[face] train-fer --model {spec.model} --epochs {spec.epochs} --lr {spec.lr} --seed {spec.seed}")
         run = out / "train-fer"
@@ -156,16 +156,16 @@ def face_branch(recipe: Recipe, out: Path, say: Progress = _say) -> Path:
 
 
 def model_classes_fer() -> tuple[str, ...]:
-    from ..data.labels import FER_CLASSES
+    from .data.labels import FER_CLASSES
 
     return FER_CLASSES
 
 
 def start_model(recipe: Recipe, face_path: Path, classes: tuple[str, ...]):
     """Step 2: FusionNet(face branch, ImageNet scene branch) with a fresh, seeded head."""
-    from ..models.efficientnet_lite import EfficientNetLite, EfficientNetLiteConfig
-    from ..models.fusion import FusionConfig, FusionNet
-    from ..models.registry import load_imagenet_init, load_model
+    from .models.efficientnet_lite import EfficientNetLite, EfficientNetLiteConfig
+    from .models.fusion import FusionConfig, FusionNet
+    from .models.registry import load_imagenet_init, load_model
 
     face, _ = load_model(face_path)
     scene = load_imagenet_init(EfficientNetLite(EfficientNetLiteConfig(
@@ -197,8 +197,8 @@ def view_images(path: str, size: int, fit: str, views: int, boxes: np.ndarray | 
     from :func:`emoadapt.adapt.views.crop_boxes`), each resized to size × size (bilinear)."""
     from PIL import Image
 
-    from ..data.decode import decode_image
-    from ..data.transforms import image_to_tensor
+    from .data.decode import decode_image
+    from .data.transforms import image_to_tensor
 
     picture = decode_image(path, mode="RGB")
     plain = image_to_tensor(picture, size, 3, fit)
@@ -217,7 +217,7 @@ class FeatureEncoder:
     """The frozen branches' pooled features through onnxruntime (the ``features`` tap)."""
 
     def __init__(self, model, threads: int | None = None):
-        from ..models.onnx import onnx_session
+        from .models.onnx import onnx_session
 
         self.session = onnx_session(model, threads=threads, taps=("features",))
 
@@ -229,7 +229,7 @@ def encode_paths(encoder: FeatureEncoder, paths: list[str], cache: Path, *, size
                  seed: int = 0, chunk: int = 64, say: Progress = _say, label: str = "images") -> np.ndarray:
     """(V, N, C) float32 features of ``paths`` in ``views`` views, cached under ``cache`` one chunk
     of ``chunk`` images per file (an interrupted encoding resumes at the first missing chunk)."""
-    from ..adapt.views import crop_boxes
+    from .adapt.views import crop_boxes
 
     cache.mkdir(parents=True, exist_ok=True)
     boxes = crop_boxes(len(paths), views, seed)[2:] if views > 2 else None
@@ -258,7 +258,7 @@ def encode_all(recipe: Recipe, model, dataset, out: Path, say: Progress = _say) 
     Returns ``{"target": (V, N, C), "target_labels": (N,), "keys": [...],
     "faces_train": (2, Ns, C), "faces_train_labels", "faces_val": (2, Nv, C), …, "faces_test" …}``
     (faces: IER labels; ``val`` = PublicTest, ``test`` = PrivateTest; absent without source faces)."""
-    from ..data.arrays import DEFAULT_CACHE
+    from .data.arrays import DEFAULT_CACHE
 
     fit, size = recipe.output.fit, recipe.scene.input_size
     # shared by every run with the same branches (an ablation's runs encode once): $EMOADAPT_CACHE/features
@@ -285,7 +285,7 @@ def encode_all(recipe: Recipe, model, dataset, out: Path, say: Progress = _say) 
 # ----------------------------------------------------------------------------- step 4: the head
 def adapt_config(recipe: Recipe, epochs: int | None = None):
     """The :class:`~emoadapt.adapt.config.AdaptConfig` of the head step (cached protocol)."""
-    from ..adapt.config import AdaptConfig
+    from .adapt.config import AdaptConfig
 
     head = recipe.head
     return AdaptConfig(init="recipe", input_size=recipe.scene.input_size, discrepancy=head.discrepancy, lam=head.lam,
@@ -307,7 +307,7 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
     (``head.safetensors`` in ``run``: the weights after the recipe's fixed epochs; the training
     state ``last.safetensors`` resumes an interrupted run; ``best.safetensors`` is the best
     validation epoch, for information)."""
-    from ..adapt.train import adapt
+    from .adapt.train import adapt
 
     cfg = adapt_config(recipe)
     views_t = data["target"][:, train]
@@ -322,14 +322,14 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
               "source": _as_maps(data["faces_train"]) if use_faces else None}
     trained = run / "head.safetensors"
     if trained.exists():
-        from ..models.registry import load_model
+        from .models.registry import load_model
 
         return load_model(trained)[0]
     empty = np.zeros((0, 1, 1, 3), np.uint8)
     adapt((empty, data["target_labels"][train]), (empty, data["target_labels"][val]),
           (empty, source_labels), cfg, run, resume=(run / "last.safetensors").exists(), progress=progress,
           model=model, cached=cached, classes=classes)
-    from ..models.weights import save_weights
+    from .models.weights import save_weights
 
     save_weights(trained, model, model.config.to_dict(), {"classes": list(classes), "recipe_step": "head"})
     return model.eval()
@@ -337,7 +337,7 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
 
 def fer_indices(ier_labels: np.ndarray) -> np.ndarray:
     """IER labels of mapped faces → the FER class indices they came from (inverse of the map)."""
-    from ..data.labels import FER_CLASSES
+    from .data.labels import FER_CLASSES
 
     back = {IER_CLASSES.index(ier): FER_CLASSES.index(fer) for fer, ier in FER_TO_IER.items()}
     return np.array([back[int(y)] for y in ier_labels], dtype=np.int64)
@@ -436,8 +436,8 @@ def train_final(recipe: Recipe, out: Path, say: Progress = _say):
 # ----------------------------------------------------------------------------- steps 5–7
 def cv_view_logits(recipe: Recipe, out: Path, data: dict[str, Any], classes) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold raw logits of every CV test image in both views (2, N, K) and their labels,
-    from the fold heads in ``out/cv/<fold>/last.safetensors``."""
-    from ..models.registry import load_model
+    from the fold heads in ``out/cv-final/<fold>/head.safetensors``."""
+    from .models.registry import load_model
 
     cv = json.loads((out / "cv.json").read_text())
     views, labels = [], []
@@ -455,7 +455,7 @@ def calibrate_from_cv(recipe: Recipe, out: Path, data: dict[str, Any], classes, 
     """Step 5: the temperature minimising the out-of-fold NLL (each view a sample, as ``predict``
     scales every pass) and the energy threshold at the recipe's quantile of the out-of-fold
     scores (averaged over the two views, as ``predict`` averages them)."""
-    from ..models.calibration import (Calibration, energy_scores, expected_calibration_error, fit_temperature,
+    from .models.calibration import (Calibration, energy_scores, expected_calibration_error, fit_temperature,
                                       softmax)
 
     logits, labels = cv_view_logits(recipe, out, data, classes)
@@ -478,9 +478,9 @@ def fit_affect(recipe: Recipe, out: Path, model, say: Progress = _say):
     """Step 6: affect heads on the final model's features of every Emotion6 image (six folders,
     plain and mirrored), chosen on a seeded 15 % validation share and fitted on the rest; returns
     ``(heads, record)`` or ``(None, reason)`` when the labelled images are not Emotion6."""
-    from ..data import open_dataset
-    from ..data.locate import KNOWN, dataset_path
-    from .affect_fit import choose_and_fit, head_predict, scores, subset, targets
+    from .data import open_dataset
+    from .data.locate import KNOWN, dataset_path
+    from .training.affect_fit import choose_and_fit, head_predict, scores, subset, targets
 
     if recipe.data.target != "emotion6" or not recipe.output.affect:
         return None, "affect heads need Emotion6's valence, arousal and votes ([data] target = \"emotion6\")"
@@ -489,7 +489,7 @@ def fit_affect(recipe: Recipe, out: Path, model, say: Progress = _say):
     cache_file = out / "affect-features.npz"
     if not cache_file.exists():
         encoder = FeatureEncoder(model)
-        from ..data.arrays import DEFAULT_CACHE
+        from .data.arrays import DEFAULT_CACHE
 
         raw = encode_paths(encoder, [s.path for s in dataset.samples],
                            DEFAULT_CACHE / "features" / branches_digest(model) / f"emotion6-all-{recipe.output.fit}",
@@ -567,9 +567,9 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
 def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progress = _say) -> dict[str, Any]:
     """Steps 4 (final) to 7: the final head, calibration, affect heads, then ``out/model.*`` and the
     registry entry ``out/model.json``. Needs ``out/cv.json`` (run ``--cv`` first)."""
-    from ..models.affect import save_affect, sidecar_path
-    from ..models.registry import sha256
-    from ..models.weights import save_weights
+    from .models.affect import save_affect, sidecar_path
+    from .models.registry import sha256
+    from .models.weights import save_weights
 
     if not (out / "cv.json").exists():
         raise RecipeError(f"{out}/cv.json is missing: run emoadapt train --config {recipe_file} --out {out} --cv "
@@ -588,7 +588,7 @@ def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progres
     save_weights(weights, model, model.config.to_dict(), extra, dtype=torch.float16)
     digest = sha256(weights)
     # the fp16 file is what ships: calibrate and fit the affect heads on the model as it loads
-    from ..models.registry import load_model
+    from .models.registry import load_model
 
     shipped, _ = load_model(weights)
     calibration = calibrate_from_cv(recipe, out, data, classes, digest, command)
@@ -628,7 +628,7 @@ def install(out: Path, entry: dict[str, Any]) -> None:
     import shutil
     from importlib import resources
 
-    from ..models.registry import REGISTRY_FILE
+    from .models.registry import REGISTRY_FILE
 
     weights_dir = Path(str(resources.files("emoadapt") / "weights"))
     name = entry["name"]
