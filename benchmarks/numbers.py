@@ -8,7 +8,9 @@ the model cards (src/emoadapt/weights/*.md) and docs/**/*.md from the results fi
 
 Two kinds of marker, both HTML comments (invisible on GitHub):
 
-* one figure read from a JSON file (or from a ``.safetensors`` file's metadata) by a key path::
+* one figure read from a JSON file (or from a ``.safetensors`` file's metadata) by a key path;
+  ``FILE@REV`` reads the file as committed at git revision REV (for docs/history.md: a results file
+  that has since been rewritten for a newer model)::
 
       <!-- number: benchmarks/results/fer.json#models.emoadapt fer-cpu.scores.FER2013 PrivateTest.accuracy fmt=pct1 -->65.2 %<!-- /number -->
 
@@ -46,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "benchmarks/results"
 REGISTRY = "src/emoadapt/weights/registry.json"
 
-NUMBER_RE = re.compile(r"<!-- number: (?P<spec>.*?) -->(?P<body>.*?)<!-- /number -->", re.S)
-TABLE_RE = re.compile(r"<!-- table: (?P<name>[\w.-]+)(?P<args>(?: [^ >][^>]*?)?) -->(?P<body>.*?)<!-- /table -->", re.S)
+NUMBER_RE = re.compile(r"<!-- number: (?P<spec>[^>]*?) -->(?P<body>(?:(?!<!--).)*?)<!-- /number -->", re.S)
+TABLE_RE = re.compile(r"<!-- table: (?P<name>[\w.-]+)(?P<args>(?: [^ >][^>]*?)?) -->(?P<body>(?:(?!<!-- table:).)*?)<!-- /table -->", re.S)
 
 #: results files of models that are no longer shipped under the name they declare (quoted from docs/history.md only)
 SUPERSEDED: set[str] = set()
@@ -69,6 +71,14 @@ class SourceError(ValueError):
 
 @lru_cache(maxsize=None)
 def _load(root: Path, rel: str) -> Any:
+    if "@" in rel:  # a file as committed at a revision: figures of a superseded model (docs/history.md)
+        import subprocess
+
+        name, rev = rel.rsplit("@", 1)
+        shown = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=root, capture_output=True, text=True)
+        if shown.returncode != 0:
+            raise SourceError(f"no {name} at revision {rev} ({shown.stderr.strip()[:80]})")
+        return json.loads(shown.stdout)
     path = root / rel
     if not path.is_file():
         raise SourceError(f"no such results file: {rel}")

@@ -164,11 +164,14 @@ def _fold_means(runs: dict, field: str) -> list[float]:
 
 @generator("cv")
 def cv(load: Load, args: str) -> str:
-    """``FILE#RUNS FIELD``: 5-fold CV "mean ± sd" in % of FIELD, each fold's mean over seeds, sd = sample sd of the fold means."""
-    spec, field = args.rsplit(" ", 1)
+    """``FILE#RUNS FIELD [pop]``: 5-fold CV "mean ± sd" in % of FIELD, each fold's mean over seeds; sd = the sample sd
+    (n − 1) of the fold means, or the population sd (n) with ``pop``."""
+    population = args.endswith(" pop")
+    spec, field = (args[:-4] if population else args).rsplit(" ", 1)
     file, key = _file_key(spec)
     means = _fold_means(_get(load(file), key), field)
-    return f"{pct(statistics.mean(means))} ± {pct(statistics.stdev(means))}"
+    sd = statistics.pstdev(means) if population else statistics.stdev(means)
+    return f"{pct(statistics.mean(means))} ± {pct(sd)}"
 
 
 @generator("runs-mean")
