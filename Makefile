@@ -36,9 +36,9 @@ test: setup data
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
 
 # Regenerate every marked figure and table of README.md, the model cards and docs/ from benchmarks/results/
-# (no model is run; `python -m benchmarks.numbers --check` only compares). See docs/benchmarks.md.
+# (no model is run; `python -m benchmarks.docnumbers --check` only compares). See docs/benchmarks.md.
 numbers:
-	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m benchmarks.numbers
+	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m benchmarks.docnumbers
 
 clean:
 	rm -rf out .pytest_cache

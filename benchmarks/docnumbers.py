@@ -1,9 +1,9 @@
 """Every quoted figure has a source (issue #32): regenerate the marked numbers and tables of README.md,
 the model cards (src/emoadapt/weights/*.md) and docs/**/*.md from the results files.
 
-    python -m benchmarks.numbers            # rewrite every marked figure / table in place, list sources
-    python -m benchmarks.numbers --check    # change nothing; exit 1 and list every figure that differs
-    python -m benchmarks.numbers --sources  # which results file each marker reads
+    python -m benchmarks.docnumbers            # rewrite every marked figure / table in place, list sources
+    python -m benchmarks.docnumbers --check    # change nothing; exit 1 and list every figure that differs
+    python -m benchmarks.docnumbers --sources  # which results file each marker reads
     make numbers                            # the same as the first line
 
 Two kinds of marker, both HTML comments (invisible on GitHub):
@@ -23,6 +23,9 @@ Two kinds of marker, both HTML comments (invisible on GitHub):
       <!-- table: fer-cpu-vs-mini-xception -->
       | … |
       <!-- /table -->
+
+(Named ``docnumbers``, not ``numbers``: the scripts in benchmarks/ run with that folder first on
+``sys.path``, where a ``numbers.py`` would shadow the standard library's ``numbers`` module.)
 
 Nothing here imports torch: ``tests/test_numbers.py`` runs the check in well under a second. The
 check also compares the weights sha256 that a results file declares (``weights_sha256`` at the top
@@ -151,7 +154,7 @@ def fmt_value(value: Any, name: str | None) -> str:
 
 # ---------------------------------------------------------------------------------------------- generators
 
-from benchmarks.numbers_tables import GENERATORS  # noqa: E402  (no torch)
+from benchmarks.docnumbers_tables import GENERATORS  # noqa: E402  (no torch)
 
 
 # ---------------------------------------------------------------------------------------------- marker passes
@@ -303,7 +306,7 @@ def sha_mismatches(root: Path = ROOT, superseded: set[str] | None = None) -> lis
         if model in shipped and sha and sha != shipped[model]:
             problems.append(f"{rel}: declares {model} weights {sha[:12]}…, the shipped {model} is "
                             f"{shipped[model][:12]}… (rerun it, or move its figures to docs/history.md and list "
-                            f"the file in benchmarks/numbers.py SUPERSEDED)")
+                            f"the file in benchmarks/docnumbers.py SUPERSEDED)")
     return problems
 
 

@@ -1,4 +1,4 @@
-"""The table generators of ``python -m benchmarks.numbers`` (issue #32).
+"""The table generators of ``python -m benchmarks.docnumbers`` (issue #32).
 
 A generator is ``render(load, args) -> str``: ``load(path, required=True)`` reads a results file
 (relative to the repository root; with ``required=False`` it returns None for a file not yet
