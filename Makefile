@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DATA := .cache/data
 SHARED_DATA := ../shared/data
 
-.PHONY: run test setup data clean
+.PHONY: run test setup data clean numbers
 
 $(BIN)/emoadapt: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ run: setup
 test: setup data
 	@$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
+
+# Regenerate every marked figure and table of README.md, the model cards and docs/ from benchmarks/results/
+# (no model is run; `python -m benchmarks.docnumbers --check` only compares). See docs/benchmarks.md.
+numbers:
+	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m benchmarks.docnumbers
 
 clean:
 	rm -rf out .pytest_cache

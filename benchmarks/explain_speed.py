@@ -5,7 +5,9 @@
     python benchmarks/explain_speed.py --preset fer-cpu          # random weights, for a smoke run
 
 Prints a markdown table: backend, depth, budget (``--max-evals``; ``full``: the whole tree),
-regions, model evaluations, seconds, evaluations per second. The ONNX model is exported to a temporary file with torch's TorchScript exporter (which
+regions, model evaluations, seconds (median and min–max of ``--repeat`` runs), evaluations per second;
+``--out FILE.json`` also writes every run's seconds with the provenance (model name, weights sha256;
+docs/results/speed.md is generated from ``benchmarks/results/explain_speed.json``). The ONNX model is exported to a temporary file with torch's TorchScript exporter (which
 needs the ``onnx`` package but not ``onnxscript``); install with ``pip install -e '.[onnx]'``.
 """
 
@@ -14,9 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
+import sys
 import tempfile
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 from emoadapt.data.decode import decode_image
 from emoadapt.data.transforms import image_to_tensor
@@ -49,11 +58,11 @@ def _onnx_session(model: torch.nn.Module, folder: str, threads: int):
 
 
 def _time(forward, image: torch.Tensor, depth: int, max_evals: int | None, batch_size: int,
-          repeat: int) -> tuple[int, int, float]:
-    """(regions, evaluations, best wall seconds over ``repeat`` runs) of one explanation."""
+          repeat: int) -> tuple[int, int, list[float]]:
+    """(regions, evaluations, wall seconds of each of ``repeat`` runs) of one explanation."""
     explainer = DnCShap(forward, depth=depth, batch_size=batch_size, max_evals=max_evals)
     runs = [explainer.attribute(image) for _ in range(repeat)]
-    return len(runs[0].values), runs[0].evaluations, min(r.seconds for r in runs)
+    return len(runs[0].values), runs[0].evaluations, [r.seconds for r in runs]
 
 
 def main() -> None:
@@ -67,7 +76,8 @@ def main() -> None:
                         help="budgets to time at every depth ('full': the whole tree)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime"), default=["torch", "onnxruntime"])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the best time is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median and min–max are reported")
+    parser.add_argument("--out", help="write the results JSON here (e.g. benchmarks/results/explain_speed.json)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
 
@@ -77,8 +87,9 @@ def main() -> None:
     print(f"model: {args.weights or args.preset}, input {tuple(image.shape)}, batch {args.batch_size}, "
           f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
     budgets = [None if b == "full" else int(b) for b in args.max_evals]
-    print("| backend | depth | budget | regions | evaluations | seconds | evaluations/s |")
+    print("| backend | depth | budget | regions | evaluations | seconds, median (min–max) | evaluations/s |")
     print("|---|---|---|---|---|---|---|")
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as folder:
         backends = [("torch", lambda: model),
                     ("onnxruntime", lambda: _onnx_session(model, folder, args.threads))]
@@ -92,10 +103,20 @@ def main() -> None:
                 continue
             for depth in args.depths:
                 for budget in budgets:
-                    regions, evaluations, seconds = _time(forward, image, depth, budget, args.batch_size, args.repeat)
+                    regions, evaluations, times = _time(forward, image, depth, budget, args.batch_size, args.repeat)
+                    seconds = statistics.median(times)
                     rate = evaluations / seconds
                     print(f"| {name} | {depth} | {budget or 'full'} | {regions} | {evaluations} | {seconds:.3f} "
-                          f"| {rate:,.0f} |")
+                          f"({min(times):.3f}–{max(times):.3f}) | {rate:,.0f} |", flush=True)
+                    rows.append({"backend": name, "depth": depth, "budget": budget or "full", "regions": regions,
+                                 "evaluations": evaluations, "seconds": spread(times)})
+    if args.out:
+        model_name, sha = model_identity(args.weights) if args.weights else (f"{args.preset} (random weights)", None)
+        write_json(args.out, {"what": "seconds per DnCShap explanation (both contexts), every run", "rows": rows,
+                              "input": list(image.shape), "image": args.image or "random pixels (seed 0)",
+                              "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeat,
+                              **provenance(model=model_name, weights_sha256=sha)})
+        print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

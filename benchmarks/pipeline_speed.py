@@ -20,7 +20,10 @@ checkout from before this pipeline (the "before" row of docs/benchmarks.md §9):
     git archive 9a75f4c src | tar -x -C runs/before
     PYTHONPATH=runs/before/src python benchmarks/pipeline_speed.py --old-code
 
-Prints markdown tables (docs/benchmarks.md §9 and docs/scaling.md).
+Prints markdown tables and writes ``--out`` (default ``benchmarks/results/pipeline_speed.json``; with
+``--old-code`` only when given): every round's images/s and ratio with their median and min–max, the
+start-up times, the draft-mode changes and the provenance (model name and weights sha256). The tables
+of docs/results/speed.md are generated from that file by ``make numbers``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 from PIL import Image, ImageEnhance
 
 from emoadapt.api import Predictor
@@ -131,7 +138,10 @@ def main() -> None:
     parser.add_argument("--old-code", action="store_true", help="model only vs predict_files' defaults, nothing else")
     parser.add_argument("--photos", default=None, help="a folder of real photos for the draft-mode change")
     parser.add_argument("--folder", default=str(ROOT / "runs" / "pipeline-images"))
+    parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/pipeline_speed.json; "
+                                                    "none with --old-code)")
     args = parser.parse_args()
+    out = args.out or (None if args.old_code else str(ROOT / "benchmarks" / "results" / "pipeline_speed.json"))
     if args.old_code:
         workers = 0
     else:
@@ -166,6 +176,15 @@ def main() -> None:
     for name in peers:
         low, mid, high = min(ratios[name]), statistics.median(ratios[name]), max(ratios[name])
         print(f"| {name} | {fmt(rates[name])} | {mid:.2f} ({low:.2f}–{high:.2f}) |")
+    name, sha = model_identity(args.model)
+    results = {"what": "emoadapt predict end to end against the model alone (issue #20); images/s and ratio per "
+                       "round, rounds interleaved", "n_images": len(paths), "image_size": f"{SIZE[0]}x{SIZE[1]}",
+               "input_size": predictor.input_size, "runtime": "onnxruntime", "batch_size": args.batch_size,
+               "decode_threads": workers, "repeats": args.repeats,
+               "throughput": {n: {"images_per_s": spread(rates[n]), "ratio": spread(ratios[n])} for n in peers},
+               **provenance(model=name, weights_sha256=sha)}
+    if out:
+        write_json(out, results)
     if args.old_code:
         return
     from emoadapt.pipeline import DRAFT_FACTOR
@@ -181,6 +200,9 @@ def main() -> None:
           f"({min(first_s):.2f}–{max(first_s):.2f}) |")
     print(f"| `emoadapt predict` {len(paths)} JPEGs, whole command | {all_s:.1f} ({len(paths) / all_s:.1f} img/s "
           "with start-up) |")
+    results["startup"] = {"`emoadapt --help`": spread(help_s), "`emoadapt predict one.jpg` (first result)": spread(first_s),
+                          f"`emoadapt predict` {len(paths)} JPEGs, whole command": spread([all_s])}
+    results["draft"] = []
     print("\n| draft mode vs full decode | short side kept | max abs Δp | mean abs Δp | top class changed | images |"
           "\n|---|---|---|---|---|---|")
     samples = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))
@@ -190,6 +212,8 @@ def main() -> None:
     for name, chosen in sets.items():
         for factor in (1, DRAFT_FACTOR):
             big, mean, flipped, n = draft_change(predictor, chosen, factor)
+            results["draft"].append({"images": name, "short_side_factor": factor, "max_abs_dp": big, "mean_abs_dp": mean,
+                                     "top_class_changed": flipped, "n": n})
             print(f"| {name} | ≥ {factor}× input | {big:.4f} | {mean:.5f} | {flipped:.1%} | {n} |")
     large = Path(args.folder).parent / "pipeline-large.jpg"
     Image.open(samples[0]).convert("RGB").resize((2560, 1707), Image.Resampling.BICUBIC).save(large, quality=90)
@@ -198,6 +222,10 @@ def main() -> None:
     fast = min(timed(lambda: predictor.preprocess(decode_image(large, mode="RGB", reduce_to=side))) for _ in range(5))
     print(f"\n2560×1707 JPEG, decode + preprocess: full {full * 1e3:.0f} ms, --draft {fast * 1e3:.0f} ms "
           f"({full / fast:.1f}× faster; best of 5)")
+    results["large_jpeg_decode_ms"] = {"full": full * 1e3, "draft": fast * 1e3, "statistic": "best of 5"}
+    if out:
+        write_json(out, results)
+        print(f"\nwrote {out}")
 
 
 def timed(action) -> float:

@@ -6,7 +6,8 @@ Starts ``emoadapt serve`` in a subprocess on a free 127.0.0.1 port, sends one wa
 (the model loads lazily), then for each client concurrency sends ``--requests`` uploads of one
 image (default: the shipped sample chelsea.jpg) from that many client threads. Prints a markdown
 table: concurrency, requests, failures (non-200 answers, e.g. 503 when the server's slots stay
-full), p50 and p95 latency in milliseconds, and requests per second.
+full), p50 and p95 latency in milliseconds, and requests per second; writes ``--out`` (default
+benchmarks/results/web_latency.json) with the latencies and the provenance (model, weights sha256).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 BOUNDARY = "emoadapt-benchmark"
 
@@ -73,7 +78,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="requests per concurrency level (default 100)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8], help="client threads (default 1 8)")
     parser.add_argument("--server-concurrency", type=int, default=2, help="the server's model slots (default 2)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "web_latency.json"),
+                        help="results JSON (latencies, percentiles and provenance)")
     args = parser.parse_args()
+    levels = []
 
     image = Path(args.image or str(resources.files("emoadapt") / "samples" / "chelsea.jpg"))
     body = multipart(image.read_bytes(), image.name)
@@ -99,7 +107,16 @@ def main() -> None:
             failures = sum(code != 200 for code, _ in results)
             p50, p95 = (np.percentile(latencies, [50, 95]) if latencies.size else (float("nan"),) * 2)
             print(f"| {concurrency} | {args.requests} | {failures} | {p50:.1f} | {p95:.1f} | "
-                  f"{(len(results) - failures) / wall:.1f} |")
+                  f"{(len(results) - failures) / wall:.1f} |", flush=True)
+            levels.append({"concurrency": concurrency, "requests": args.requests, "failures": int(failures),
+                           "p50_ms": float(p50), "p95_ms": float(p95), "requests_per_s": (len(results) - failures) / wall,
+                           "latency_ms": spread(latencies.tolist()) if latencies.size else None})
+        name, sha = model_identity(args.model)
+        write_json(args.out, {"what": "POST /api/predict latency of emoadapt serve per client concurrency",
+                              "image": image.name, "image_bytes": image.stat().st_size,
+                              "server_slots": args.server_concurrency, "first_request_ms": seconds * 1000,
+                              "levels": levels, **provenance(model=name, weights_sha256=sha)})
+        print(f"\nwrote {args.out}")
     finally:
         server.terminate()
         server.wait(10)

@@ -1,5 +1,5 @@
 """Every adaptation command recorded beside its results (and in the docs) still parses, so the
-figures in docs/benchmarks.md are reproduced by the same commands after the split of
+figures in docs/ (docs/benchmarks.md and its pages) are reproduced by the same commands after the split of
 benchmarks/adaptation.py into one module per experiment."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def recorded_commands() -> list[str]:
     commands = {json.loads(path.read_text()).get("command", "")
                 for path in (ROOT / "benchmarks" / "results" / "adaptation").glob("*.json")}
-    for doc in [ROOT / "docs" / "benchmarks.md", ROOT / "README.md", *(ROOT / "src" / "emoadapt" / "weights").glob("*.md")]:
+    docs = sorted((ROOT / "docs").rglob("*.md"))  # benchmarks.md, its topic pages under docs/results/, history.md
+    for doc in [*docs, ROOT / "README.md", *(ROOT / "src" / "emoadapt" / "weights").glob("*.md")]:
         text = doc.read_text().replace("\\\n", " ")
         commands |= {m.group(0) for m in re.finditer(r"python benchmarks/adaptation\.py[^`\n#]*", text)}
     return sorted(c for c in commands if "benchmarks/adaptation.py" in c)
