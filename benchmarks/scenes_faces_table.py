@@ -42,6 +42,10 @@ ROWS = {
     "MLP + mmd": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "discrepancy": "mmd", "lam": 1.0}},
     "MLP + coral": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "discrepancy": "coral", "lam": 1.0}},
     "no flip averaging": {"output": {"tta": "none"}},
+    "weight decay 0.1": {"head": {"weight_decay": 0.1}},
+    "weight decay 1": {"head": {"weight_decay": 1.0}},
+    "2 views (no random crops)": {"head": {"views": 2}},
+    "60 epochs": {"head": {"epochs": 60}},
 }
 
 
