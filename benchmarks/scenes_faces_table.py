@@ -46,6 +46,7 @@ ROWS = {
     "weight decay 1": {"head": {"weight_decay": 1.0}},
     "2 views (no random crops)": {"head": {"views": 2}},
     "60 epochs": {"head": {"epochs": 60}},
+    "experts (shared + scene + face, gated)": {"head": {"experts": True}},
 }
 
 

@@ -174,7 +174,7 @@ def start_model(recipe: Recipe, face_path: Path, classes: tuple[str, ...]):
     head = recipe.head
     config = FusionConfig(face=face.config.to_dict(), scene=scene.config.to_dict(), hidden=head.hidden,
                           num_classes=len(classes), input_size=recipe.scene.input_size, dropout=head.dropout,
-                          input_dropout=head.input_dropout)
+                          input_dropout=head.input_dropout, experts=head.experts)
     model = FusionNet(config)
     model.branches["face"].load_state_dict(face.state_dict())
     model.branches["scene"].load_state_dict(scene.state_dict())
@@ -547,6 +547,9 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
              f"| calibration | temperature {calibration.temperature:.3f}, energy OOD threshold "
              f"{calibration.ood_threshold:.3f} ({recipe.output.ood_quantile:.0%} of out-of-fold scores); fitted on "
              f"the CV folds' out-of-fold outputs (`{Path(entry['weights']).stem}.calibration.json`) |",
+             "", "## Metrics (source: `model.json`; faces: the shipped weights on every FER2013 test face of the "
+                 "four mapped expressions, scored as `emoadapt predict` scores)", "",
+             "```json", json.dumps(entry.get("metrics", {})), "```",
              "", "## Cross-validation of this recipe (source: `cv.json`)", "",
              "| labelled images, test folds | validation folds | FER2013 PublicTest 4-class | FER2013 PrivateTest 4-class |",
              "|---|---|---|---|",
@@ -598,6 +601,10 @@ def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progres
     from .models.registry import load_model
 
     shipped, _ = load_model(weights)
+    metrics = {f"fer2013_{split}_4class_accuracy": round(value, 4) for split, value in
+               (("publictest", face_scores(shipped, data, recipe.output.tta).get("faces_val")),
+                ("privatetest", face_scores(shipped, data, recipe.output.tta).get("faces_test"))) if value is not None}
+    metrics.update({f"cv_{key}": round(value, 4) for key, value in cv.items() if key.endswith(("_mean", "_sd"))})
     calibration = calibrate_from_cv(recipe, out, data, classes, digest, command)
     calibration.save(out / "model.calibration.json")
     heads, affect = fit_affect(recipe, out, shipped, say)
@@ -610,6 +617,7 @@ def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progres
     if heads is not None:
         path = save_affect(sidecar_path(weights), heads, digest, {**affect["validation"], "command": command})
         entry["affect_sha256"] = sha256(path)
+    entry["metrics"] = metrics
     (out / "model.md").write_text(model_card(recipe, entry, cv, affect if heads is not None else None, calibration))
     atomic_write_json(out / "model.json", entry)
     atomic_write_json(out / "run.json", {"cv": {k: v for k, v in cv.items() if k != "folds"},

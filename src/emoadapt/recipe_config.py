@@ -57,6 +57,7 @@ class DataSpec:
 @dataclass(frozen=True)
 class HeadSpec:
     hidden: int = 0  # 0 = a linear classifier on the standardised features; else one ReLU layer this wide
+    experts: bool = False  # with hidden = 0: shared + scene-only + face-only linear experts mixed by a gate
     input_dropout: float = 0.0
     dropout: float = 0.0
     alpha: float = 0.5
@@ -156,3 +157,5 @@ def check(recipe: Recipe) -> None:
             raise RecipeError(f"[head] {name} must be at least 1, got {getattr(head, name)}")
     if head.hidden < 0 or recipe.scene.input_size < 32:
         raise RecipeError("[head] hidden must be >= 0 and [scene] input_size >= 32")
+    if head.experts and head.hidden:
+        raise RecipeError("[head] experts = true needs hidden = 0 (linear experts)")

@@ -42,6 +42,12 @@ class FusionConfig:
         num_classes, input_size, in_chans: as for every model (both branches share the input).
         dropout: before the classifier.
         input_dropout: on the standardised features, before the dense layer (training only).
+        experts: ``False``: one classifier on the concatenated features. ``True`` (needs
+            ``hidden = 0``): a mixture of experts — the classifier on all features (the shared
+            expert), plus one per branch (scene features only, face features only) and a gate
+            (softmax over the three, from all features) that weighs their probabilities, so that a
+            face close-up can be read by the face expert without the face features diluting the
+            scene expert; the logits are the log of the mixed probabilities.
     """
 
     face: dict = field(default_factory=dict)
@@ -52,6 +58,7 @@ class FusionConfig:
     in_chans: int = 3
     dropout: float = 0.3
     input_dropout: float = 0.0
+    experts: bool = False
     arch: str = field(default="fusion", init=False)
 
     def to_dict(self) -> dict:
@@ -75,6 +82,12 @@ class FusionNet(nn.Module):
                       else nn.Identity())
         self.num_features = config.hidden or width
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(self.num_features, config.num_classes))
+        if config.experts:
+            if config.hidden:
+                raise CheckpointError("a FusionNet with experts has a linear head: set hidden = 0")
+            self.expert_heads = nn.ModuleDict({name: nn.Linear(self.branches[name].feature_channels,
+                                                               config.num_classes) for name in BRANCHES})
+            self.gate = nn.Linear(width, 1 + len(BRANCHES))
         self.branch_taps = {name: tuple(f"{PREFIX[name]}{t[1:]}" for t in self.branches[name].stage_ends)
                             for name in BRANCHES}
         self.taps = self.branch_taps["face"] + self.branch_taps["scene"] + ("pre_logits", "logits")
@@ -104,7 +117,19 @@ class FusionNet(nn.Module):
 
     def head(self, pooled: dict[str, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         h = self.dense(self.input_dropout(self.fuse(pooled)))
-        return h if pre_logits else self.classifier(h)
+        return h if pre_logits else self.classify(h)
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K) from the ``pre_logits`` layer ``h``: the classifier, or with experts the log
+        of the gate-weighted mixture of the shared, scene and face experts' probabilities."""
+        if not self.config.experts:
+            return self.classifier(h)
+        widths = [self.branches[name].feature_channels for name in BRANCHES]
+        parts = dict(zip(BRANCHES, h.split(widths, dim=1)))
+        experts = [self.classifier(h)] + [self.expert_heads[name](parts[name]) for name in BRANCHES]
+        log_probs = torch.stack([logits.log_softmax(1) for logits in experts], dim=1)  # (N, E, K)
+        log_gate = self.gate(h).log_softmax(1)[:, :, None]  # (N, E, 1)
+        return torch.logsumexp(log_probs + log_gate, dim=1)
 
     @torch.no_grad()
     def fit_standardisation(self, features: torch.Tensor) -> None:
@@ -142,7 +167,7 @@ class FusionNet(nn.Module):
         out["features"] = torch.cat([pooled[name] for name in BRANCHES], dim=1)  # not listed: forward_features, flat
         out["fused"] = self.fuse(pooled)  # not a listed tap: what affect heads may read (models/affect.py)
         out["pre_logits"] = self.dense(self.input_dropout(out["fused"]))
-        out["logits"] = self.classifier(out["pre_logits"])
+        out["logits"] = self.classify(out["pre_logits"])
         result = {name: out[name] for name in taps}
         result.update({f"pooled_{name}": pooled[name] for name in BRANCHES})  # context for forward_from
         return result
@@ -152,7 +177,7 @@ class FusionNet(nn.Module):
         """Logits from an edited activation at ``tap``; the other branch's pooled features come
         from ``context`` (:meth:`forward_taps` of the same image, batch 1 or N)."""
         if tap == "pre_logits":
-            return self.classifier(activation)
+            return self.classify(activation)
         if context is None:
             raise ValueError("FusionNet.forward_from needs the context of forward_taps (the other branch)")
         name, stage = self._split_tap(tap)
@@ -167,6 +192,8 @@ class FusionNet(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         from dataclasses import replace
 
+        if self.config.experts:
+            raise CheckpointError("a FusionNet with experts keeps its classes (train a new one with emoadapt train)")
         self.classifier[-1] = nn.Linear(self.num_features, num_classes)
         self.config = replace(self.config, num_classes=num_classes)
 
