@@ -47,6 +47,12 @@ ROWS = {
     "2 views (no random crops)": {"head": {"views": 2}},
     "60 epochs": {"head": {"epochs": 60}},
     "experts (shared + scene + face, gated)": {"head": {"experts": True}},
+    **{f"lbfgs, l2 {l2}": {"head": {"solver": "lbfgs", "l2": l2}} for l2 in (0.01, 0.03, 0.1, 0.3)},
+    "lbfgs, l2 0.1, alpha 0": {"head": {"solver": "lbfgs", "l2": 0.1, "alpha": 0.0}},
+    **{f"lbfgs, l2 {l2}, 2 views, no smoothing": {"head": {"solver": "lbfgs", "l2": l2, "train_views": 2,
+                                                            "label_smoothing": 0.0}} for l2 in (0.03, 0.1, 0.3, 1.0)},
+    **{f"domain-gated experts, lbfgs, l2 {l2}": {"head": {"solver": "lbfgs", "l2": l2, "experts": True}}
+       for l2 in (0.03, 0.1, 0.3)},
 }
 
 
@@ -90,6 +96,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=["probe", *ROWS], help="rows to (re)compute: probe and/or "
                                                                              + ", ".join(ROWS))
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT.relative_to(ROOT.parent)})")
     args = parser.parse_args()
     import torch
 
@@ -97,7 +104,7 @@ def main() -> None:
     from emoadapt.recipe_config import load_recipe
 
     torch.set_num_threads(args.threads)
-    table = json.loads(OUT.read_text())["rows"] if OUT.exists() else {}
+    table = json.loads(args.out.read_text())["rows"] if args.out.exists() else {}
     base = load_recipe(RECIPE)
     for name in args.rows:
         if name == "probe":
@@ -108,7 +115,7 @@ def main() -> None:
             folds = {k: {key: v for key, v in row.items() if key in ("test", "val", "faces_val", "faces_test")}
                      for k, row in result["folds"].items()}
         table[name] = {"changes": ROWS.get(name, "issue #30 reference probe"), "folds": folds, **summarise(folds)}
-        write_json(OUT, {"what": "Emotion6 5-fold CV (folds.json, fold k test) and FER2013 4-class faces, "
+        write_json(args.out, {"what": "Emotion6 5-fold CV (folds.json, fold k test) and FER2013 4-class faces, "
                                  "the shipped recipe and its ablations", "sd": "sample sd over folds",
                          "recipe": str(RECIPE.relative_to(ROOT.parent)), "rows": table, **provenance()})
         print(row_markdown(name, table[name]), flush=True)

@@ -312,7 +312,7 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
     from .adapt.train import adapt
 
     cfg = adapt_config(recipe)
-    views_t = data["target"][:, train]
+    views_t = data["target"][:recipe.head.train_views or None, train]
     faces = "faces_train" in data
     use_faces = faces and (cfg.alpha > 0 or (cfg.discrepancy != "none" and cfg.lam > 0))
     fit_on = [views_t.reshape(-1, views_t.shape[-1])] + ([data["faces_train"].reshape(-1, views_t.shape[-1])]
@@ -327,14 +327,103 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
         from .models.registry import load_model
 
         return load_model(trained)[0]
-    empty = np.zeros((0, 1, 1, 3), np.uint8)
-    adapt((empty, data["target_labels"][train]), (empty, data["target_labels"][val]),
-          (empty, source_labels), cfg, run, resume=(run / "last.safetensors").exists(), progress=progress,
-          model=model, cached=cached, classes=classes)
+    if recipe.head.solver == "lbfgs":
+        fit = fit_domain_experts if recipe.head.experts else fit_linear_head
+        fit(model, views_t.reshape(-1, views_t.shape[-1]), np.tile(data["target_labels"][train], len(views_t)),
+            data["faces_train"].reshape(-1, views_t.shape[-1]) if use_faces else None,
+            np.tile(data["faces_train_labels"], 2) if use_faces else None, recipe.head)
+    else:
+        empty = np.zeros((0, 1, 1, 3), np.uint8)
+        adapt((empty, data["target_labels"][train]), (empty, data["target_labels"][val]),
+              (empty, source_labels), cfg, run, resume=(run / "last.safetensors").exists(), progress=progress,
+              model=model, cached=cached, classes=classes)
     from .models.weights import save_weights
 
     save_weights(trained, model, model.config.to_dict(), {"classes": list(classes), "recipe_step": "head"})
     return model.eval()
+
+
+def lbfgs_fit(layer: torch.nn.Linear, loss_of: Callable[[torch.nn.Linear], torch.Tensor], l2: float) -> None:
+    """Minimise ``loss_of(layer) + l2/2 · |layer.weight|²`` over the layer's weight and bias (full
+    batch, L-BFGS with a strong-Wolfe line search: the objectives here are convex)."""
+    optimiser = torch.optim.LBFGS(layer.parameters(), lr=1.0, max_iter=300, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)
+
+    def objective() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = loss_of(layer) + l2 / 2 * layer.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(objective)
+
+
+def fit_domain_experts(model, target: np.ndarray, target_labels: np.ndarray, faces: np.ndarray | None,
+                       face_labels: np.ndarray | None, head) -> None:
+    """A FusionNet with experts fitted in three convex parts (full batch, L-BFGS): the scene expert
+    ``CE(target)`` on the scene features, the face expert ``alpha · CE(faces)`` on the face features
+    (the paper's two classification terms, each on its own branch), and the gate, a logistic
+    regression on all features telling faces from the labelled images (class-balanced), which
+    routes an image to one expert or the other; the shared expert is switched off (gate −30)."""
+    from torch.nn import functional as F
+
+    from .models.fusion import BRANCHES
+
+    if faces is None:
+        raise RecipeError("[head] experts need source faces ([data] source = \"fer2013\", alpha > 0)")
+    torch.manual_seed(head.seed)
+    widths = [model.branches[name].feature_channels for name in BRANCHES]
+    z_t = (torch.from_numpy(target).float() - model.feature_mean) / model.feature_std
+    z_s = (torch.from_numpy(faces).float() - model.feature_mean) / model.feature_std
+    y_t, y_s = torch.from_numpy(target_labels).long(), torch.from_numpy(face_labels).long()
+    parts_t, parts_s = dict(zip(BRANCHES, z_t.split(widths, 1))), dict(zip(BRANCHES, z_s.split(widths, 1)))
+    smooth = head.label_smoothing
+    lbfgs_fit(model.expert_heads["scene"], lambda l: F.cross_entropy(l(parts_t["scene"]), y_t, label_smoothing=smooth),
+              head.l2)
+    lbfgs_fit(model.expert_heads["face"], lambda l: F.cross_entropy(l(parts_s["face"]), y_s, label_smoothing=smooth),
+              head.l2)
+    both = torch.cat([z_t, z_s])
+    is_face = torch.cat([torch.zeros(len(z_t)), torch.ones(len(z_s))])
+    weight = torch.cat([torch.full((len(z_t),), 0.5 / len(z_t)), torch.full((len(z_s),), 0.5 / len(z_s))])
+    domain = torch.nn.Linear(both.shape[1], 1)
+    lbfgs_fit(domain, lambda l: (F.binary_cross_entropy_with_logits(l(both)[:, 0], is_face, reduction="none")
+                                 * weight).sum(), head.l2)
+    with torch.no_grad():  # gate rows: shared (off), face (the domain logit), scene (0)
+        model.gate.weight.zero_()
+        model.gate.bias.copy_(torch.tensor([-30.0, 0.0, 0.0]))
+        model.gate.weight[1 + BRANCHES.index("face")] = domain.weight[0]
+        model.gate.bias[1 + BRANCHES.index("face")] = domain.bias[0]
+        model.classifier[-1].weight.zero_()
+        model.classifier[-1].bias.zero_()
+    model.train(False)
+
+
+def fit_linear_head(model, target: np.ndarray, target_labels: np.ndarray, faces: np.ndarray | None,
+                    face_labels: np.ndarray | None, head) -> None:
+    """The linear classifier of ``model`` fitted full batch (L-BFGS) on the convex objective
+    ``CE(target, smoothing) + alpha · CE(faces, smoothing) + l2/2 · |W|²`` — the paper's loss for a
+    linear head on frozen features (a discrepancy there would be a constant) with the
+    regularisation of a logistic regression. Features: (n, C) pooled, standardised by the model."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(head.seed)
+    layer = model.classifier[-1]
+
+    def standardised(x: np.ndarray) -> torch.Tensor:
+        return (torch.from_numpy(x).float() - model.feature_mean) / model.feature_std
+
+    z_t, y_t = standardised(target), torch.from_numpy(target_labels).long()
+    z_s = standardised(faces) if faces is not None else None
+    y_s = torch.from_numpy(face_labels).long() if face_labels is not None else None
+
+    def loss_of(linear: torch.nn.Linear) -> torch.Tensor:
+        loss = F.cross_entropy(linear(z_t), y_t, label_smoothing=head.label_smoothing)
+        if z_s is not None and head.alpha > 0:
+            loss = loss + head.alpha * F.cross_entropy(linear(z_s), y_s, label_smoothing=head.label_smoothing)
+        return loss
+
+    lbfgs_fit(layer, loss_of, head.l2)
+    model.train(False)
 
 
 def fer_indices(ier_labels: np.ndarray) -> np.ndarray:
@@ -426,12 +515,13 @@ def summary(folds: dict[str, dict]) -> dict[str, Any]:
 
 def train_final(recipe: Recipe, out: Path, say: Progress = _say):
     """The shipped fit: the head on every labelled image for the recipe's fixed epochs (chosen
-    beforehand by CV); returns the model (``out/final/last.safetensors``)."""
+    beforehand by CV); returns the model (``out/final/head.safetensors``)."""
     dataset, classes = target_dataset(recipe)
     start = start_model(recipe, face_branch(recipe, out, say), classes)
     data = encode_all(recipe, start, dataset, out, say)
     everything = np.arange(len(data["target_labels"]))
-    model = train_head(recipe, start, data, everything, everything[:64], out / "final", classes)
+    # no held-out images: the head trains on every one for the fixed epochs; every 16th is "validated" for the log
+    model = train_head(recipe, start, data, everything, everything[::16], out / "final", classes)
     return model, data, classes
 
 

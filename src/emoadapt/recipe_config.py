@@ -64,12 +64,15 @@ class HeadSpec:
     discrepancy: str = "none"
     lam: float = 0.0
     layer: str = "pre_logits"
+    solver: str = "adamw"  # adamw: minibatches over the views (any head, any D); lbfgs: full batch, linear head(s)
+    l2: float = 0.1  # lbfgs: weight of ½·|W|² in the objective (the logistic regression's 1/(C·n))
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-2
     label_smoothing: float = 0.1
-    views: int = 8  # training views per image: fit, mirrored, then random resized crops (seed 0)
+    views: int = 8  # views encoded per image: fit, mirrored, then random resized crops (seed 0)
+    train_views: int = 0  # views the head trains on: the first N of them (0 = all)
     seed: int = 0
 
 
@@ -159,3 +162,8 @@ def check(recipe: Recipe) -> None:
         raise RecipeError("[head] hidden must be >= 0 and [scene] input_size >= 32")
     if head.experts and head.hidden:
         raise RecipeError("[head] experts = true needs hidden = 0 (linear experts)")
+    if head.solver not in ("adamw", "lbfgs"):
+        raise RecipeError(f"[head] solver must be adamw or lbfgs, got {head.solver!r}")
+    if head.solver == "lbfgs" and (head.hidden or (head.discrepancy != "none" and head.lam > 0)):
+        raise RecipeError("[head] solver = \"lbfgs\" fits linear heads (hidden = 0); a discrepancy on frozen "
+                          "features is a constant there: set discrepancy = \"none\" or use adamw")
