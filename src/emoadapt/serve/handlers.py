@@ -75,7 +75,8 @@ async def read_body(request: Request, cap: int, service: Service) -> bytes:
     """The request body, at most ``cap`` bytes (413 above, whatever ``Content-Length`` says), with
     at most ``service.read_timeout_s`` seconds between two chunks and ``service.upload_timeout_s``
     seconds in all (408 after, and the connection is closed). A client that leaves mid-upload is
-    logged as one line (no traceback) and gets no answer."""
+    logged as one line (no traceback) and gets no answer; an upload still arriving when the
+    server's shutdown timeout is over gets 503 (one log line, where uvicorn logged a traceback)."""
     chunks, total = [], 0
     start = time.monotonic()
     stream = request.stream().__aiter__()
@@ -96,6 +97,10 @@ async def read_body(request: Request, cap: int, service: Service) -> bytes:
             log.info("%s %s: client disconnected mid-upload after %s bytes", _peer(request), request.url.path,
                      f"{total:,}")
             raise HTTPException(400, "client disconnected mid-upload", headers=_CLOSE) from None
+        except asyncio.CancelledError:  # uvicorn cancels what is left once its shutdown timeout is over
+            log.info("%s %s: upload cut off by the shutdown after %s bytes; answered 503", _peer(request),
+                     request.url.path, f"{total:,}")
+            raise HTTPException(503, "the server is shutting down", headers=_CLOSE) from None
         total += len(chunk)
         if total > cap:  # Content-Length may lie or be absent (chunked)
             raise HTTPException(413, _too_big(service), headers=_CLOSE)

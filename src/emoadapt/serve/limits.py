@@ -228,6 +228,9 @@ class Service:
         future.add_done_callback(worker.release)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except asyncio.CancelledError:  # uvicorn's shutdown timeout is over: answer instead of a traceback
+            log.info("a %s request was still running when the shutdown timeout ran out; answered 503", lane)
+            raise HTTPException(503, "cancelled: the server is shutting down", headers={"Retry-After": "2"}) from None
         except (TimeoutError, JobCancelled):
             if self.stopping.is_set():
                 raise HTTPException(503, "cancelled: the server is shutting down", headers={"Retry-After": "2"}) from None

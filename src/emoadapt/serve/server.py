@@ -91,6 +91,18 @@ def protocol(read_timeout_s: float = READ_TIMEOUT_S) -> type[TimedH11Protocol]:
     return type("TimedH11Protocol", (TimedH11Protocol,), {"read_timeout_s": float(read_timeout_s)})
 
 
+def log_config() -> dict:
+    """uvicorn's logging configuration plus emoadapt's own lines (timeouts, disconnects, cancelled
+    jobs) at INFO, in the same format."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["emoadapt"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
 def run(app, host: str = "127.0.0.1", port: int = 8000, read_timeout_s: float = READ_TIMEOUT_S,
         keep_alive_s: int = KEEP_ALIVE_S, shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S, torch_threads: int = 1,
         **options) -> None:
@@ -104,6 +116,7 @@ def run(app, host: str = "127.0.0.1", port: int = 8000, read_timeout_s: float = 
     import uvicorn
 
     torch.set_num_threads(torch_threads)
+    options.setdefault("log_config", log_config())
     config = uvicorn.Config(app, host=host, port=port, http=protocol(read_timeout_s), timeout_keep_alive=keep_alive_s,
                             timeout_graceful_shutdown=shutdown_timeout_s, **options)
     uvicorn.Server(config).run()
