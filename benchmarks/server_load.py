@@ -4,7 +4,8 @@
     python benchmarks/server_load.py --table benchmarks/results/server_load.json   # the docs table
 
 Starts ``emoadapt serve`` (its defaults: 2 predict slots, 2 explain slots, read timeout 10 s,
-shutdown timeout 5 s) on a free 127.0.0.1 port and measures, in this order:
+shutdown timeout 5 s; ``--timeout`` raised to ``--server-timeout`` so that explanations finish
+on a busy CPU) on a free 127.0.0.1 port and measures, in this order:
 
 1. predictions alone: ``--predicts`` requests from 2 client threads (p50/p95 ms, failures);
 2. predictions while two explanations run: two ``/api/explain`` requests at the default depth,
@@ -245,8 +246,11 @@ def main() -> None:
     parser.add_argument("--image", help="image to upload (default: the shipped sample chelsea.jpg)")
     parser.add_argument("--predicts", type=int, default=60, help="predictions of the idle baseline (default 60)")
     parser.add_argument("--explanations", type=int, default=20, help="explanations in all (default 20)")
-    parser.add_argument("--memory-depth", type=int, default=4,
-                        help="depth of the memory phase's explanations (default 4: full batches, bounded time)")
+    parser.add_argument("--memory-depth", type=int, default=3,
+                        help="depth of the memory phase's explanations (default 3: its last round is a full batch "
+                             "of 16, the most memory a batch takes, in bounded time)")
+    parser.add_argument("--server-timeout", type=float, default=300,
+                        help="the server's --timeout (default 300 s, so that explanations finish on a busy CPU)")
     parser.add_argument("--layer-jobs", type=int, default=4, help="layer-wise grid jobs (default 4)")
     parser.add_argument("--layer-depth", type=int, default=3, help="depth of the layer jobs (default 3)")
     parser.add_argument("--time-limit", type=float, default=1200, help="seconds for the whole run (default 1200)")
@@ -263,7 +267,7 @@ def main() -> None:
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="emoadapt-load-")) / "server.log"
     command = [sys.executable, "-c", "import sys; from emoadapt.cli import main; sys.exit(main())", "serve",
-               "--host", "127.0.0.1", "--port", str(port), "--model", args.model]
+               "--host", "127.0.0.1", "--port", str(port), "--model", args.model, "--timeout", str(args.server_timeout)]
     out: dict = {"provenance": provenance(args.model), "server_command": " ".join(command[3:]), "targets": TARGETS}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -261,3 +261,32 @@ def test_shutdown_is_bounded_with_a_silent_client_and_reports_the_cancelled_job(
     state = app.state.jobs.get(job["id"])
     assert state["status"] == "cancelled" and state["code"] == 503 and "stopped" in state["error"]
     assert any(job["id"] in r.getMessage() and "cancelled" in r.getMessage() for r in caplog.records)
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+def test_explain_lane_runs_shrink_the_onnxruntime_arena(predictor):
+    """onnxruntime's arena kept the peak of the largest batch for ever (2.1 GB after two
+    explanations): explain-lane runs ask it to shrink when they end; predictions do not."""
+    import asyncio
+
+    from emoadapt.serve.limits import CancellableSession, Service
+
+    pytest.importorskip("onnxruntime")
+    calls = []
+
+    class Session:
+        def run(self, output_names, input_feed, run_options=None):
+            calls.append(run_options)
+            return [np.zeros((1, 4), dtype=np.float32)]
+
+    session = CancellableSession(Session())
+    service = Service(None, None, 1, 1, 5, 1, 2, None, 1)
+
+    async def both() -> None:
+        await service.run(lambda: session.run(None, {}), "predict")
+        await service.run(lambda: session.run(None, {}), "explain")
+
+    asyncio.run(both())
+    assert calls[0] is None
+    assert calls[1].get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
