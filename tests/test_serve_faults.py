@@ -265,10 +265,12 @@ def test_shutdown_is_bounded_with_a_silent_client_and_reports_the_cancelled_job(
 
 # --- memory ---------------------------------------------------------------------------------
 
-def test_explain_lane_runs_shrink_the_onnxruntime_arena(predictor):
-    """onnxruntime's arena kept the peak of the largest batch for ever (2.1 GB after two
-    explanations): explain-lane runs ask it to shrink when they end; predictions do not."""
+def test_explain_lane_runs_its_own_session_and_shrinks_its_arena():
+    """onnxruntime's arena kept the peak of the largest batch for ever, and predictions waited in
+    the explanations' thread pool: explain-lane runs go to a second session (made in an explain-lane
+    thread, at its lower priority) and ask it to shrink its arena when they end."""
     import asyncio
+    import os
 
     from emoadapt.serve.limits import CancellableSession, Service
 
@@ -276,17 +278,25 @@ def test_explain_lane_runs_shrink_the_onnxruntime_arena(predictor):
     calls = []
 
     class Session:
+        def __init__(self, name: str):
+            self.name = name
+            self.made_at_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
         def run(self, output_names, input_feed, run_options=None):
-            calls.append(run_options)
+            calls.append((self.name, run_options))
             return [np.zeros((1, 4), dtype=np.float32)]
 
-    session = CancellableSession(Session())
-    service = Service(None, None, 1, 1, 5, 1, 2, None, 1)
+    made = []
+    session = CancellableSession(Session("predict"), lambda: made.append(Session("explain")) or made[-1])
+    service = Service(None, None, 1, 1, 5, 1, 2, None, 1, explain_nice=3)
 
     async def both() -> None:
         await service.run(lambda: session.run(None, {}), "predict")
         await service.run(lambda: session.run(None, {}), "explain")
+        await service.run(lambda: session.run(None, {}), "explain")
 
     asyncio.run(both())
-    assert calls[0] is None
-    assert calls[1].get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    assert [name for name, _ in calls] == ["predict", "explain", "explain"] and len(made) == 1
+    assert calls[0][1] is None
+    assert calls[1][1].get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    assert made[0].made_at_nice >= os.getpriority(os.PRIO_PROCESS, 0) + 3 or os.name != "posix"

@@ -61,19 +61,35 @@ def check_deadline(*_args: Any) -> None:
 class CancellableSession:
     """An onnxruntime session whose ``run`` first checks the job's deadline (all else delegated).
 
-    In the explain lane every run also shrinks onnxruntime's CPU memory arena when it ends (the
-    run option ``memory.enable_memory_arena_shrinkage``): the arena otherwise keeps the peak memory
-    of the largest batch it ever ran (about 1.5 GB for batches of 64 on the default model)."""
+    Runs of the explain lane go to a second session of the same model (``explain_session()`` makes
+    it), created in an explain-lane thread so that its intra-op threads inherit that thread's lower
+    CPU priority: a prediction's run neither waits behind an explanation's batch in a shared thread
+    pool nor competes with it at the same priority. Each explain-lane run also shrinks that
+    session's CPU memory arena when it ends (run option ``memory.enable_memory_arena_shrinkage``):
+    the arena otherwise keeps the peak memory of the largest batch it ever ran, for good."""
 
-    def __init__(self, session):
+    def __init__(self, session, explain_session: Callable[[], Any] | None = None):
         self._session = session
+        self._make_explain_session, self._explain_session = explain_session, None
+        self._lock = threading.Lock()
         self._shrink = None
 
     def run(self, output_names, input_feed, run_options=None) -> Any:
         check_deadline()
-        if run_options is None and getattr(_job, "lane", None) == "explain":
-            run_options = self._shrinking_options()
-        return self._session.run(output_names, input_feed, run_options)
+        session = self._session
+        if getattr(_job, "lane", None) == "explain":
+            session = self._explain()
+            if run_options is None:
+                run_options = self._shrinking_options()
+        return session.run(output_names, input_feed, run_options)
+
+    def _explain(self):
+        """The explain lane's session (made on first use, in the calling explain-lane thread)."""
+        with self._lock:
+            if self._explain_session is None:
+                make = self._make_explain_session
+                self._explain_session = make() if make is not None else self._session
+            return self._explain_session
 
     def _shrinking_options(self):
         if self._shrink is None:
@@ -90,14 +106,23 @@ class CancellableSession:
 
 def make_cancellable(predictor) -> None:
     """Make every model call of ``predictor`` check the calling job's deadline: a forward pre-hook
-    on each torch module (outside a job it does nothing) and a wrapped onnxruntime session."""
+    on each torch module (outside a job it does nothing) and a wrapped onnxruntime session (with a
+    second session for the explain lane when the torch model is there to make it from)."""
     if getattr(predictor, "_emoadapt_cancellable", False):
         return
     model = getattr(predictor, "model", None)
     for module in (model.modules() if hasattr(model, "modules") else ()):
         module.register_forward_pre_hook(check_deadline)
-    if getattr(predictor, "session", None) is not None:
-        predictor.session = CancellableSession(predictor.session)
+    session = getattr(predictor, "session", None)
+    if session is not None:
+        explain_session = None
+        if hasattr(model, "config"):
+            def explain_session():
+                from ..models.onnx import onnx_session
+
+                return onnx_session(model, taps=tuple(output.name for output in session.get_outputs()))
+
+        predictor.session = CancellableSession(session, explain_session)
     predictor._emoadapt_cancellable = True
 
 
