@@ -71,11 +71,13 @@ class Blocking:
 
                     check_deadline()
 
-        self.handle = predictor.model.register_forward_pre_hook(hook)
+        # on every module: layer-wise explanations run parts of the model (forward_from), not the whole
+        self.handles = [module.register_forward_pre_hook(hook) for module in predictor.model.modules()]
 
     def close(self) -> None:
         self.release.set()
-        self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
 
 
 @pytest.fixture()
@@ -253,6 +255,7 @@ def test_shutdown_is_bounded_with_a_silent_client_and_reports_the_cancelled_job(
             deadline = time.monotonic() + 10
             while not blocking.batches and time.monotonic() < deadline:  # the job is in the model
                 time.sleep(0.02)
+            assert app.state.jobs.get(job["id"])["status"] == "running", app.state.jobs.get(job["id"])
             start = time.monotonic()
         stopped = time.monotonic() - start  # leaving the block asked the server to stop and joined it
         assert not thread.is_alive()
