@@ -33,7 +33,10 @@ def predictor(tmp_path_factory):
                                 hidden=(16,), num_classes=4)).eval()
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_weights(path, model, model.config.to_dict(), {"classes": CLASSES})
-    return Predictor(str(path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server runs (docs/web.md): two OpenMP threads per job crawl on a busy CPU
+    yield Predictor(str(path))
+    torch.set_num_threads(threads)
 
 
 def png(height=40, width=50, seed=0) -> bytes:
@@ -174,7 +177,7 @@ def test_timeout_is_504(predictor):
 
 def test_busy_server_is_503_with_retry_after(predictor):
     slow = Slow(predictor)
-    with TestClient(create_app(slow, max_concurrency=1, queue_timeout_s=0.2)) as client:
+    with TestClient(create_app(slow, predict_slots=1, queue_timeout_s=0.2)) as client:
         first: list = []
         worker = threading.Thread(target=lambda: first.append(client.post("/api/predict", files=upload(png()))))
         worker.start()
@@ -200,16 +203,18 @@ def test_nothing_left_in_the_temp_dir(predictor, tmp_path, monkeypatch):
 
 
 def test_cli_serve_starts_uvicorn_with_the_app(monkeypatch, tmp_path, predictor):
-    import uvicorn
     from fastapi import FastAPI
 
+    from emoadapt.serve import server
+
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(server, "run", lambda app, **kw: calls.append((app, kw)))
     weights = tmp_path / "tiny.safetensors"
     save_weights(weights, predictor.model, predictor.model.config.to_dict(), {"classes": CLASSES})
     assert main(["serve", "--model", str(weights), "--port", "8123", "--max-upload-mb", "1", "--concurrency", "1"]) == 0
     app, options = calls[0]
-    assert isinstance(app, FastAPI) and options == {"host": "127.0.0.1", "port": 8123}
+    assert isinstance(app, FastAPI) and options == {"host": "127.0.0.1", "port": 8123, "read_timeout_s": 10,
+                                                    "shutdown_timeout_s": 5}
     assert app.state.service.max_upload_bytes == 2**20 and app.state.service.max_concurrency == 1
     assert TestClient(app).get("/healthz").json() == {"status": "ok", "model": "tiny", "model_loaded": True}
     assert main(["serve", "--model", str(tmp_path / "missing.safetensors")]) == 2 and len(calls) == 1

@@ -124,3 +124,19 @@ def tree_evaluations(depth: int, context: str = CONTEXT) -> int:
     if depth == 0:
         return 2
     return 2 ** (depth + 1) if context != "both" else 2 ** (depth + 2) - 4
+
+
+def explanation_evaluations(depth: int, max_evals: int | None = None, context: str = CONTEXT) -> int:
+    """Model evaluations of one DnCShap explanation (clean variant) at ``depth``: the whole tree
+    (:func:`tree_evaluations`), exactly; or the budget ``max_evals`` when it is smaller (the
+    explainer never spends more, and stops less than one split — 4 evaluations — short of it).
+    ``depth`` is the depth the explainer uses: the requested one capped by the input's size.
+    The web app's cost guard uses this same count (tests/test_serve_cost.py checks they agree)."""
+    tree = tree_evaluations(depth, context)
+    return tree if max_evals is None else min(tree, max_evals)
+
+
+def layer_evaluations(depth: int, context: str = CONTEXT) -> int:
+    """Model evaluations of one layer of a layer-wise explanation at ``depth``: the forward pass
+    that computes the activation plus the whole tree (layer-wise explanations take no budget)."""
+    return 1 + tree_evaluations(depth, context)

@@ -7,17 +7,20 @@ uvicorn with it. Endpoints (see docs/web.md): ``GET /`` (one self-contained HTML
 background job, polled at ``GET /api/jobs/{id}``), ``GET /healthz`` and the API reference at
 ``/docs`` (rendered from ``/openapi.json`` by the page itself: no CDN, works offline).
 
-Modules: :mod:`.app` (routes), :mod:`.limits` (worker pool, 503/504, deadlines), :mod:`.jobs`
-(background jobs), :mod:`.handlers` (uploads, options, the model jobs), :mod:`.page` (HTML).
+Modules: :mod:`.app` (routes), :mod:`.limits` (the predict and explain lanes, 503/504, deadlines),
+:mod:`.jobs` (background jobs), :mod:`.handlers` (uploads, options, the cost guard, the model
+jobs), :mod:`.server` (uvicorn with read timeouts, a bounded shutdown, JSON 400/408), :mod:`.page` (HTML).
 
 Every upload is read into memory under a byte cap, decoded from bytes by
 :func:`emoadapt.data.decode.decode_image` and dropped after the answer; figures are rendered into a
-temporary directory that is deleted before the answer is sent. Model work runs in a worker thread
-pool of ``max_concurrency`` threads, gated by an ``asyncio.Semaphore`` and bounded by ``timeout_s``
+temporary directory that is deleted before the answer is sent. Model work runs in two lanes of
+worker threads — ``predict_slots`` for predictions, ``max_concurrency`` for explanations and
+layer-wise grids — each gated by an ``asyncio.Semaphore`` and bounded by ``timeout_s``
 (background jobs: ``job_timeout_s``): every model call checks the job's deadline, so a job that
 runs past its timeout stops at its next model call and frees its slot. A request whose DnCShap cost
-exceeds ``max_request_evals`` is refused with 422 before it runs. Every error answer, 500 included,
-is JSON ``{"detail": ...}``.
+(:func:`emoadapt.explain.settings.explanation_evaluations`, the explainers' own count) exceeds
+``max_request_evals`` is refused with 422 before it runs. Every error answer, 500 included, is
+JSON ``{"detail": ...}``, and so are the 400/408 answers of :mod:`.server`.
 """
 
 from .app import create_app

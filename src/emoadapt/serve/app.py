@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -13,7 +14,8 @@ from ..errors import CheckpointError, EmoadaptError
 from ..explain import settings
 from . import handlers
 from .jobs import Jobs
-from .limits import MAX_DEPTH, MAX_EVALS, MAX_REQUEST_EVALS, Service
+from .limits import EXPLAIN_BATCH_SIZE, EXPLAIN_NICE, MAX_DEPTH, MAX_EVALS, MAX_REQUEST_EVALS, Service, log
+from .server import READ_TIMEOUT_S, UPLOAD_TIMEOUT_S
 from .page import CSP, DOCS_PAGE, PAGE
 
 _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -33,9 +35,11 @@ _LAYERS_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
 
 def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: int = 10 * 2**20,
                max_pixels: int = 40_000_000, timeout_s: float = 30, max_concurrency: int = 2,
-               depth: int = settings.DEPTH, max_evals: int | None = settings.MAX_EVALS,
+               predict_slots: int = 2, depth: int = settings.DEPTH, max_evals: int | None = settings.MAX_EVALS,
                queue_timeout_s: float = 2.0, max_request_evals: int = MAX_REQUEST_EVALS,
-               job_timeout_s: float = 300.0) -> FastAPI:
+               job_timeout_s: float = 300.0, explain_batch_size: int = EXPLAIN_BATCH_SIZE,
+               read_timeout_s: float = READ_TIMEOUT_S, upload_timeout_s: float = UPLOAD_TIMEOUT_S,
+               stop_wait_s: float = 2.0, explain_nice: int = EXPLAIN_NICE) -> FastAPI:
     """The FastAPI app.
 
     Args:
@@ -44,25 +48,45 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         max_upload_bytes: largest accepted image file, in bytes (413 above).
         max_pixels: largest accepted width × height, in pixels (413 above).
         timeout_s: seconds a request may spend in the model (504 above).
-        max_concurrency: model jobs running at once; further requests wait up to
-            ``queue_timeout_s`` seconds for a slot, then get 503 with ``Retry-After``.
+        max_concurrency: slots of the explain lane: explanations (``/api/explain``) and layer-wise
+            grid jobs running at once; further explain requests wait up to ``queue_timeout_s``
+            seconds for a slot, then get 503 with ``Retry-After`` (jobs wait up to ``job_timeout_s``).
+        predict_slots: slots of the predict lane (``/api/predict``), separate from the explain
+            lane's, so predictions are answered while explanations run or queue.
         depth: default DnCShap depth (clients may ask for 0..10).
         max_evals: default DnCShap budget of model evaluations (``None``: the full tree; clients
             may ask for 2..MAX_EVALS or ``full``).
-        max_request_evals: most model evaluations one request may ask for (the explanation's
-            budget, plus 2**(depth+1) per layer with layers); 422 above.
+        max_request_evals: most model evaluations one request may ask for (the count of
+            :func:`emoadapt.explain.settings.explanation_evaluations`, plus
+            :func:`~emoadapt.explain.settings.layer_evaluations` per layer with layers); 422 above.
         job_timeout_s: seconds a background job (the layer-wise grid) may run, waiting for a
             slot included.
+        explain_batch_size: images per model call of an explanation (bounds its memory: the
+            activations of one batch).
+        read_timeout_s: most seconds without a byte of the request body (408 after).
+        upload_timeout_s: most seconds to receive a whole request body (408 after).
+        stop_wait_s: seconds a stopping server waits for cancelled jobs to reach their next model call.
+        explain_nice: CPU priority steps the explain lane's threads run below the rest (Linux),
+            so that a prediction gets a core at once while explanations run; 0 to switch off.
     """
     depth = settings.check_depth(depth, MAX_DEPTH)
     max_evals = settings.check_max_evals(max_evals, MAX_EVALS)
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    for name, value in (("max_concurrency", max_concurrency), ("predict_slots", predict_slots)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     service = Service(predictor, model, max_upload_bytes, max_pixels, timeout_s, max_concurrency, depth,
-                      max_evals, queue_timeout_s, max_request_evals, job_timeout_s)
+                      max_evals, queue_timeout_s, max_request_evals, job_timeout_s, predict_slots=predict_slots,
+                      explain_batch_size=explain_batch_size, read_timeout_s=read_timeout_s,
+                      upload_timeout_s=upload_timeout_s, explain_nice=explain_nice)
     jobs = Jobs()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        await stop(service, jobs, stop_wait_s)
+
     app = FastAPI(title="emoadapt", summary="Which emotion does an image evoke, and why (DnCShap).",
-                  docs_url=None, redoc_url=None)  # /docs below: a page that ships with the package
+                  docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs below: a page that ships with the package
     app.state.service, app.state.jobs = service, jobs
 
     @app.exception_handler(Exception)
@@ -96,7 +120,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         def job() -> dict[str, Any]:
             return service.predictor.analyze(service.decode(data, name))
 
-        result = await service.run(job)
+        result = await service.run(job, "predict")
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
 
     @app.post("/api/explain", openapi_extra=_UPLOAD_DOC)
@@ -106,7 +130,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         start = time.perf_counter()
         data, name, fields = await handlers.read_upload(request, service)
         options = handlers.explain_options(request, fields, service)
-        result = await service.run(lambda: handlers.explain_job(service, data, name, options))
+        result = await service.run(lambda: handlers.explain_job(service, data, name, options), "explain")
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
 
     @app.post("/api/explain/layers", status_code=202, openapi_extra=_LAYERS_DOC)
@@ -125,7 +149,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
             raise HTTPException(500, f"the model could not be loaded: {exc}") from None
         except EmoadaptError as exc:
             raise HTTPException(422, str(exc)) from None
-        cost = handlers.request_cost(predictor, options.depth, 0, True) - 1
+        cost = await asyncio.to_thread(handlers.request_cost, service, options.depth, None, False, True)
         if cost > service.max_request_evals:
             raise HTTPException(422, f"this grid would take {cost:,} model evaluations, more than the limit of "
                                      f"{service.max_request_evals:,}: lower depth")
@@ -141,7 +165,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
 
         async def run() -> None:
             try:
-                result = await service.run(job, timeout_s=job_timeout_s, queue_timeout_s=job_timeout_s)
+                result = await service.run(job, "explain", timeout_s=job_timeout_s, queue_timeout_s=job_timeout_s)
                 jobs.update(job_id, status="done", result=result)
             except HTTPException as exc:
                 jobs.update(job_id, status="failed", error=exc.detail, code=exc.status_code)
@@ -163,3 +187,12 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         return state
 
     return app
+
+
+async def stop(service: Service, jobs: Jobs, wait_s: float) -> None:
+    """On shutdown: every queued or running background job becomes ``cancelled`` (one log line each)
+    and stops at its next model call; waits up to ``wait_s`` seconds for the worker threads."""
+    for state in jobs.cancel_unfinished("cancelled: the server stopped before the job finished"):
+        log.warning("job %s (%s) cancelled at shutdown after %s of %s", state["id"], state["kind"],
+                    state.get("done", 0), state.get("total", "?"))
+    await service.stop(wait_s)

@@ -4,14 +4,19 @@ rendered in a temporary directory that is deleted before the answer is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import HTTPException, Request
+from python_multipart.multipart import parse_options_header
+from starlette.requests import ClientDisconnect
 
 from ..errors import EmoadaptError
 from ..explain import settings
@@ -20,26 +25,27 @@ from .limits import MAX_DEPTH, MAX_EVALS, Service
 _INTEGER = re.compile(r"-?[0-9]{1,6}")  #: ASCII digits only: int() accepts "٣" as a digit string
 _FORM_OVERHEAD = 64 * 1024  #: bytes allowed beyond the file for multipart framing and small fields
 _ANY_TYPE = ("", "application/octet-stream")  #: part types that still get decoded (curl, some browsers)
+_CLOSE = {"Connection": "close"}  #: on answers sent before the whole body was read: the connection ends
+log = logging.getLogger("emoadapt.serve")
 
 
 async def read_upload(request: Request, service: Service) -> tuple[bytes, str, dict[str, str]]:
-    """The ``file`` part's bytes and name, and the other form fields, reading at most the byte cap."""
+    """The ``file`` part's bytes and name, and the other form fields, reading at most the byte cap
+    within the upload timeouts (408 after); 400 for a malformed or truncated multipart body."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise HTTPException(415, "send multipart/form-data with the image in a field named 'file'")
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise HTTPException(400, "malformed multipart/form-data: the Content-Type header has no boundary")
     cap = service.max_upload_bytes + _FORM_OVERHEAD
-    too_big = f"upload larger than the limit of {service.max_upload_bytes:,} bytes"
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
-        raise HTTPException(413, too_big)
-    chunks, total = [], 0
-    async for chunk in request.stream():  # Content-Length may lie or be absent (chunked)
-        total += len(chunk)
-        if total > cap:
-            raise HTTPException(413, too_big)
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    del chunks
+        raise HTTPException(413, _too_big(service), headers=_CLOSE)
+    body = await read_body(request, cap, service)
+    if b"--" + boundary + b"--" not in body:
+        raise HTTPException(400, f"malformed multipart/form-data: the body ({len(body):,} bytes) ends before its "
+                                 "closing boundary (the upload was cut short?)")
 
     async def replay() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -54,11 +60,56 @@ async def read_upload(request: Request, service: Service) -> tuple[bytes, str, d
             raise HTTPException(415, f"unsupported content type {part_type!r}: upload an image (image/*)")
         data = await upload.read(service.max_upload_bytes + 1)
         if len(data) > service.max_upload_bytes:
-            raise HTTPException(413, too_big)
+            raise HTTPException(413, _too_big(service))
         fields = {key: value for key, value in form.items() if isinstance(value, str)}
         return data, upload.filename or "upload", fields
     finally:
         await form.close()  # drops the spooled copy (an anonymous temp file above 1 MiB)
+
+
+def _too_big(service: Service) -> str:
+    return f"upload larger than the limit of {service.max_upload_bytes:,} bytes"
+
+
+async def read_body(request: Request, cap: int, service: Service) -> bytes:
+    """The request body, at most ``cap`` bytes (413 above, whatever ``Content-Length`` says), with
+    at most ``service.read_timeout_s`` seconds between two chunks and ``service.upload_timeout_s``
+    seconds in all (408 after, and the connection is closed). A client that leaves mid-upload is
+    logged as one line (no traceback) and gets no answer; an upload still arriving when the
+    server's shutdown timeout is over gets 503 (one log line, where uvicorn logged a traceback)."""
+    chunks, total = [], 0
+    start = time.monotonic()
+    stream = request.stream().__aiter__()
+    while True:
+        left = service.upload_timeout_s - (time.monotonic() - start)
+        wait = min(service.read_timeout_s, left)
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(wait, 0))
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            why = (f"no data for {service.read_timeout_s:g} s" if wait < left else
+                   f"the upload took longer than {service.upload_timeout_s:g} s")
+            log.info("%s %s: upload timed out after %s bytes (%s); answered 408", _peer(request), request.url.path,
+                     f"{total:,}", why)
+            raise HTTPException(408, f"upload too slow: {why}; send the file at once", headers=_CLOSE) from None
+        except ClientDisconnect:
+            log.info("%s %s: client disconnected mid-upload after %s bytes", _peer(request), request.url.path,
+                     f"{total:,}")
+            raise HTTPException(400, "client disconnected mid-upload", headers=_CLOSE) from None
+        except asyncio.CancelledError:  # uvicorn cancels what is left once its shutdown timeout is over
+            log.info("%s %s: upload cut off by the shutdown after %s bytes; answered 503", _peer(request),
+                     request.url.path, f"{total:,}")
+            raise HTTPException(503, "the server is shutting down", headers=_CLOSE) from None
+        total += len(chunk)
+        if total > cap:  # Content-Length may lie or be absent (chunked)
+            raise HTTPException(413, _too_big(service), headers=_CLOSE)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "client"
 
 
 def option(request: Request, fields: dict[str, str], name: str) -> str | None:
@@ -107,16 +158,39 @@ def png_base64(render: Callable[[Path], Any]) -> str:
         return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def request_cost(predictor, depth: int, max_evals: int | None, with_layers: bool) -> int:
-    """Model evaluations of an explain request: 1 prediction, the DnCShap tree (or its budget) and,
-    with layers, a full tree per spatial layer (layer-wise explanations take no budget)."""
-    from ..explain.layerwise import layer_taps
+def request_cost(service: Service, depth: int, max_evals: int | None, explanation: bool = True,
+                 layers: bool = False) -> int:
+    """Model evaluations of an explain request: 1 prediction and the DnCShap explanation
+    (:func:`~emoadapt.explain.settings.explanation_evaluations`) when ``explanation``, plus, with
+    ``layers``, each spatial layer (:func:`~emoadapt.explain.settings.layer_evaluations`) — at the
+    depth the model's input and each layer's feature map allow, as the explainers cap it. The same
+    count the explainers report as ``evaluations`` (tests/test_serve_cost.py)."""
+    from ..explain.partition import max_depth
 
-    tree = 2 ** (depth + 1)
-    cost = 1 + (tree if max_evals is None else min(tree, max_evals))
-    if with_layers:
-        cost += tree * len(layer_taps(predictor.model))
+    predictor = service.predictor
+    cost = 0
+    if explanation:
+        size = predictor.input_size
+        cost += 1 + settings.explanation_evaluations(min(depth, max_depth(size, size)), max_evals)
+    if layers:
+        cost += sum(settings.layer_evaluations(min(depth, max_depth(*shape))) for shape in tap_shapes(service))
     return cost
+
+
+def tap_shapes(service: Service) -> list[tuple[int, int]]:
+    """(h, w) of each spatial layer's feature map, from one forward pass of a blank input (cached)."""
+    if service.tap_shapes is None:
+        import torch
+
+        from ..explain.layerwise import layer_taps
+
+        predictor = service.predictor
+        taps = layer_taps(predictor.model)
+        size = predictor.input_size
+        with torch.inference_mode():
+            out = predictor.model.forward_taps(torch.zeros(1, predictor.channels, size, size), taps)
+        service.tap_shapes = [tuple(int(d) for d in out[tap].shape[-2:]) for tap in taps]
+    return service.tap_shapes
 
 
 def check_cost(service: Service, cost: int) -> None:
@@ -143,12 +217,13 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     from ..results import overlay_note
 
     predictor = service.predictor
-    check_cost(service, request_cost(predictor, options.depth, options.max_evals, options.layers))
+    check_cost(service, request_cost(service, options.depth, options.max_evals, layers=options.layers))
     target_index = settings.check_target(options.target, predictor.classes)  # before decoding: a cheap 422
     image = service.decode(data, name)
     out = predictor.analyze(image)
     tensor = predictor.preprocess(image)
-    explanation = predictor.explain(tensor, depth=options.depth, target=target_index, max_evals=options.max_evals)
+    explanation = predictor.explain(tensor, depth=options.depth, target=target_index, max_evals=options.max_evals,
+                                    batch_size=service.explain_batch_size)
     fit = getattr(predictor, "fit", "centre")
     out["explanation"] = summary(explanation)
     note = overlay_note(out)  # an uncertain prediction says so on its map too
@@ -169,7 +244,8 @@ def layers_job(service: Service, image, depth: int, target_index: int | None,
 
     predictor = service.predictor
     tensor = predictor.preprocess(image)
-    by_tap = predictor.explain_layers(image, depth=depth, target=target_index, on_tap=on_tap)
+    by_tap = predictor.explain_layers(image, depth=depth, target=target_index, on_tap=on_tap,
+                                      batch_size=service.explain_batch_size)
     fit = getattr(predictor, "fit", "centre")
     return {"layers": {tap: summary(e) for tap, e in by_tap.items()},
             "shares": {tap: share_grid(e, image.width, image.height, fit) for tap, e in by_tap.items()},

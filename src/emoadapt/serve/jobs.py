@@ -1,9 +1,11 @@
 """Background jobs of the web app (the layer-wise grid): started by a POST that answers at once
 (202 with the job's id), then polled with ``GET /api/jobs/{id}`` until ``done`` or ``failed``.
 
-A job's state is a dict: ``id``, ``kind``, ``status`` (``queued`` → ``running`` → ``done`` or
-``failed``), ``done`` and ``total`` (progress, e.g. layers explained), ``result`` (when done) and
-``error`` + ``code`` (when failed). At most ``keep`` jobs are kept; the oldest finished ones go first.
+A job's state is a dict: ``id``, ``kind``, ``status`` (``queued`` → ``running`` → ``done``,
+``failed`` or ``cancelled``), ``done`` and ``total`` (progress, e.g. layers explained), ``result``
+(when done) and ``error`` + ``code`` (when failed or cancelled). A job still queued or running when
+the server stops is ``cancelled`` (code 503) and logged as such, never silently dropped. At most
+``keep`` jobs are kept; the oldest finished ones go first.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import secrets
 import threading
 from collections import OrderedDict
 from typing import Any
+
+FINISHED = ("done", "failed", "cancelled")  #: the states a job ends in
 
 
 class Jobs:
@@ -32,9 +36,11 @@ class Jobs:
         return job_id
 
     def update(self, job_id: str, **fields: Any) -> None:
+        """Change a job's state; a job that has ended (done, failed, cancelled) stays as it is."""
         with self._lock:
-            if job_id in self._items:
-                self._items[job_id].update(fields)
+            state = self._items.get(job_id)
+            if state is not None and state["status"] not in FINISHED:
+                state.update(fields)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """A copy of the job's state, or ``None`` for an unknown (or forgotten) id."""
@@ -42,7 +48,16 @@ class Jobs:
             state = self._items.get(job_id)
             return None if state is None else dict(state)
 
+    def cancel_unfinished(self, reason: str) -> list[dict[str, Any]]:
+        """Mark every queued or running job ``cancelled`` (code 503, ``error`` = ``reason``); returns
+        copies of their states."""
+        with self._lock:
+            unfinished = [state for state in self._items.values() if state["status"] not in FINISHED]
+            for state in unfinished:
+                state.update(status="cancelled", error=reason, code=503)
+            return [dict(state) for state in unfinished]
+
     def _trim(self) -> None:
-        finished = [k for k, v in self._items.items() if v["status"] in ("done", "failed")]
+        finished = [k for k, v in self._items.items() if v["status"] in FINISHED]
         while len(self._items) > self.keep and finished:
             del self._items[finished.pop(0)]
