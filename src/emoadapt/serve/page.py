@@ -217,7 +217,7 @@ async function layerGrid(mine, run, target) {
     if (!response.ok) throw new Error(response.status + ": " + state.detail);
     $("layers-bar").max = state.total; $("layers-bar").value = state.done;
     $("layers-text").textContent = `layer ${state.done} of ${state.total}` + (state.layer ? ` (${state.layer})` : "");
-    if (state.status === "failed") throw new Error(state.code + ": " + state.error);
+    if (state.status === "failed" || state.status === "cancelled") throw new Error(state.code + ": " + state.error);
     if (state.status === "done") {
       const r = state.result;
       layerData = {mine, taps: Object.keys(r.layers), summaries: r.layers, shares: r.shares, png: r.layers_png};
