@@ -205,7 +205,7 @@ def current_default(load: Load, args: str) -> str:
              "| row | Emotion6 5-fold CV test | scene val | faces val (PublicTest) | faces test (PrivateTest) |",
              "|---|---|---|---|---|"]
     for name, row in data["rows"].items():
-        label = f"**{name}**" if name == "shipped" else name
+        label = f"**{name}**" if name.startswith("shipped") else name
         lines.append(f"| {label} | {_cell(row, 'test')} | {_cell(row, 'val')} | {_cell(row, 'faces_val')} | "
                      f"{_cell(row, 'faces_test')} |")
     prov = provenance_text(data)
@@ -216,10 +216,10 @@ def current_default(load: Load, args: str) -> str:
 def current_default_summary(load: Load, args: str) -> str:
     """One line for README's model table: the shipped row of scenes/table.json."""
     data = load(SCENES_TABLE, required=False)
-    if data is None or "shipped" not in data.get("rows", {}):
+    if data is None or "shipped (final)" not in data.get("rows", {}):
         return (f"figures pending (`{TRAIN_COMMAND}`, then `{SCENES_TABLE}`); the previous default's are in "
                 "docs/history.md")
-    row = data["rows"]["shipped"]
+    row = data["rows"]["shipped (final)"]
     text = f"Emotion6 5-fold CV {_cell(row, 'test')} %"
     if "faces_test" in row:
         text += f", FER2013 PrivateTest faces (4 mapped classes) {_cell(row, 'faces_test')} %"
