@@ -54,23 +54,24 @@ def choose_mapping(model_classes: Sequence[str], dataset: ImageDataset) -> str:
 def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str = "auto",
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
                    mapping: str = "auto", tta_flip: bool = False,
-                   out_dir: str | Path | None = None, progress: bool = True, fit: str = "centre") -> dict[str, Any]:
+                   out_dir: str | Path | None = None, progress: bool = True, fit: str = "centre",
+                   label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset.
 
     ``manifest`` (a split manifest written by ``data split`` or ``adapt``) assigns the splits that
     ``splits`` selects. ``fit``: how images become the model's square input (default ``centre``,
-    the protocol the model cards' figures use; ``squash`` is what ``predict`` and ``analyze`` do). Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given.
+    the protocol the model cards' figures use; ``squash`` is what ``predict`` and ``analyze`` do).
+    ``label_map`` (dataset label → IER class) maps a dataset whose labels have no IER map of their
+    own. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given.
     """
     model, meta = resolve_model(weights)
     model_classes = tuple(meta.get("classes", ()))
-    dataset = select_splits(open_dataset(data, layout), manifest, splits)
+    dataset = select_splits(open_dataset(data, layout).with_label_map(label_map), manifest, splits)
     mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
     if mapping == "fer":
         dataset = as_fer_dataset(dataset)
         classes = model_classes
     else:
-        if dataset.to_ier is None:
-            raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
         dataset = dataset.to_ier_dataset()
         classes = IER_CLASSES
     arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, progress=progress, fit=fit)
@@ -81,7 +82,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         raise EmoadaptError(f"model classes {model_classes} do not match {classes}; use --map")
     report = classification_report(arrays.labels, probs, classes)
     report.update({"dataset": str(data), "layout": dataset.name, "split": ",".join(splits) if splits else "all",
-                   "mapping": mapping, "tta": "flip" if tta_flip else "none", "fit": fit, "weights": str(weights),
+                   "mapping": mapping, "tta": "flip" if tta_flip else "none", "fit": fit, "weights": str(weights if weights is not None else meta.get("name", "")),
                    "failed": arrays.failed})
     if out_dir is not None:
         out = Path(out_dir)
