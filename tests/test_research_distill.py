@@ -23,10 +23,11 @@ from research.train import adapt_with_teacher  # noqa: E402
 
 from emoadapt.adapt.train import adapt  # noqa: E402
 from emoadapt.models.emonet import EmoNet, EmoNetConfig  # noqa: E402
-from emoadapt.training.checkpoint import load_tensors  # noqa: E402
+from emoadapt.data.labels import FER_CLASSES  # noqa: E402
+from emoadapt.training.checkpoint import load_tensors, save_weights  # noqa: E402
 from emoadapt.training.metrics import predict_arrays  # noqa: E402
 
-from test_adapt_train import _arrays, fer_checkpoint  # noqa: E402,F401 (fixture)
+from test_adapt_train import FER_TINY, _arrays, fer_checkpoint  # noqa: E402,F401 (fixture)
 from test_adapt_train import _config as _adapt_config  # noqa: E402
 
 
@@ -87,17 +88,40 @@ def test_distillation_bank_holds_the_teachers_view_of_each_crop():
     assert grey["target_views"].shape == (2, 12, 16, 16, 1) and grey["unlabelled_views"].shape[1] == 0
 
 
-def test_the_student_follows_the_teacher_when_distillation_weighs_more(tmp_path, fer_checkpoint):
+PERMUTATION = np.array([1, 2, 3, 0])  # what the disagreeing teacher answers for each true class
+
+
+def _follow_data():
+    """(train, val, source) of the 'follows the teacher' tests."""
+    return _arrays(96, 3, 4, 1), _arrays(32, 3, 4, 2), _arrays(40, 1, 7, 3)
+
+
+def _agreement(cfg, run_dir, val) -> float:
+    """How often the run's last model answers what the disagreeing teacher answers on ``val``."""
+    return float((predict_arrays(_last_model(cfg, run_dir), val[0]).argmax(1) == PERMUTATION[val[1]]).mean())
+
+
+@pytest.fixture(scope="module")
+def plain_agreement(tmp_path_factory):
+    """The baseline both distillation modes must beat: the same student trained on the labels alone
+    (6 epochs, no teacher), trained once for the bank and the online test."""
+    root = tmp_path_factory.mktemp("plain")
+    torch.manual_seed(0)  # the fer_checkpoint fixture's network, saved once for this module
+    save_weights(root / "fer.safetensors", EmoNet(FER_TINY).eval(), FER_TINY.to_dict(),
+                 extra={"classes": list(FER_CLASSES)})
+    train, val, source = _follow_data()
+    cfg = _config(root / "fer.safetensors", epochs=6, discrepancy="none", alpha=0.0)
+    _train(train, val, source, cfg, root / "run")
+    return _agreement(cfg, root / "run", val)
+
+
+def test_the_student_follows_the_teacher_when_distillation_weighs_more(tmp_path, fer_checkpoint, plain_agreement):
     path, _ = fer_checkpoint
-    train, val, source = _arrays(96, 3, 4, 1), _arrays(32, 3, 4, 2), _arrays(40, 1, 7, 3)
-    permutation = np.array([1, 2, 3, 0])
-    bank = distillation_bank(BandTeacher(permutation), train[0], val[0], views=2, seed=0, student_size=32)
-    agreement = {}
-    for name, weight in (("plain", 0.0), ("kd", 8.0)):
-        cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=weight, teacher="band")
-        _train(train, val, source, cfg, tmp_path / name, bank if weight else None)
-        model = _last_model(cfg, tmp_path / name)
-        agreement[name] = float((predict_arrays(model, val[0]).argmax(1) == permutation[val[1]]).mean())
+    train, val, source = _follow_data()
+    bank = distillation_bank(BandTeacher(PERMUTATION), train[0], val[0], views=2, seed=0, student_size=32)
+    cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=8.0, teacher="band")
+    _train(train, val, source, cfg, tmp_path / "kd", bank)
+    agreement = {"plain": plain_agreement, "kd": _agreement(cfg, tmp_path / "kd", val)}
     assert agreement["kd"] > agreement["plain"] + 0.3, agreement
 
 
@@ -182,19 +206,16 @@ def test_mixed_views_blend_two_crops_and_agree_across_sizes():
     torch.testing.assert_close(big.mean(dim=(1, 2, 3)), small.mean(dim=(1, 2, 3)), atol=1e-4, rtol=0)
 
 
-def test_the_student_follows_an_online_teacher_that_disagrees_with_every_label(tmp_path, fer_checkpoint):
+def test_the_student_follows_an_online_teacher_that_disagrees_with_every_label(tmp_path, fer_checkpoint,
+                                                                                 plain_agreement):
     path, _ = fer_checkpoint
-    train, val, source = _arrays(96, 3, 4, 1), _arrays(32, 3, 4, 2), _arrays(40, 1, 7, 3)
-    permutation = np.array([1, 2, 3, 0])
-    band = BandTeacher(permutation)
+    train, val, source = _follow_data()
+    band = BandTeacher(PERMUTATION)
     teacher = OnlineTeacher(lambda x: band.forward_taps(x, ("pre_logits", "logits")), 32, train[0], val[0])
-    agreement = {}
-    for name, weight in (("plain", 0.0), ("kd", 8.0)):
-        cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=weight, teacher="band",
-                      kd_mode="online", mixup=0.0)
-        _train(train, val, source, cfg, tmp_path / name, teacher if weight else None)
-        model = _last_model(cfg, tmp_path / name)
-        agreement[name] = float((predict_arrays(model, val[0]).argmax(1) == permutation[val[1]]).mean())
+    cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=8.0, teacher="band", kd_mode="online",
+                  mixup=0.0)
+    _train(train, val, source, cfg, tmp_path / "kd", teacher)
+    agreement = {"plain": plain_agreement, "kd": _agreement(cfg, tmp_path / "kd", val)}
     assert agreement["kd"] > agreement["plain"] + 0.3, agreement
 
 
