@@ -90,6 +90,20 @@ def fer_label(fer_path: str) -> str:
     return f"{name} "
 
 
+def _train(cfg: AdaptConfig, splits, source, run_dir: Path, *, cached, distill, resume: bool) -> dict:
+    """One run: emoadapt's adaptation, or with a teacher (``distill``: a bank or an online
+    teacher) the research trainer of ``research/train.py``."""
+    train, val = (splits["train"].images, splits["train"].labels), (splits["val"].images, splits["val"].labels)
+    if distill is None:
+        return adapt(train, val, source, cfg, run_dir, progress=False, model=build_start_model(cfg), cached=cached,
+                     resume=resume)
+    from research.config import build_student
+    from research.train import adapt_with_teacher
+
+    return adapt_with_teacher(train, val, source, cfg, run_dir, teacher=distill, model=build_student(cfg),
+                              progress=False, resume=resume)
+
+
 def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, source, out: Path, cached=None,
                 agree=None, distill=None, resume: bool = False) -> dict:
     """Train every configuration with every seed; score its best-validation checkpoint on the test
@@ -101,10 +115,8 @@ def run_configs(name_prefix, base: AdaptConfig, configs: dict, seeds, splits, so
             cfg = replace(base, seed=seed, **changes)
             run_dir = out / "runs" / f"{slug(name_prefix + name)}-s{seed}"
             started = time.time()
-            model = build_start_model(cfg)
-            state = adapt((splits["train"].images, splits["train"].labels), (splits["val"].images, splits["val"].labels),
-                          source, cfg, run_dir, progress=False, model=model, cached=cached, distill=distill,
-                          resume=resume and (run_dir / "last.safetensors").exists())
+            state = _train(cfg, splits, source, run_dir, cached=cached, distill=distill,
+                           resume=resume and (run_dir / "last.safetensors").exists())
             best, _ = load_model(run_dir / "best.safetensors")
             probs, probs_flip = predict_plain_and_flip(best, splits["test"].images)
             report = classification_report(splits["test"].labels, probs, IER_CLASSES)

@@ -13,11 +13,12 @@ from adapt_common import DEFAULT_EMONET_SIZE, fer_label, run_configs
 from adapt_emonet import add_emonet_arguments
 from emotion6 import emotion6_splits, unlabelled_emotion6, vote_agrees
 
-from emoadapt.adapt.bank import distillation_bank
-from emoadapt.adapt.config import AdaptConfig
+from research.bank import distillation_bank
+from research.config import DistillConfig
+from research.distill import online_teacher
+from research.hints import teacher_taps
+
 from emoadapt.adapt.data import source_faces
-from emoadapt.adapt.distill import online_teacher
-from emoadapt.adapt.hints import teacher_taps
 from emoadapt.fileio import atomic_path
 from emoadapt.models.registry import load_model, sha256
 from emoadapt.training.metrics import predict_arrays
@@ -35,9 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--unlabelled-faces", type=int, default=0,
                         help="also this many FER2013 Training faces in the unlabelled pool")
     parser.add_argument("--kd-spatial-weight", type=float, default=1.0, help="δ of the +maps configurations")
-    parser.add_argument("--kd-spatial", default=AdaptConfig().kd_spatial,
+    parser.add_argument("--kd-spatial", default=DistillConfig().kd_spatial,
                         help="student_tap:teacher_tap pairs of the +maps configurations")
-    parser.add_argument("--weight-decay", type=float, default=AdaptConfig().weight_decay,
+    parser.add_argument("--weight-decay", type=float, default=DistillConfig().weight_decay,
                         help="AdamW weight decay of the student")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="select and keep an EMA of the weights with this decay (0 = off)")
@@ -74,7 +75,7 @@ def run(args, out: Path) -> dict:
     that the teacher labels at every step (``--kd-mode online``). The teacher was trained on the
     same train split only."""
     teacher, _ = load_model(args.teacher)
-    base = AdaptConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
+    base = DistillConfig(init=args.fer, input_size=args.emonet_size, rgb=True, freeze="none",
                        epochs=args.emonet_epochs, lr=1e-3, backbone_lr_scale=1.0, source_limit=args.source_limit,
                        threads=args.threads, teacher=str(args.teacher), kd_weight=args.kd_weight,
                        kd_temperature=args.kd_temperature, views=args.views, kd_mode=args.kd_mode,
@@ -114,11 +115,11 @@ def run(args, out: Path) -> dict:
               + (f"beta{args.kd_weight:g} " if args.kd_weight != 1 else "")
               + (f"faces{args.unlabelled_faces} " if args.unlabelled_faces else "")
               + (f"ema{args.ema:g} " if args.ema else "")
-              + (f"wd{args.weight_decay:g} " if args.weight_decay != AdaptConfig().weight_decay else "")
+              + (f"wd{args.weight_decay:g} " if args.weight_decay != DistillConfig().weight_decay else "")
               + (f"{args.emonet_size}px " if args.emonet_size != DEFAULT_EMONET_SIZE else "")
               + (f"delta{args.kd_spatial_weight:g} " if args.kd_spatial_weight != 1 else "")
               + (f"maps-{args.kd_spatial.replace(':', '_').replace(',', '+')} "
-                 if args.kd_spatial != AdaptConfig().kd_spatial else ""))  # run folders in OUT/runs
+                 if args.kd_spatial != DistillConfig().kd_spatial else ""))  # run folders in OUT/runs
     results["configs"] = run_configs(prefix, base, configs, args.seeds, splits, source, out, agree=agree,
                                      distill=bank, resume=args.resume)
     for config in results["configs"].values():  # how often the student answers what its teacher answers

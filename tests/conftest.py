@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,30 @@ def skip_without(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"dataset {name} not found at {path} (unpack ../shared/data/unpack.sh or set EMOADAPT_DATA)")
     return path
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks for reuse instead of handing them back to the kernel.
+
+    A 224 px model on a batch of 256 images allocates and frees GB-sized activations layer after
+    layer; by default each one is a fresh ``mmap`` whose pages the kernel must fault in and zero,
+    which cost more system than user time (FER2013 PrivateTest through the default model: 12 M page
+    faults per 256 images). Reusing the heap cuts that test's CPU time about 3×; no result changes.
+    Returns whether the settings took (glibc only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    largest = 2**31 - 1  # bytes (a C int): in effect no limit
+    return bool(libc.mallopt(m_mmap_threshold, largest) and libc.mallopt(m_trim_threshold, largest))
+
+
+keep_freed_memory()
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def test_private_modules_are_used_inside_their_package_only():
 
 def test_benchmarks_use_public_library_modules_only():
     bad = []
-    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("emoadapt"):
                 parts = node.module.split(".")
@@ -148,4 +148,18 @@ def test_benchmarks_use_public_library_modules_only():
                         any(alias.name.startswith("_") for alias in node.names):
                     bad.append(f"{path.name}:{node.lineno} from {node.module} import "
                                f"{', '.join(a.name for a in node.names)}")
+    assert bad == []
+
+
+def test_the_product_never_imports_the_research_code():
+    """Research that trained no shipped model (distillation) lives in benchmarks/research/ only."""
+    research = {p.stem for p in (ROOT / "benchmarks" / "research").glob("*.py") if p.stem != "__init__"}
+    assert {"bank", "distill", "hints"} <= research
+    assert not [name for name in modules() if name.split(".")[-1] in {"bank", "distill", "hints"}]
+    bad = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{name} imports {t}" for t in targets if t.split(".")[0] in ("research", "benchmarks")]
     assert bad == []

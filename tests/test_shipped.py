@@ -22,6 +22,18 @@ SAMPLES = sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "scenes" / "emoadapt-ier-run.json"
 
 
+@pytest.fixture(scope="module")
+def default_torch() -> Predictor:
+    """The default model in PyTorch, loaded once for this module's tests."""
+    return Predictor(runtime="torch")
+
+
+@pytest.fixture(scope="module")
+def default_explanation(default_torch):
+    """The default explanation of the first sample, computed once (124 model evaluations at 224 px)."""
+    return default_torch.explain(SAMPLES[0])
+
+
 def _card_metric(name: str, key: str) -> float:
     """A number recorded in the model card's metrics block (```json … ```)."""
     card = (WEIGHTS / f"{name}.md").read_text()
@@ -45,9 +57,9 @@ def test_default_model_predicts_the_bundled_samples():
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_default_explanation_is_the_depth_5_tree_and_adds_up():
+def test_default_explanation_is_the_depth_5_tree_and_adds_up(default_explanation):
     """The interactive default (docs/benchmarks.md §7): both contexts, 32 regions, 124 model evaluations."""
-    explanation = Predictor().explain(SAMPLES[0])
+    explanation = default_explanation
     assert (explanation.depth, explanation.evaluations, len(explanation.values)) == (5, 124, 32)
     assert explanation.context == "both"
     assert explanation.values.sum() == pytest.approx(explanation.full_value - explanation.base_value, abs=1e-9)
@@ -86,9 +98,9 @@ def test_fer_model_accuracy_on_privatetest_matches_its_card():
     assert report["accuracy"] == pytest.approx(_card_metric("fer-cpu", "privatetest_accuracy"), abs=0.002)
 
 
-def test_onnx_and_torch_agree_on_the_real_sample_images():
+def test_onnx_and_torch_agree_on_the_real_sample_images(default_torch):
     pytest.importorskip("onnxruntime")
-    torch_probs = Predictor(runtime="torch").predict(SAMPLES)
+    torch_probs = default_torch.predict(SAMPLES)
     onnx_probs = Predictor(runtime="onnx").predict(SAMPLES)
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4, rtol=0)
 
@@ -97,12 +109,12 @@ RECORDED = json.loads((Path(__file__).parent / "data" / "shipped_outputs.json").
 
 
 @pytest.mark.parametrize("name", [DEFAULT_MODEL, "fer-cpu"])
-def test_shipped_models_give_the_recorded_probabilities_on_the_samples(name):
+def test_shipped_models_give_the_recorded_probabilities_on_the_samples(name, default_torch):
     """A refactoring must not move a shipped number: the probabilities recorded before one, to 1e-6."""
-    probs = Predictor(name, runtime="torch").predict(SAMPLES)
+    predictor = default_torch if name == DEFAULT_MODEL else Predictor(name, runtime="torch")
+    probs = predictor.predict(SAMPLES)
     np.testing.assert_allclose(probs, np.array(RECORDED[name]), atol=1e-6, rtol=0)
 
 
-def test_the_default_explanation_is_the_recorded_one():
-    explanation = Predictor(runtime="torch").explain(SAMPLES[0])
-    np.testing.assert_allclose(explanation.values, RECORDED["default_explanation_sample0"], atol=1e-6, rtol=0)
+def test_the_default_explanation_is_the_recorded_one(default_explanation):
+    np.testing.assert_allclose(default_explanation.values, RECORDED["default_explanation_sample0"], atol=1e-6, rtol=0)

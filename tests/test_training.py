@@ -1,6 +1,7 @@
 """Training loop: it learns, it checkpoints atomically, and --resume equals an uninterrupted run."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -25,23 +26,34 @@ def _train(out, epochs, resume=False, stop_after=None, ema=0.0):
     return model, state
 
 
-def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    full, full_state = _train(tmp_path / "full", epochs=3)
-    _train(tmp_path / "killed", epochs=3, stop_after=1)
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted 4-epoch run, shared by the tests that only read it: (model, state, run
+    folder, warnings it raised)."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, state = _train(out, epochs=4)
+    return model, state, out, list(caught)
+
+
+def test_resume_after_a_kill_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, full_run):
+    full, full_state, _, _ = full_run
+    _train(tmp_path / "killed", epochs=4, stop_after=1)
     assert json.loads((tmp_path / "killed" / "log.jsonl").read_text().splitlines()[0])["epoch"] == 1
-    resumed, resumed_state = _train(tmp_path / "killed", epochs=3, resume=True)
+    resumed, resumed_state = _train(tmp_path / "killed", epochs=4, resume=True)
     for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
     assert full_state["history"][-1]["val_acc"] == resumed_state["history"][-1]["val_acc"]
-    assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 4
 
 
-def test_training_learns_a_separable_toy_problem_and_ships_the_best_epoch(tmp_path):
-    _, state = _train(tmp_path / "run", epochs=4)
+def test_training_learns_a_separable_toy_problem_and_ships_the_best_epoch(full_run):
+    _, state, out, _ = full_run
     assert state["best"]["val_acc"] >= 0.9
-    model, extra = load_model(tmp_path / "run" / "best.safetensors")
+    model, extra = load_model(out / "best.safetensors")
     assert extra["classes"] == ["a", "b"] and extra["epoch"] == state["best"]["epoch"]
-    assert not list(tmp_path.glob("run/.*"))  # no temporary files left behind
+    assert not list(out.glob(".*"))  # no temporary files left behind
 
 
 def test_resume_refuses_other_settings(tmp_path):
@@ -126,9 +138,9 @@ def test_one_pass_gives_the_plain_and_the_flip_averaged_probabilities():
     assert predict_plain_and_flip(model, images, with_flip=False)[1] is None
 
 
-def test_a_collapsed_run_warns_once_and_a_healthy_one_does_not(tmp_path, recwarn):
-    _train(tmp_path / "healthy", epochs=3)
-    assert not [w for w in recwarn if "predicts one class" in str(w.message)]
+def test_a_collapsed_run_warns_once_and_a_healthy_one_does_not(tmp_path, full_run):
+    healthy_warnings = full_run[3]
+    assert not [w for w in healthy_warnings if "predicts one class" in str(w.message)]
     torch.manual_seed(123)
     model = EmoNet(CONFIG)
     with torch.no_grad():  # every dense unit off: the classifier sees zeros, whatever the image

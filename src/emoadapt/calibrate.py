@@ -28,13 +28,11 @@ from .models.calibration import (OOD_KINDS, Calibration, expected_calibration_er
 
 
 def split_images(data: str | Path, manifest: str | Path, split: str, classes: Sequence[str],
-                 layout: str = "auto") -> list[tuple[Path, int]]:
+                 layout: str = "auto", label_map: dict[str, str] | None = None) -> list[tuple[Path, int]]:
     """(path, class index) of the images the manifest puts in ``split``, relabelled onto the IER
-    classes when the model has them."""
-    dataset = select_splits(open_dataset(data, layout), manifest, [split])
+    classes when the model has them (with ``label_map``, dataset label → IER class, when given)."""
+    dataset = select_splits(open_dataset(data, layout).with_label_map(label_map), manifest, [split])
     if tuple(classes) == IER_CLASSES and tuple(dataset.classes) != IER_CLASSES:
-        if dataset.to_ier is None:
-            raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
         dataset = dataset.to_ier_dataset()
     if tuple(dataset.classes) != tuple(classes):
         raise EmoadaptError(f"{data}: classes {tuple(dataset.classes)} are not the model's {tuple(classes)}")

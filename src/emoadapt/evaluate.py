@@ -53,14 +53,16 @@ def choose_mapping(model_classes: Sequence[str], dataset: ImageDataset) -> str:
 def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str = "auto",
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
                    mapping: str = "auto", tta: str | None = None, out_dir: str | Path | None = None,
-                   progress: bool = True, fit: str | None = None, batch_size: int = 32) -> dict[str, Any]:
+                   progress: bool = True, fit: str | None = None, label_map: dict[str, str] | None = None,
+                   batch_size: int = 32) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset,
     scored exactly as ``emoadapt predict`` scores (the one prediction path,
     :class:`~emoadapt.predictor.Predictor`: the model's own input fit, test-time augmentation and
     calibration, unless ``fit`` / ``tta`` override them).
 
     ``manifest`` (a split manifest written by ``data split`` or ``adapt``) assigns the splits that
-    ``splits`` selects. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given."""
+    ``splits`` selects. ``label_map`` (dataset label → IER class) maps a dataset whose labels have
+    no IER map of their own. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given."""
     from tqdm import tqdm
 
     from .errors import ImageDecodeError
@@ -70,14 +72,12 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     if tta is not None:
         predictor.tta = tta
     model_classes = predictor.classes
-    dataset = select_splits(open_dataset(data, layout), manifest, splits)
+    dataset = select_splits(open_dataset(data, layout).with_label_map(label_map), manifest, splits)
     mapping = choose_mapping(model_classes, dataset) if mapping == "auto" else mapping
     if mapping == "fer":
         dataset = as_fer_dataset(dataset)
         classes = model_classes
     else:
-        if dataset.to_ier is None:
-            raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
         dataset = dataset.to_ier_dataset()
         classes = IER_CLASSES
     index = {c: i for i, c in enumerate(dataset.classes)}
@@ -101,7 +101,8 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         raise EmoadaptError(f"model classes {model_classes} do not match {classes}; use --map")
     report = classification_report(np.array(labels, dtype=np.int64), probs, classes)
     report.update({"dataset": str(data), "layout": dataset.name, "split": ",".join(splits) if splits else "all",
-                   "mapping": mapping, "tta": predictor.tta, "fit": predictor.fit, "weights": str(weights),
+                   "mapping": mapping, "tta": predictor.tta, "fit": predictor.fit,
+                   "weights": str(weights if weights is not None else predictor.meta.get("name", "")),
                    "model": predictor.meta.get("name"), "weights_sha256": predictor.meta.get("weights_sha256"),
                    "calibrated": predictor.calibration.calibrated, "failed": failed})
     if out_dir is not None:

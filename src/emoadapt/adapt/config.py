@@ -33,11 +33,10 @@ class AdaptConfig:
     """Every option of an adaptation run (stored in its checkpoints). Each field's ``help``
     metadata is its documentation (and ``emoadapt adapt --help``'s text).
 
-    The paper's method needs the first block of fields (up to ``threads`` it is all plain
-    fine-tuning plus the discrepancy); the ``kd_*``, ``teacher``, ``mixup`` and ``dense`` fields
-    switch on the opt-in distillation components (:mod:`emoadapt.adapt.bank`,
-    :mod:`emoadapt.adapt.distill`, :mod:`emoadapt.adapt.hints`); ``ema`` keeps a moving average of
+    The paper's method: plain fine-tuning plus the discrepancy; ``ema`` keeps a moving average of
     the weights (:mod:`emoadapt.training.ema`). The field order is the stored order: keep it.
+    (Distillation from a teacher, which trained no shipped model, is research code in
+    benchmarks/research/, whose ``DistillConfig`` extends this class.)
     """
 
     init: str = _opt(IMAGENET_INIT, "start model: a FER weights file, or imagenet-mobilenetv2 (ImageNet "
@@ -68,40 +67,14 @@ class AdaptConfig:
     source_limit: int = _opt(6000, "at most this many FER2013 Training faces as the source domain")
     bottleneck: int = _opt(256, "imagenet-mobilenetv2: width of the dense layer before the classifier (0 = none)")
     views: int = _opt(2, "cached protocols: views per target image (2 = as is + mirrored; more adds random "
-                         "resized crops, drawn from seed 0); with --kd-mode bank: views per image in the "
-                         "teacher's bank")
-    teacher: str = _opt("", "distillation: the IER model that teaches (a weights file or a shipped model name)")
-    kd_weight: float = _opt(0.0, "distillation: weight β of T²·KL(teacher_T ‖ student_T) (> 0 switches "
-                                 "distillation on; needs --teacher and --freeze none)")
-    kd_temperature: float = _opt(2.0, "distillation: softmax temperature T")
-    kd_hint_weight: float = _opt(0.0, "distillation: weight γ of MSE(student pre-logits, teacher hint tap) "
-                                      "(> 0 switches distillation on)")
-    kd_hint_tap: str = _opt("pre_logits", "distillation: what of the teacher the student's pre-logits match: "
-                                          "pre_logits or features (its pooled last conv map; widths must agree, "
-                                          "see --dense)")
-    dense: int = _opt(0, "with a FER checkpoint as --init: replace its dense layers by one new layer of this "
-                         "width (0 = keep them)")
-    kd_mode: str = _opt("bank", "distillation: bank (a fixed bank of --views views labelled once) or online "
-                                "(fresh crops labelled at every step)")
-    mixup: float = _opt(0.0, "online distillation: Beta(mixup, mixup) blend of two crops for the unlabelled "
-                             "views (0 = no blend)")
+                         "resized crops, drawn from seed 0)")
     ema: float = _opt(0.0, "decay of an exponential moving average of the weights (> 0: the average is "
                            "selected and saved as best.safetensors, the trained weights as "
                            "best_raw.safetensors; 0 = off)")
-    kd_spatial_weight: float = _opt(0.0, "online distillation: weight δ of the feature-map hint (FitNets-style, "
-                                         "unit-length channel vectors compared position by position)")
-    kd_spatial: str = _opt("b4:s4,merged:s5", "online distillation: student_tap:teacher_tap pairs of the "
-                                              "feature-map hint")
     seed: int = _opt(0, "seed of new layers, batch order and augmentation")
     threads: int = _opt(0, "torch CPU threads (0 = leave torch's default)")
     fit: str = _opt("centre", "how each target image becomes the square input: centre, crop (the centre 87.5 percent), "
                               "squash or pad (use the start model's own fit when it has one)")
-
-    @property
-    def distilling(self) -> bool:
-        """Whether a teacher's terms are in the loss (the distillation protocols): a KD, hint or
-        feature-map hint weight above 0."""
-        return self.kd_weight > 0 or self.kd_hint_weight > 0 or self.kd_spatial_weight > 0
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -111,9 +84,7 @@ class AdaptConfig:
 
 #: The fields whose value is one of a few words (the CLI offers them as choices).
 CHOICES: dict[str, tuple[str, ...]] = {"head": ("new", "mapped", "keep"), "fit": ("centre", "crop", "squash", "pad"),
-                                       "discrepancy": DISCREPANCY_NAMES,
-                                       "lam_schedule": ("ramp", "constant"), "kd_mode": ("bank", "online"),
-                                       "kd_hint_tap": ("pre_logits", "features")}
+                                       "discrepancy": DISCREPANCY_NAMES, "lam_schedule": ("ramp", "constant")}
 
 
 def field_help(name: str) -> str:
@@ -122,30 +93,21 @@ def field_help(name: str) -> str:
 
 
 class Protocol(str, Enum):
-    """The four ways an adaptation run trains; :func:`protocol` picks one from the configuration.
+    """The two ways an adaptation run trains; :func:`protocol` picks one from the configuration.
 
     ``joint``: every step runs the whole network on a joint target + source batch (the paper's
     method). ``cached``: activations up to a frozen tap are computed once per image and view, the
-    later layers train on the cache (:mod:`emoadapt.adapt.cached`). ``bank`` and ``online``:
-    ``joint`` plus distillation from a teacher over a fixed bank of views
-    (:mod:`emoadapt.adapt.bank`) or fresh crops (:mod:`emoadapt.adapt.distill`).
+    later layers train on the cache (:mod:`emoadapt.adapt.cached`).
     """
 
     JOINT = "joint"
     CACHED = "cached"
-    BANK = "bank"
-    ONLINE = "online"
 
 
 def protocol(cfg: AdaptConfig, cached_tap: str | None) -> Protocol:
     """The trainer ``cfg`` selects; ``cached_tap`` is what :func:`emoadapt.adapt.cached.cached_tap`
     says for the start model (``None``: the whole network trains)."""
     check(cfg)
-    if cfg.distilling:
-        if cached_tap is not None:
-            raise ConfigError(f"distillation (kd_weight, kd_hint_weight or kd_spatial_weight > 0) trains the whole "
-                              f"network: it needs freeze=none, got freeze={cfg.freeze}")
-        return Protocol.ONLINE if cfg.kd_mode == "online" else Protocol.BANK
     return Protocol.CACHED if cached_tap is not None else Protocol.JOINT
 
 
@@ -156,10 +118,6 @@ def check(cfg: AdaptConfig) -> None:
             raise ConfigError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {getattr(cfg, name)!r}")
     if cfg.freeze not in ("none", "features", *EMONET_BLOCKS, *MOBILENET_STAGES):
         raise ConfigError(f"freeze must be none, features, b1…b5 (EmoNet) or s1…s5 (MobileNetV2), got {cfg.freeze!r}")
-    if cfg.kd_spatial_weight > 0 and cfg.kd_mode != "online":
-        raise ConfigError("the feature-map hint (kd_spatial_weight > 0) needs kd_mode=online")
-    if cfg.distilling and cfg.kd_mode == "online" and cfg.kd_hint_weight > 0 and cfg.kd_hint_tap != "pre_logits":
-        raise ConfigError("online distillation hints on the teacher's pre_logits only")
     for name in ("epochs", "batch_size", "views"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")

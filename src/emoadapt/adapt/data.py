@@ -11,29 +11,25 @@ from ..data import open_dataset
 from ..data.arrays import ArrayData, load_arrays
 from ..data.fer2013 import read_fer2013
 from ..data.locate import dataset_path
-from ..data.folder import is_image_file
-from ..data.records import ImageDataset, Sample
 from ..data.transforms import fit_images
 from ..data.splits import apply_manifest, kfold_dataset, read_manifest, split_dataset, write_manifest
-from ..errors import EmoadaptError
 from ..training.fer import subsample
 
 
 def target_splits(path: str | Path, size: int, channels: int, *, layout: str = "auto",
                   manifest: str | Path | None = None, seed: int = 0, val: float = 0.15, test: float = 0.15,
                   folds: int = 0, fold_index: int = 0, write_to: str | Path | None = None,
-                  progress: bool = True, fit: str = "centre") -> dict[str, ArrayData]:
+                  progress: bool = True, label_map: dict[str, str] | None = None,
+                  fit: str = "centre") -> dict[str, ArrayData]:
     """``{"train", "val", "test"}`` arrays of an IER dataset (labels = IER class indices).
 
     Holdout (``folds=0``): the manifest's train/val/test, or a new stratified split from ``seed``.
     k-fold (``folds=K``): fold ``fold_index`` is test, fold ``fold_index + 1`` (mod K) validation,
     the rest train. The manifest used is written to ``write_to`` so the run can be repeated.
     ``fit``: how each image becomes the square input (:data:`emoadapt.data.transforms.FITS`).
+    ``label_map`` (dataset label → IER class) maps a dataset whose labels have no IER map of their own.
     """
-    dataset = open_dataset(path, layout)
-    if dataset.to_ier is None:
-        raise EmoadaptError(f"{path}: labels {sorted(dataset.classes)} have no map onto happy/sad/hate/anger")
-    dataset = dataset.to_ier_dataset()
+    dataset = open_dataset(path, layout).with_label_map(label_map).to_ier_dataset()
     if manifest is not None:
         plan = read_manifest(manifest)
     elif folds:
@@ -63,21 +59,3 @@ def source_faces(size: int, *, root: str | Path | None = None, limit: int = 6000
     images, labels = subsample(arrays.images, arrays.labels, limit, seed)
     return fit_images(images, size, 1), labels
 
-
-def unlabelled_images(path: str | Path, size: int, *, progress: bool = True) -> np.ndarray:
-    """Every image under ``path`` (a file or a folder, searched recursively; labels ignored) as
-    (N, size, size, 3) uint8, for distillation. Files that do not decode are reported and skipped."""
-    import warnings
-
-    root = Path(path)
-    if not root.exists():
-        raise EmoadaptError(f"{root} does not exist")
-    files = sorted(p for p in root.rglob("*") if is_image_file(p)) if root.is_dir() else [root]
-    if not files:
-        raise EmoadaptError(f"{root}: no image files found")
-    dataset = ImageDataset(name="unlabelled", root=str(root), classes=(),
-                           samples=[Sample(str(p), None) for p in files])
-    arrays = load_arrays(dataset, size, 3, progress=progress)
-    for failed, reason in arrays.failed:
-        warnings.warn(f"skipped {failed}: {reason}", stacklevel=2)
-    return arrays.images

@@ -60,15 +60,3 @@ def adaptation_loss(logits: torch.Tensor, features: list[torch.Tensor], y_t: tor
         loss = loss + lam_at(progress, cfg) * sum(discrepancy(f[n:], f[:n]) for f in features)
     return loss, n, int((logits[:n].argmax(1) == y_t).sum())
 
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton's soft-target loss: T² · KL(softmax(teacher/T) ‖ softmax(student/T)), mean over rows.
-
-    Args:
-        student_logits, teacher_logits: (n, classes).
-    """
-    if len(student_logits) == 0:
-        return student_logits.sum() * 0.0
-    t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-                    reduction="batchmean", log_target=True) * t * t

@@ -33,16 +33,8 @@ def build_start_model(cfg: AdaptConfig) -> nn.Module:
     if isinstance(fer_model, EmoNet) and config["head"] == "flatten" and cfg.input_size != fer_model.config.input_size:
         raise ConfigError("a flatten-head EmoNet only runs at its training size; pass --input-size "
                           f"{fer_model.config.input_size}")
-    state = fer_model.state_dict()
-    if cfg.dense:
-        if cfg.head == "mapped":
-            raise ConfigError("--head mapped keeps the FER dense layers; it cannot be combined with --dense")
-        config["hidden"] = [cfg.dense]
-        state = {k: v for k, v in state.items() if not k.startswith(("dense.", "classifier."))}
     model = build_from_config(config)
-    missing, _ = model.load_state_dict(state, strict=not cfg.dense)
-    if cfg.dense:  # the new dense layer and classifier keep their fresh (seeded) initialisation
-        assert all(k.startswith(("dense.", "classifier.")) for k in missing), missing
+    model.load_state_dict(fer_model.state_dict())
     if cfg.rgb and isinstance(model, EmoNet) and model.config.in_chans == 1:
         model = grey_to_rgb(model)
     if cfg.head == "keep":
@@ -106,10 +98,4 @@ def make_optimizer(model: nn.Module, cfg: AdaptConfig) -> torch.optim.Optimizer:
     """AdamW over :func:`param_groups`, after freezing ``cfg.freeze``."""
     frozen = frozen_modules(model, cfg.freeze)
     return torch.optim.AdamW(param_groups(model, cfg, frozen), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def hidden_width(model: nn.Module) -> int:
-    """Width of the pre-logits layer (the classifier's input)."""
-    classifier = model.classifier[-1] if isinstance(model.classifier, nn.Sequential) else model.classifier
-    return classifier.in_features
 

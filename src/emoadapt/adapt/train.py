@@ -12,10 +12,8 @@ Source faces whose FER class has no IER class (fear, neutral, surprise) feed ``D
 The method reads top to bottom in: :mod:`~emoadapt.adapt.config` (options),
 :mod:`~emoadapt.adapt.start` (start model), :mod:`~emoadapt.adapt.losses` (the loss),
 :mod:`~emoadapt.adapt.loop` (the full-network trainer) and :mod:`~emoadapt.adapt.cached` (the
-cached-feature protocols). Distillation from a teacher is opt-in: :mod:`~emoadapt.adapt.bank`
-(a fixed bank of views), :mod:`~emoadapt.adapt.distill` (fresh crops every step) and
-:mod:`~emoadapt.adapt.hints` (feature-map hints). :func:`adapt` picks one of them from the
-configuration (:func:`~emoadapt.adapt.config.protocol`).
+cached-feature protocols). :func:`adapt` picks the trainer from the configuration
+(:func:`~emoadapt.adapt.config.protocol`).
 """
 
 from __future__ import annotations
@@ -27,10 +25,8 @@ import torch
 from torch import nn
 
 from ..data.labels import IER_CLASSES, fer_to_ier_indices
-from .bank import TeacherBank, train_with_bank
 from .cached import cached_tap, encode_views, source_needed, train_cached
-from .config import AdaptConfig, ConfigError, Protocol, protocol, uses_source
-from .distill import OnlineTeacher, function_matching
+from .config import AdaptConfig, ConfigError, Protocol, protocol
 from .loop import train_joint
 from .losses import make_discrepancy
 from .start import build_start_model, make_optimizer
@@ -39,47 +35,32 @@ from .start import build_start_model, make_optimizer
 def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndarray, np.ndarray],
           source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after_epochs: int | None = None, model: nn.Module | None = None,
-          cached: dict[str, torch.Tensor] | None = None, distill: TeacherBank | OnlineTeacher | None = None,
-          dist=None, amp: bool = False, classes: tuple[str, ...] | None = None) -> dict:
+          cached: dict[str, torch.Tensor] | None = None, dist=None, amp: bool = False,
+          classes: tuple[str, ...] | None = None) -> dict:
     """Adapt on uint8 arrays (N, S, S, C): target labels are IER indices, source labels FER indices.
 
     Writes ``best.safetensors`` (best target-validation accuracy), ``last.safetensors``, ``log.jsonl``
     to ``out_dir``; returns the run state (history, best record). The protocol follows from ``cfg``
     (:class:`~emoadapt.adapt.config.Protocol`): in the cached protocols, ``cached`` (from
     :func:`~emoadapt.adapt.cached.encode_views` on the same start model) skips the encoding, so
-    that several runs (an ablation, several seeds) share it; with distillation (``kd_weight``,
-    ``kd_hint_weight`` or ``kd_spatial_weight`` > 0) ``distill`` is what teaches: a bank from
-    :func:`~emoadapt.adapt.bank.distillation_bank` (``kd_mode=bank``) or an
-    :class:`~emoadapt.adapt.distill.OnlineTeacher` (``kd_mode=online``; its images at the
-    teacher's size).
+    that several runs (an ablation, several seeds) share it.
 
     ``dist`` (several torchrun ranks) and ``amp`` (mixed precision on CUDA) are for the joint
-    (full-network) trainer; the cached and distillation protocols run in one process."""
+    (full-network) trainer; the cached protocols run in one process."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = model if model is not None else build_start_model(cfg)
     tap = cached_tap(model, cfg)
     chosen = protocol(cfg, tap)
-    if distill is not None and chosen not in (Protocol.BANK, Protocol.ONLINE):
-        raise ConfigError("a teacher was given but no distillation weight (kd_weight, kd_hint_weight, "
-                          "kd_spatial_weight) is above 0")
     (xt, yt), (xv, yv), (xs, ys_fer) = target_train, target_val, source
     if (dist is not None and dist.active or amp) and chosen is not Protocol.JOINT:
         raise ConfigError(f"several torchrun ranks and --amp are for the full-network (joint) trainer; this "
                           f"configuration trains with the {chosen.value} protocol, which runs in one process "
-                          "(it trains on cached features or a teacher's outputs and is fast on one machine)")
-    if chosen is Protocol.ONLINE:
-        return function_matching(model, distill, yt, target_val, (xs, fer_to_ier_indices(ys_fer)), cfg, out_dir,
-                                 optimizer=make_optimizer(model, cfg), discrepancy=make_discrepancy(cfg.discrepancy),
-                                 use_source=uses_source(cfg, always=False), resume=resume, progress=progress,
-                                 stop_after_epochs=stop_after_epochs)
+                          "(it trains on cached features and is fast on one machine)")
     optimizer = make_optimizer(model, cfg)
     discrepancy = make_discrepancy(cfg.discrepancy)
     ys = fer_to_ier_indices(ys_fer)
     run = dict(resume=resume, progress=progress, stop_after_epochs=stop_after_epochs)
-    if chosen is Protocol.BANK:
-        return train_with_bank(model, optimizer, discrepancy, distill, target_train, target_val, (xs, ys), cfg,
-                               out_dir, **run)
     if chosen is Protocol.CACHED:
         if cached is None:
             cached = encode_views(model, xt, xv, xs if source_needed(cfg, tap) else None, tap=tap, views=cfg.views,

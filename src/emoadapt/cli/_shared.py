@@ -55,6 +55,23 @@ def checked(check):
     return parse
 
 
+def label_map_option(value: str) -> dict[str, str]:
+    """``--label-map``'s argparse type: ``joy=happy,sadness=sad,…`` or a file of such pairs
+    (:func:`emoadapt.data.labels.parse_label_map`)."""
+    from ..data.labels import parse_label_map
+
+    return checked(parse_label_map)(value)
+
+
+def add_label_map_option(p: argparse.ArgumentParser) -> None:
+    """``--label-map``: the map from a labelled dataset's own labels onto the 4 IER classes, for a
+    dataset (e.g. a folder per class named joy/sadness/disgust/anger) that has none of its own."""
+    p.add_argument("--label-map", type=label_map_option, default=None, metavar="LABEL=CLASS,...",
+                   help="map the dataset's labels onto the IER classes happy, sad, hate, anger, e.g. "
+                        "joy=happy,sadness=sad,disgust=hate,anger=anger, or a file of such pairs (one per line "
+                        "or a JSON object); labels that are IER classes keep their name, others are left out")
+
+
 def add_target_options(p: argparse.ArgumentParser, manifest_help: str) -> None:
     """``--target``, ``--layout``, ``--manifest`` and ``--source``: the generic images and FER2013 faces
     of the commands that work across the two domains (adapt, embed)."""

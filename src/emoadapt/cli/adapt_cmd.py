@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ._shared import add_distributed_options, add_target_options, distributed_setup, user_description
+from ._shared import (add_distributed_options, add_label_map_option, add_target_options, distributed_setup,
+                      user_description)
 
 NAME = "adapt"
 HELP = "adapt a FER model to generic images (classification + discrepancy loss)"
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(NAME, help=HELP, description=user_description(__doc__))
     add_target_options(p, "reuse this split manifest (JSON) instead of making one")
+    add_label_map_option(p)
     p.add_argument("--out", required=True, help="run folder (checkpoints, log, split manifest)")
     add_distributed_options(p)
     p.add_argument("--split-seed", type=int, default=0, help="seed of a new split (default 0)")
@@ -24,8 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", type=float, default=0.15, help="test fraction of a new split (default 0.15)")
     p.add_argument("--folds", type=int, default=0, help="k-fold mode: number of folds (0 = holdout)")
     p.add_argument("--fold", type=int, default=0, help="k-fold mode: which fold is the test set")
-    p.add_argument("--unlabelled", default=None,
-                   help="with --teacher: extra unlabelled images (file or folder) the teacher labels")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     defaults = AdaptConfig()
@@ -71,13 +71,11 @@ def run(args: argparse.Namespace) -> int:
     target = target_splits(args.target, size, channels, layout=args.layout, manifest=args.manifest,
                            seed=args.split_seed, val=args.val, test=args.test, folds=args.folds,
                            fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress,
-                           fit=cfg.fit)
+                           fit=cfg.fit, label_map=args.label_map)
     source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
                           progress=not args.no_progress)
-    distill = _teacher(args, cfg, out, size, channels) if cfg.distilling else None
     state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
-                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, distill=distill,
-                  dist=d, amp=args.amp)
+                  source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, dist=d, amp=args.amp)
     teardown(d)
     if not d.is_main:
         return 0
@@ -87,31 +85,3 @@ def run(args: argparse.Namespace) -> int:
           f"--manifest {out}/split.json --split test")
     return 0
 
-
-def _teacher(args: argparse.Namespace, cfg, out, size: int, channels: int):
-    """``--kd-mode bank``: the teacher's logits on augmented views of the training images (same
-    split, at the teacher's input size) and of ``--unlabelled`` images, views drawn from seed 0.
-    ``--kd-mode online``: the teacher and those images, for fresh crops at every step."""
-    import numpy as np
-
-    from ..adapt.bank import distillation_bank
-    from ..adapt.data import target_splits, unlabelled_images
-    from ..adapt.distill import online_teacher
-    from ..adapt.hints import teacher_taps
-    from ..errors import EmoadaptError
-    from ..models.registry import resolve_model
-
-    if not cfg.teacher:
-        raise EmoadaptError("--kd-weight / --kd-hint-weight need --teacher MODEL (a weights file or a shipped "
-                            "model name)")
-    teacher, _ = resolve_model(cfg.teacher)
-    teacher_size = teacher.config.input_size
-    train = target_splits(args.target, teacher_size, 3, layout=args.layout, manifest=out / "split.json",
-                          fold_index=args.fold, progress=not args.no_progress)["train"]
-    extra = (unlabelled_images(args.unlabelled, teacher_size, progress=not args.no_progress) if args.unlabelled
-             else np.zeros((0, teacher_size, teacher_size, 3), np.uint8))
-    if cfg.kd_mode == "online":
-        maps = teacher_taps(cfg.kd_spatial) if cfg.kd_spatial_weight > 0 else ()
-        return online_teacher(teacher, train.images, extra, threads=cfg.threads or None, spatial_taps=maps)
-    return distillation_bank(teacher, train.images, extra, views=cfg.views, seed=0, student_size=size,
-                             student_channels=channels, progress=not args.no_progress)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._shared import add_label_map_option
+
 NAME = "calibrate"
 HELP = "fit a model's confidence: temperature and 'unlike the training images' score (JSON)"
 
@@ -20,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a .safetensors file or a shipped model name (default: the shipped IER model)")
     p.add_argument("--data", required=True, help="labelled dataset folder (e.g. .cache/data/emotion6)")
     p.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
+    add_label_map_option(p)
     p.add_argument("--manifest", required=True,
                    help="split manifest with train and val (e.g. benchmarks/results/adaptation/split.json)")
     p.add_argument("--out", required=True, help="calibration JSON to write")
@@ -47,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise EmoadaptError(f"--ood-quantile must be in [0.5, 1), got {args.ood_quantile}")
     # calibrated=False: the model's current calibration (perhaps fitted for older weights) is not read
     predictor = Predictor(args.model, runtime="torch", threads=args.threads or None, calibrated=False)
-    train = split_images(args.data, args.manifest, "train", predictor.classes, args.layout)
-    val = split_images(args.data, args.manifest, "val", predictor.classes, args.layout)
+    train = split_images(args.data, args.manifest, "train", predictor.classes, args.layout, args.label_map)
+    val = split_images(args.data, args.manifest, "val", predictor.classes, args.layout, args.label_map)
     command = "emoadapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [NAME] else ""
     calibration = fit_calibration(predictor, train, val, ood=args.ood, ood_quantile=args.ood_quantile,
                                   min_confidence=args.min_confidence, command=command)

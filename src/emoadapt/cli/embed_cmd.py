@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shared import add_target_options, user_description
+from ._shared import add_label_map_option, add_target_options, user_description
 
 NAME = "embed"
 HELP = "plot a layer's activations of images and faces in 2-D (PCA or t-SNE)"
@@ -17,9 +17,11 @@ HELP = "plot a layer's activations of images and faces in 2-D (PCA or t-SNE)"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP,
                        description=user_description(__doc__))
-    p.add_argument("--model", action="append", required=True,
-                   help="a .safetensors file or a shipped model name; repeat for one row per model")
+    p.add_argument("--model", action="append", default=None,
+                   help="a .safetensors file or a shipped model name (default: emoadapt-ier); repeat for one row "
+                        "per model")
     add_target_options(p, "split manifest JSON that defines the target's splits")
+    add_label_map_option(p)
     p.add_argument("--split", default=None, help="target split name(s), comma-separated (default: all images)")
     p.add_argument("--faces", type=int, default=300, help="at most this many FER2013 Training faces (0 = none)")
     p.add_argument("--images", type=int, default=300, help="at most this many target images")
@@ -60,10 +62,8 @@ def _target(args: argparse.Namespace, size: int):
     from ..errors import EmoadaptError
 
     splits = [s.strip() for s in args.split.split(",") if s.strip()] if args.split else None
-    dataset = select_splits(open_dataset(args.target, args.layout), args.manifest, splits)
-    if dataset.to_ier is None:
-        raise EmoadaptError(f"{args.target}: labels {sorted(dataset.classes)} have no map onto happy/sad/hate/anger")
-    dataset = dataset.to_ier_dataset()
+    dataset = select_splits(open_dataset(args.target, args.layout).with_label_map(args.label_map), args.manifest,
+                            splits).to_ier_dataset()
     if len(dataset) > args.images:
         keep = np.sort(np.random.default_rng(args.seed).permutation(len(dataset))[:args.images])
         dataset = replace(dataset, samples=[dataset.samples[i] for i in keep])
@@ -93,11 +93,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.labels import IER_CLASSES
     from ..embedding import check_method, embed, save_embedding_csv, save_embedding_figure
+    from ..models.registry import DEFAULT_MODEL
 
     if args.threads:
         torch.set_num_threads(args.threads)
     check_method(args.method)
-    models, classes = _models(args.model, args.tap)
+    models, classes = _models(args.model or [DEFAULT_MODEL], args.tap)
     groups = {"images": _target(args, max(m.config.input_size for m in models.values()))}
     faces = _faces(args)
     if faces is not None:

@@ -10,7 +10,7 @@ import shlex
 
 
 from ..explain import settings
-from ._shared import user_description
+from ._shared import add_label_map_option, user_description
 
 NAME = "report"
 HELP = "evaluation report: metrics, confusion, calibration, embeddings, explained examples in one offline HTML page"
@@ -18,10 +18,12 @@ HELP = "evaluation report: metrics, confusion, calibration, embeddings, explaine
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP, description=user_description(__doc__))
-    p.add_argument("--model", action="append", required=True,
-                   help="a .safetensors file or a shipped model name; repeat to compare models side by side")
+    p.add_argument("--model", action="append", default=None,
+                   help="a .safetensors file or a shipped model name (default: emoadapt-ier); repeat to compare "
+                        "models side by side")
     p.add_argument("--data", required=True, help="dataset folder (Emotion6, FER2013, a folder per class, CSV…)")
     p.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
+    add_label_map_option(p)
     p.add_argument("--split", default=None, help="split name(s), comma-separated (e.g. test, PrivateTest)")
     p.add_argument("--manifest", default=None, help="split manifest JSON that defines the splits")
     p.add_argument("--map", choices=("auto", "fer", "ier"), default="auto",
@@ -76,18 +78,22 @@ def command_line(args: argparse.Namespace) -> str:
             parts += [f"--{name.replace('_', '-')}", str(value)]
     for tap in args.tap or ():
         parts += ["--tap", tap]
+    if args.label_map:
+        parts += ["--label-map", ",".join(f"{label}={target}" for label, target in args.label_map.items())]
     return shlex.join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..models.registry import DEFAULT_MODEL
     from ..report import ReportOptions, build_report
 
+    args.model = args.model or [DEFAULT_MODEL]  # spelled out in the recorded command line
     if args.threads:
         torch.set_num_threads(args.threads)
     report = build_report(ReportOptions(
-        models=args.model, data=args.data, out=args.out, layout=args.layout,
+        models=args.model, data=args.data, out=args.out, layout=args.layout, label_map=args.label_map,
         splits=[s.strip() for s in args.split.split(",") if s.strip()] if args.split else None,
         manifest=args.manifest, source=args.source, mapping=args.map, explain_budget=args.explain_budget,
         per_class=args.per_class, layer_grids=args.layer_grids, depth=args.depth, max_evals=args.max_evals,

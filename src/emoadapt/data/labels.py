@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from ..errors import EmoadaptError
+
 #: FER2013 order (also the order of the FER model's outputs).
 FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
@@ -51,3 +56,63 @@ def fer_to_ier_indices(fer_labels):
     for fer, ier in FER_TO_IER.items():
         table[FER_CLASSES.index(fer)] = IER_CLASSES.index(ier)
     return table[fer_labels]
+
+
+#: What ``--label-map`` looks like, for help texts and error messages.
+LABEL_MAP_EXAMPLE = "joy=happy,sadness=sad,disgust=hate,anger=anger"
+
+
+def no_ier_map_error(where: str, labels) -> EmoadaptError:
+    """The error for a dataset whose labels have no map onto the IER classes: what is wrong and
+    the option that fixes it (``--label-map``; ``label_map=`` in Python)."""
+    return EmoadaptError(f"{where}: its labels {sorted(labels)} have no map onto the IER classes "
+                         f"{', '.join(IER_CLASSES)}; give one with --label-map LABEL=CLASS,... "
+                         f"(e.g. --label-map {LABEL_MAP_EXAMPLE}, or a file of such pairs)")
+
+
+def parse_label_map(spec: str) -> dict[str, str]:
+    """A map from a dataset's labels to the IER classes, as ``--label-map`` gives it: pairs
+    ``joy=happy,sadness=sad`` or the path of a file holding the same pairs (one ``label=class`` per
+    line, or a JSON object ``{"joy": "happy"}``)."""
+    path = Path(spec)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8-sig").strip()
+        pairs = _json_pairs(text, spec) if text.startswith("{") else _text_pairs(text.splitlines(), spec)
+    else:
+        pairs = _text_pairs(spec.split(","), spec)
+    return checked_label_map(pairs, spec)
+
+
+def _text_pairs(items, source: str) -> dict[str, str]:
+    """``label=class`` items (blank ones and ``#`` comments skipped) as a dict."""
+    pairs = {}
+    for item in (i.strip() for i in items):
+        if not item or item.startswith("#"):
+            continue
+        label, sep, target = item.partition("=")
+        if not sep or not label.strip() or not target.strip():
+            raise EmoadaptError(f"--label-map {source}: expected LABEL=CLASS pairs (e.g. {LABEL_MAP_EXAMPLE}), "
+                                f"got {item!r}")
+        pairs[label.strip()] = target.strip()
+    return pairs
+
+
+def _json_pairs(text: str, source: str) -> dict[str, str]:
+    try:
+        pairs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EmoadaptError(f"--label-map {source}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+        raise EmoadaptError(f"--label-map {source}: expected a JSON object of label: class strings")
+    return pairs
+
+
+def checked_label_map(pairs: dict[str, str], source: str = "label_map") -> dict[str, str]:
+    """``pairs`` when it names at least one label and every target is an IER class."""
+    if not pairs:
+        raise EmoadaptError(f"--label-map {source}: no LABEL=CLASS pair (e.g. {LABEL_MAP_EXAMPLE})")
+    wrong = sorted({target for target in pairs.values() if target not in IER_CLASSES})
+    if wrong:
+        raise EmoadaptError(f"--label-map {source}: {', '.join(wrong)} is not an IER class; "
+                            f"map labels onto {', '.join(IER_CLASSES)}")
+    return dict(pairs)

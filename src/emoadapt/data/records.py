@@ -88,12 +88,29 @@ class ImageDataset:
         wanted = set(names)
         return self.subset(lambda s: s.split in wanted)
 
+    def with_label_map(self, label_map: dict[str, str] | None) -> "ImageDataset":
+        """A copy whose map onto the IER classes is ``label_map`` (``--label-map``: dataset label →
+        IER class; labels that are IER classes already keep their name, labels named nowhere have
+        no IER class). ``None`` leaves the dataset as it is."""
+        from .labels import IER_CLASSES, checked_label_map
+
+        if label_map is None:
+            return self
+        label_map = checked_label_map(label_map)
+        unknown = sorted(set(label_map) - set(self.classes))
+        if unknown:
+            raise EmoadaptError(f"{self.root}: --label-map names {', '.join(unknown)}, which is not a label here "
+                                f"(its labels: {', '.join(sorted(self.classes))})")
+        identity = {label: label for label in self.classes if label in IER_CLASSES}
+        return replace(self, to_ier={**identity, **label_map})
+
     def to_ier_dataset(self) -> "ImageDataset":
-        """Relabel onto the 4 IER classes, dropping samples whose label has no IER class."""
-        from .labels import IER_CLASSES
+        """Relabel onto the 4 IER classes, dropping samples whose label has no IER class. Raises
+        :func:`~emoadapt.data.labels.no_ier_map_error` when the dataset has no such map."""
+        from .labels import IER_CLASSES, no_ier_map_error
 
         if self.to_ier is None:
-            raise EmoadaptError(f"dataset {self.name!r} has no map onto the IER classes")
+            raise no_ier_map_error(self.root, self.classes)
         mapped = [
             replace(s, label=self.to_ier[s.label], meta={**s.meta, "source_label": s.label})
             for s in self.samples

@@ -23,12 +23,14 @@ from ..fileio import atomic_write_json, atomic_write_text
 
 @dataclass
 class ReportOptions:
-    """What :func:`build_report` does; the fields mirror ``emoadapt report``'s options."""
+    """What :func:`build_report` does; the fields mirror ``emoadapt report``'s options (``models``
+    empty: the default model)."""
 
     models: list[str]
     data: str
     out: str
     layout: str = "auto"
+    label_map: dict[str, str] | None = None
     splits: list[str] | None = None
     manifest: str | None = None
     source: str | None = None
@@ -72,7 +74,7 @@ def _weights_file(spec: str) -> Path | None:
         return None
 
 
-def _prepare(dataset, model_classes: tuple[str, ...], mapping: str, data: str):
+def _prepare(dataset, model_classes: tuple[str, ...], mapping: str):
     """(dataset in the scoring classes, classes, mapping), as ``emoadapt evaluate`` scores."""
     from ..data.labels import IER_CLASSES
     from .. import evaluate
@@ -81,8 +83,6 @@ def _prepare(dataset, model_classes: tuple[str, ...], mapping: str, data: str):
     if mapping == "fer":  # evaluate's helper (public as ``as_fer_dataset`` in newer versions)
         as_fer = getattr(evaluate, "as_fer_dataset", None) or getattr(evaluate, "_as_fer_dataset")
         return as_fer(dataset), model_classes, mapping
-    if dataset.to_ier is None:
-        raise EmoadaptError(f"{data}: its labels {sorted(dataset.classes)} have no map onto the IER classes")
     return dataset.to_ier_dataset(), IER_CLASSES, mapping
 
 
@@ -120,7 +120,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     model, meta = resolve_model(spec)
     model_classes = tuple(meta.get("classes", ()))
     name, tag = Path(spec).name if Path(spec).exists() else spec, f"m{index + 1}-{slug(spec)}"
-    dataset, classes, mapping = _prepare(base, model_classes, options.mapping, options.data)
+    dataset, classes, mapping = _prepare(base, model_classes, options.mapping)
     fer_as_ier = mapping == "ier" and model_classes == FER_CLASSES
     if model_classes and not fer_as_ier and model_classes != tuple(classes):
         raise EmoadaptError(f"{spec}: model classes {model_classes} do not match {tuple(classes)}; use --map")
@@ -266,15 +266,17 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
     from ..data import open_dataset
     from ..data.splits import select_splits
     from ..embedding import check_method
+    from ..models.registry import DEFAULT_MODEL
     from .html import render_html
 
     check_method(options.method)
     if not options.models:
-        raise EmoadaptError("give at least one --model")
+        options = replace(options, models=[DEFAULT_MODEL])
     started = time.perf_counter()
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = select_splits(open_dataset(options.data, options.layout), options.manifest, options.splits)
+    base = select_splits(open_dataset(options.data, options.layout).with_label_map(options.label_map),
+                         options.manifest, options.splits)
     if options.source:
         open_dataset(options.source, "fer2013")  # a wrong --source fails now, not after the model passes
     sections, inputs = [], []
@@ -289,7 +291,8 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": options.command,
         "data": {"path": str(options.data), "layout": base.name, "split": _split_text(options),
-                 "manifest": options.manifest, "images": len(base), "source": options.source},
+                 "manifest": options.manifest, "images": len(base), "source": options.source,
+                 "label_map": options.label_map},
         "settings": {"explain_budget": options.explain_budget, "per_class": options.per_class,
                      "layer_grids": options.layer_grids, "depth": options.depth, "max_evals": options.max_evals,
                      "method": options.method, "embed_images": options.embed_images, "faces": options.faces,

@@ -21,14 +21,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.labels import IER_CLASSES
-from ..data.transforms import fit_images, match_channels, uint8_to_tensor
-from ..training.metrics import classification_report, predict_arrays
-from .config import AdaptConfig, ConfigError, uses_source
-from .loop import Arrays, fit_adaptation, target_batch
-from .losses import adaptation_loss, distillation_loss, pooled
-from .start import frozen_modules, hidden_width
-from .views import crop_boxes, render_views
+from emoadapt.adapt.config import ConfigError, uses_source
+from emoadapt.adapt.loop import Arrays, fit_adaptation, target_batch
+from emoadapt.adapt.losses import adaptation_loss, pooled
+from emoadapt.adapt.start import frozen_modules
+from emoadapt.adapt.views import crop_boxes, render_views
+from emoadapt.data.labels import IER_CLASSES
+from emoadapt.data.transforms import fit_images, match_channels, uint8_to_tensor
+from emoadapt.training.metrics import classification_report, predict_arrays
+
+from .config import DistillConfig, distillation_loss, hidden_width
 
 #: What a bank holds per image set ``target`` / ``unlabelled``: ``{name}_views`` (V, N, s, s, C)
 #: uint8 and float32 ``{name}_logits`` (V, N, 4), ``{name}_hidden`` (V, N, H), ``{name}_features`` (V, N, C).
@@ -81,7 +83,7 @@ def distillation_bank(teacher: nn.Module, target_images: np.ndarray, unlabelled_
 
 
 def train_with_bank(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy: nn.Module, bank: TeacherBank,
-                    target_train: Arrays, target_val: Arrays, source: Arrays, cfg: AdaptConfig,
+                    target_train: Arrays, target_val: Arrays, source: Arrays, cfg: DistillConfig,
                     out_dir: str | Path, *, resume: bool, progress: bool, stop_after_epochs: int | None) -> dict:
     """The joint protocol on the bank's views (no other augmentation) plus the distillation terms
     over the labelled and the unlabelled views; ``source`` labels are IER indices (−1: none).

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.transforms import rgb_to_grey
-from .config import ConfigError
+from emoadapt.adapt.config import ConfigError
+from emoadapt.data.transforms import rgb_to_grey
 
 
 def spatial_pairs(spec: str) -> list[tuple[str, str]]:
@@ -58,7 +58,7 @@ class FeatureHint(nn.Module):
 
 def feature_hints(model: nn.Module, teacher, pairs: list[tuple[str, str]], seed: int) -> nn.ModuleDict:
     """One :class:`FeatureHint` per (student tap, teacher tap) pair, sized by one probe view of
-    ``teacher`` (an :class:`~emoadapt.adapt.distill.OnlineTeacher`), initialised from ``seed``;
+    ``teacher`` (an :class:`~research.distill.OnlineTeacher`), initialised from ``seed``;
     keys ``"student->teacher"``."""
     probe = torch.rand(1, 3, teacher.size, teacher.size)
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Online distillation ("function matching"): the teacher labels fresh views at every step.
 
-The bank protocol (:func:`emoadapt.adapt.bank.distillation_bank`) shows the student a fixed set of
+The bank protocol (:func:`research.bank.distillation_bank`) shows the student a fixed set of
 views; a small student memorises them. Here, as in Beyer et al. (2022, "Knowledge distillation: a
 good teacher is patient and consistent"), every step draws new random resized crops, cuts the
 *same* box at the teacher's and at the student's input size, and asks the teacher afresh, so the
@@ -17,7 +17,7 @@ student never sees a view twice. Each step has
         + β·T²·KL(teacher_T ‖ student_T) + γ·MSE(student pre-logits, teacher pre-logits)
         + δ·mean over pairs (s, t) of FeatureHint(student map s, teacher map t)
 
-The optional feature-map hint (δ = ``kd_spatial_weight``) is :mod:`emoadapt.adapt.hints`.
+The optional feature-map hint (δ = ``kd_spatial_weight``) is :mod:`research.hints`.
 
 The teacher runs in onnxruntime when it is installed (about 6× faster than PyTorch on this CPU
 for MobileNetV2 at 160 px), else in PyTorch.
@@ -35,15 +35,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.labels import IER_CLASSES
-from ..data.transforms import match_channels, rgb_to_grey, uint8_to_tensor
-from ..training.metrics import classification_report, predict_arrays
-from .config import AdaptConfig, ConfigError
+from emoadapt.adapt.config import ConfigError
+from emoadapt.adapt.loop import fit_adaptation
+from emoadapt.adapt.losses import adaptation_loss, pooled
+from emoadapt.adapt.start import frozen_modules
+from emoadapt.adapt.views import random_boxes, render_views
+from emoadapt.data.labels import IER_CLASSES
+from emoadapt.data.transforms import match_channels, rgb_to_grey, uint8_to_tensor
+from emoadapt.training.metrics import classification_report, predict_arrays
+
+from .config import DistillConfig, distillation_loss
 from .hints import feature_hints, spatial_pairs
-from .loop import fit_adaptation
-from .losses import adaptation_loss, distillation_loss, pooled
-from .start import frozen_modules
-from .views import random_boxes, render_views
 
 #: What the teacher returns for a batch of views: ``logits`` (N, K) and ``pre_logits`` (N, H).
 TeacherFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -80,7 +82,7 @@ def online_teacher(model: nn.Module, train_images: np.ndarray, unlabelled_images
     try:
         if not use_onnx:
             raise ImportError
-        from ..models.onnx import onnx_session
+        from emoadapt.models.onnx import onnx_session
 
         session = onnx_session(model, threads=threads, cache_dir=cache_dir, taps=taps)
 
@@ -117,7 +119,7 @@ def mixed_views(pool: np.ndarray, count: int, rng: np.random.Generator, mixup: f
 
 
 def function_matching(model: nn.Module, teacher: OnlineTeacher, train_labels: np.ndarray,
-                      val: tuple[np.ndarray, np.ndarray], source: tuple[np.ndarray, np.ndarray], cfg: AdaptConfig,
+                      val: tuple[np.ndarray, np.ndarray], source: tuple[np.ndarray, np.ndarray], cfg: DistillConfig,
                       out_dir: str | Path, *, optimizer, discrepancy: nn.Module, use_source: bool, resume: bool,
                       progress: bool, stop_after_epochs: int | None) -> dict:
     """Train ``model`` (the student) with the loss in the module docstring; one epoch is
