@@ -65,9 +65,9 @@ def git_commit() -> str:
 
 def provenance(model: str) -> dict:
     """Command, date, machine, commit, model name and weights sha256 (shipped models only)."""
-    from emoadapt.models.registry import _PRESETS
+    from emoadapt.models.registry import get_preset, list_models
 
-    preset = _PRESETS.get(model)
+    preset = get_preset(model) if model in list_models() else None
     return {"command": " ".join([Path(sys.executable).name, *sys.argv]),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
             "machine": {"cores": os.cpu_count(), "platform": platform.machine(), "python": platform.python_version(),

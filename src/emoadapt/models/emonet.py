@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..errors import EmoadaptError
 

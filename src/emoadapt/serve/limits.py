@@ -115,14 +115,12 @@ def make_cancellable(predictor) -> None:
         module.register_forward_pre_hook(check_deadline)
     session = getattr(predictor, "session", None)
     if session is not None:
-        explain_session = None
-        if hasattr(model, "config"):
-            def explain_session():
-                from ..models.onnx import onnx_session
+        def explain_session():
+            from ..models.onnx import onnx_session
 
-                return onnx_session(model, taps=tuple(output.name for output in session.get_outputs()))
+            return onnx_session(model, taps=tuple(output.name for output in session.get_outputs()))
 
-        predictor.session = CancellableSession(session, explain_session)
+        predictor.session = CancellableSession(session, explain_session if hasattr(model, "config") else None)
     predictor._emoadapt_cancellable = True
 
 
