@@ -70,13 +70,16 @@ def probe_in_folds() -> dict:
     """The reference probe trained on folds ≠ k, scored on fold k of folds.json."""
     import scene_probe  # noqa: E402  (sibling script)
 
+    from emoadapt.data import open_dataset
+    from emoadapt.data.locate import dataset_path
     from emoadapt.data.splits import read_manifest, sample_key
 
     x, y, _ = scene_probe.features("lite0:cc,ccf")
     data = np.load(scene_probe.CACHE / "lite0.npz")
-    root = Path(data["paths"][0]).parents[2]  # …/Emotion6
+    dataset = open_dataset(dataset_path("emotion6"), "emotion6")
+    key_of = {s.path: sample_key(s, dataset.root) for s in dataset.samples}
     assigned = read_manifest(ROOT / "results" / "adaptation" / "folds.json").assignments
-    folds = np.array([assigned[sample_key(type("S", (), {"path": p})(), str(root))] for p in data["paths"]])
+    folds = np.array([assigned[key_of[p]] for p in data["paths"]])
     rows = {}
     for name in sorted(set(folds)):
         train, test = folds != name, folds == name

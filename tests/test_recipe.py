@@ -94,7 +94,8 @@ def test_tiny_run_with_own_classes_trains_ships_and_predicts(tmp_path, one_threa
     results = tmp_path / "results.csv"
     assert main(["predict", str(tmp_path / "images" / "calm" / "0.png"), "--model", str(out / "model.safetensors"),
                  "--out", str(results), "--runtime", "torch"]) == 0
-    assert {"calm", "joyful", "tense"} <= set(results.read_text().splitlines()[0].split(","))
+    header = results.read_text().splitlines()[0].split(",")
+    assert all(any(column.endswith(name) for column in header) for name in ("calm", "joyful", "tense")), header
 
 
 @pytest.mark.slow

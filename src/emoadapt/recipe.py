@@ -543,16 +543,37 @@ def cv_view_logits(recipe: Recipe, out: Path, data: dict[str, Any], classes) -> 
     return np.concatenate(views, 1), np.concatenate(labels)
 
 
-def calibrate_from_cv(recipe: Recipe, out: Path, data: dict[str, Any], classes, weights_sha256: str, command: str):
+def mahalanobis_from_cv(model, data: dict[str, Any], cv: dict[str, Any], quantile: float) -> dict[str, Any]:
+    """The Mahalanobis OOD score of ``model``'s ``pre_logits`` features (the standardised fused
+    features of a linear head): the threshold at ``quantile`` of the out-of-fold scores (each CV
+    fold's Gaussian fitted on its training images, plain and mirrored, scoring its test images,
+    the two views averaged as ``predict`` averages them), and the Gaussian of every image."""
+    from .models.calibration import fit_gaussian, mahalanobis_scores
+
+    with torch.inference_mode():
+        views = [model.forward_head(_as_maps(data["target"][v]), pre_logits=True).double().numpy() for v in (0, 1)]
+    scores = []
+    for row in cv["folds"].values():
+        test = np.array(row["test_index"])
+        train = np.setdiff1d(np.arange(len(views[0])), test)
+        gaussian = fit_gaussian(np.concatenate([views[0][train], views[1][train]]))
+        scores.append((mahalanobis_scores(views[0][test], **gaussian) + mahalanobis_scores(views[1][test], **gaussian)) / 2)
+    gaussian = fit_gaussian(np.concatenate(views))
+    return {"ood_threshold": float(np.quantile(np.concatenate(scores), quantile)), **gaussian}
+
+
+def calibrate_from_cv(recipe: Recipe, out: Path, data: dict[str, Any], classes, weights_sha256: str, command: str,
+                      model=None):
     """Step 5: the temperature minimising the out-of-fold NLL (each view a sample, as ``predict``
-    scales every pass) and the energy threshold at the recipe's quantile of the out-of-fold
-    scores (averaged over the two views, as ``predict`` averages them)."""
+    scales every pass) and the OOD threshold at the recipe's quantile of the out-of-fold scores
+    (averaged over the two views, as ``predict`` averages them): ``energy`` of the logits, or
+    ``mahalanobis`` of ``model``'s ``pre_logits`` features (:func:`mahalanobis_from_cv`)."""
     from .models.calibration import (Calibration, energy_scores, expected_calibration_error, fit_temperature,
                                       softmax)
 
     logits, labels = cv_view_logits(recipe, out, data, classes)
     temperature = fit_temperature(logits.reshape(-1, logits.shape[-1]), np.tile(labels, 2))
-    probs_before = softmax(logits).mean(0)
+    probs_before = (softmax(logits[0]) + softmax(logits[1])) / 2
     probs_after = (softmax(logits[0] / temperature) + softmax(logits[1] / temperature)) / 2
     energy = (energy_scores(logits[0]) + energy_scores(logits[1])) / 2
     fitted = {"model": recipe.name, "weights_sha256": weights_sha256, "fit": recipe.output.fit,
@@ -562,8 +583,13 @@ def calibrate_from_cv(recipe: Recipe, out: Path, data: dict[str, Any], classes, 
               "val_ece_before": round(expected_calibration_error(probs_before, labels), 4),
               "val_ece_after": round(expected_calibration_error(probs_after, labels), 4),
               "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    return Calibration(temperature=round(float(temperature), 6), ood_kind=recipe.output.ood,
-                       ood_threshold=float(np.quantile(energy, recipe.output.ood_quantile)), fitted=fitted)
+    if recipe.output.ood == "mahalanobis":
+        cv = json.loads((out / "cv.json").read_text())
+        ood = mahalanobis_from_cv(model, data, cv, recipe.output.ood_quantile)
+        fitted["n_train"] = int(len(data["target_labels"]))
+    else:
+        ood = {"ood_threshold": float(np.quantile(energy, recipe.output.ood_quantile))}
+    return Calibration(temperature=round(float(temperature), 6), ood_kind=recipe.output.ood, fitted=fitted, **ood)
 
 
 def fit_affect(recipe: Recipe, out: Path, model, say: Progress = _say):
@@ -625,16 +651,15 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
              f"| command | `{entry['command']}` |",
              f"| recipe | `{entry['recipe_file']}` |",
              f"| classes | {', '.join(entry['classes'])} |",
-             f"| input | the whole image fitted as `{recipe.output.fit}` to {recipe.scene.input_size} × "
-             f"{recipe.scene.input_size} px RGB in [0, 1]; test-time `{recipe.output.tta}` averaging |",
+             f"| input | the image fitted as `{recipe.output.fit}` to {recipe.scene.input_size} × "
+             f"{recipe.scene.input_size} px RGB in [0, 1] (emoadapt.data.transforms.FITS); test-time "
+             f"`{recipe.output.tta}` averaging |",
              f"| architecture | FusionNet: face branch (`{recipe.face.source}`) ⊕ ImageNet EfficientNet-"
-             f"{recipe.scene.variant.capitalize()} scene branch, both frozen; pooled features concatenated, "
-             f"standardised, {'a linear classifier' if not head.hidden else f'dense {head.hidden} + ReLU'} |",
-             f"| objective | CE(labelled images, smoothing {head.label_smoothing}) + {head.alpha}·CE(FER2013 faces, "
-             f"mapped) + {head.lam}·{head.discrepancy}; AdamW lr {head.lr}, wd {head.weight_decay}, "
-             f"{head.epochs} epochs (fixed), batch {head.batch_size}, {head.views} views per image |",
+             f"{recipe.scene.variant.capitalize()} scene branch, both frozen; pooled features concatenated and "
+             f"standardised, then {head_words(head)} |",
+             f"| objective | {objective_words(head)} |",
              f"| training data | {entry['training_data']} |",
-             f"| calibration | temperature {calibration.temperature:.3f}, energy OOD threshold "
+             f"| calibration | temperature {calibration.temperature:.3f}, {recipe.output.ood} OOD threshold "
              f"{calibration.ood_threshold:.3f} ({recipe.output.ood_quantile:.0%} of out-of-fold scores); fitted on "
              f"the CV folds' out-of-fold outputs (`{Path(entry['weights']).stem}.calibration.json`) |",
              "", "## Metrics (source: `model.json`; faces: the shipped weights on every FER2013 test face of the "
@@ -644,8 +669,8 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
              "| labelled images, test folds | validation folds | FER2013 PublicTest 4-class | FER2013 PrivateTest 4-class |",
              "|---|---|---|---|",
              f"| {pct('test')} | {pct('val')} | {pct('faces_val')} | {pct('faces_test')} |", "",
-             "Mean ± sample standard deviation over the folds; each fold's head is trained on the other folds "
-             "minus one validation fold, for the recipe's fixed epochs, and scored as `emoadapt predict` scores.",
+             "Mean ± sample standard deviation over the folds (`--cv`, final mode): each fold's head is trained "
+             "on every other fold with the recipe's fixed settings and scored as `emoadapt predict` scores.",
              "The shipped head is trained on every labelled image with the same recipe."]
     if "test_mean" in cv:
         faces = (f" and about {100 * cv['faces_test_mean']:.0f} % on FER2013-like face crops of the mapped "
@@ -662,6 +687,24 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
               "Research on image emotion (what a picture is likely to evoke), not a judgement about people. "
               "Inherits the research-only terms of its training data."]
     return "\n".join(lines) + "\n"
+
+
+def head_words(head) -> str:
+    """The head of a recipe, in words (for the card)."""
+    if head.experts:
+        return ("domain-gated experts: a scene-only linear head, a face-only linear head and a gate (a logistic "
+                "regression telling faces from the labelled images) mixing their probabilities")
+    return "a linear classifier" if not head.hidden else f"dense {head.hidden} + ReLU, then a linear classifier"
+
+
+def objective_words(head) -> str:
+    """The loss and optimiser of a recipe, in words (for the card)."""
+    loss = (f"CE(labelled images, smoothing {head.label_smoothing}) + {head.alpha}·CE(FER2013 faces, mapped)"
+            + (f" + {head.lam}·{head.discrepancy}" if head.discrepancy != "none" and head.lam else ""))
+    views = f"{head.train_views or head.views} view(s) per image"
+    if head.solver == "lbfgs":
+        return f"{loss} + {head.l2}/2·|W|², fitted full batch (L-BFGS; convex), {views}"
+    return f"{loss}; AdamW lr {head.lr}, wd {head.weight_decay}, {head.epochs} epochs (fixed), batch {head.batch_size}, {views}"
 
 
 def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progress = _say) -> dict[str, Any]:
@@ -695,7 +738,7 @@ def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progres
                (("publictest", face_scores(shipped, data, recipe.output.tta).get("faces_val")),
                 ("privatetest", face_scores(shipped, data, recipe.output.tta).get("faces_test"))) if value is not None}
     metrics.update({f"cv_{key}": round(value, 4) for key, value in cv.items() if key.endswith(("_mean", "_sd"))})
-    calibration = calibrate_from_cv(recipe, out, data, classes, digest, command)
+    calibration = calibrate_from_cv(recipe, out, data, classes, digest, command, model=shipped)
     calibration.save(out / "model.calibration.json")
     heads, affect = fit_affect(recipe, out, shipped, say)
     entry = {"name": recipe.name, "weights": f"{recipe.name}.safetensors", "sha256": digest,

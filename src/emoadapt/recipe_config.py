@@ -80,7 +80,7 @@ class HeadSpec:
 class OutputSpec:
     fit: str = "squash"  # how an image becomes the square input (emoadapt.data.transforms.FITS)
     tta: str = "flip"  # "flip": average the image and its mirror image; "none"
-    ood: str = "energy"
+    ood: str = "energy"  # the OOD score: energy of the logits, or mahalanobis of the pre_logits features
     ood_quantile: float = 0.95
     affect: bool = True  # fit valence/arousal/distribution heads (needs Emotion6's ground truth)
 
@@ -162,6 +162,11 @@ def check(recipe: Recipe) -> None:
         raise RecipeError("[head] hidden must be >= 0 and [scene] input_size >= 32")
     if head.experts and head.hidden:
         raise RecipeError("[head] experts = true needs hidden = 0 (linear experts)")
+    if output.ood not in ("energy", "mahalanobis"):
+        raise RecipeError(f"[output] ood must be energy or mahalanobis, got {output.ood!r}")
+    if head.experts and output.ood == "energy":
+        raise RecipeError("[output] ood = \"energy\" is constant for experts (their logits are normalised log "
+                          "probabilities): use ood = \"mahalanobis\"")
     if head.solver not in ("adamw", "lbfgs"):
         raise RecipeError(f"[head] solver must be adamw or lbfgs, got {head.solver!r}")
     if head.solver == "lbfgs" and (head.hidden or (head.discrepancy != "none" and head.lam > 0)):
