@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import struct
 import sys
 from dataclasses import dataclass
@@ -55,7 +54,12 @@ NUMBER_RE = re.compile(r"<!-- number: (?P<spec>[^>]*?) -->(?P<body>(?:(?!<!--).)
 TABLE_RE = re.compile(r"<!-- table: (?P<name>[\w.-]+)(?P<args>(?: [^ >][^>]*?)?) -->(?P<body>(?:(?!<!-- table:).)*?)<!-- /table -->", re.S)
 
 #: results files of models that are no longer shipped under the name they declare (quoted from docs/history.md only)
-SUPERSEDED: set[str] = set()
+SUPERSEDED: set[str] = {
+    # measured on the previous default (fb0e62af…, 2026-12-03); the default of 2026-12-07 (issue #30) has
+    # not been rerun through them yet: quoted as the previous default's figures
+    "benchmarks/results/affect/cv.json",
+    "benchmarks/results/server_load.json",
+}
 
 
 def doc_files(root: Path = ROOT) -> list[Path]:
@@ -78,7 +82,8 @@ def _load(root: Path, rel: str) -> Any:
         import subprocess
 
         name, rev = rel.rsplit("@", 1)
-        shown = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=root, capture_output=True, text=True)
+        # the repository's history, also when ``root`` is a copy of its files (tests)
+        shown = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=ROOT, capture_output=True, text=True)
         if shown.returncode != 0:
             raise SourceError(f"no {name} at revision {rev} ({shown.stderr.strip()[:80]})")
         return json.loads(shown.stdout)

@@ -229,7 +229,7 @@ def current_default_summary(load: Load, args: str) -> str:
 # ---------------------------------------------------------------------------------------------- affect
 
 
-AFFECT_CV = "benchmarks/results/affect/cv.json"
+AFFECT_CV = "benchmarks/results/affect/cv.json@192b6d6"  # the previous default (fb0e62af…): not rerun for aee3f79a yet
 AFFECT_ROWS = {"heads": "heads (shipped recipe)", "ridge": "linear probe (ridge)", "train_mean": "training mean",
                "uniform": "uniform distribution"}
 AFFECT_COLS = ("valence_r", "valence_mae", "arousal_r", "arousal_mae", "kl", "bc")
