@@ -125,3 +125,21 @@ def test_explanation_map_comes_back_at_the_image_resolution(tmp_path):
     tensor_explanation = emoadapt.explain(emoadapt.Predictor(str(weights)).preprocess(picture), model=str(weights),
                                           depth=3)
     assert tensor_explanation.map.shape == (32, 32) and tensor_explanation.input_map is None
+
+
+def test_the_explained_class_is_the_predicted_class(tmp_path, monkeypatch):
+    """One definition of a prediction: by default an explanation explains the class ``predict``
+    reports (its test-time augmentation included), not the argmax of one model pass."""
+    import numpy as np
+
+    import emoadapt
+    from conftest import save_tiny_model
+
+    predictor = emoadapt.Predictor(str(save_tiny_model(tmp_path / "tiny.safetensors")))
+    picture = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    single_pass = int(predictor.raw_logits(predictor.preprocess(picture)[None])[0].argmax())
+    reported = (single_pass + 1) % len(predictor.classes)
+    fake = np.full((1, len(predictor.classes)), 0.1, dtype=np.float32)
+    fake[0, reported] = 0.7
+    monkeypatch.setattr(predictor, "predict_tensors", lambda batch: fake)
+    assert predictor.explain(picture, depth=2).target == reported

@@ -101,14 +101,17 @@ def explain_images(source: Any, images: Any, target: int | str | None, options: 
 
 
 def explain_one(source: Any, explainer: Any, item: Any, target: int | None = None):
-    """The explanation of one image; for a model with an input fit (a :class:`Predictor`) and an
-    image that is not a tensor, its ``map`` is at the image's own resolution
+    """The explanation of one image — of ``target``, by default the class the model predicts as
+    ``predict`` does (a :class:`Predictor`'s test-time augmentation included); for a model with an
+    input fit and an image that is not a tensor, its ``map`` is at the image's own resolution
     (:func:`at_image_resolution`), as every surface shows it."""
     fit = getattr(source, "fit", None)
-    if fit is None or torch.is_tensor(item):
-        return explainer.attribute(source.preprocess(item), target)
-    picture = decode_image(item, mode="RGB")
-    return at_image_resolution(explainer.attribute(source.preprocess(picture), target), fit, *picture.size)
+    picture = None if fit is None or torch.is_tensor(item) else decode_image(item, mode="RGB")
+    x = source.preprocess(item if picture is None else picture)
+    if target is None and hasattr(source, "predict_tensors"):  # the class predict reports (its TTA included)
+        target = int(source.predict_tensors(x[None])[0].argmax())
+    explanation = explainer.attribute(x, target)
+    return explanation if picture is None else at_image_resolution(explanation, fit, *picture.size)
 
 
 def at_image_resolution(explanation: Any, fit: str, width: int, height: int):

@@ -169,7 +169,9 @@ def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
     def on_row(row: dict, image) -> None:
         from ..predictor import to_pil
 
-        explanation = explainer.attribute(image)
+        # the class the row reports (the model's test-time augmentation included), not one pass's argmax
+        target = predictor.classes.index(row["emotion"]) if row.get("emotion") in predictor.classes else None
+        explanation = explainer.attribute(image, target)
         png = folder / overlay_name(row["path"])
         save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit, note=overlay_note(row))
         row["overlay"] = str(png)

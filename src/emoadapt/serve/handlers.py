@@ -221,6 +221,8 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     target_index = settings.check_target(options.target, predictor.classes)  # before decoding: a cheap 422
     image = service.decode(data, name)
     out = predictor.analyze(image)
+    if target_index is None:  # the class the page shows (the model's test-time augmentation included)
+        target_index = predictor.classes.index(out["dominant_emotion"])
     tensor = predictor.preprocess(image)
     explanation = predictor.explain(tensor, depth=options.depth, target=target_index, max_evals=options.max_evals,
                                     batch_size=service.explain_batch_size)
