@@ -46,22 +46,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.provenance import git_commit  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BOUNDARY = "emoadapt-load"
 TARGETS = {"predict_p95_ms": 300, "predict_failures": 0, "shutdown_s": 10, "rss_mb": 2048}
 
 
 # --- provenance (as benchmarks/lib/provenance.py on main) ------------------------------------
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=REPO).returncode != 0
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def provenance(model: str) -> dict:
     """Command, date, machine, commit, model name and weights sha256 (shipped models only)."""
