@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -47,7 +46,6 @@ ROOT = Path(__file__).resolve().parent
 ADAPT = ROOT / "results" / "adaptation"
 OUT = ROOT / "results" / "affect"
 CACHE = ROOT.parent / "runs" / "affect"
-REGISTRY = ROOT.parent / "src" / "emoadapt" / "models" / "registry.py"
 FOLDS = 5
 
 
@@ -275,18 +273,14 @@ def main_ship(args) -> None:
 
 
 def set_registry_sha(preset: str, digest: str) -> None:
-    """Write the sidecar's sha256 into the preset's ``affect_sha256`` in registry.py."""
-    text = REGISTRY.read_text()
-    start = text.index(f'register(Preset("{preset}"')
-    pattern = re.compile(r'("affect_sha256": ")[0-9a-f]*(")')
-    match = pattern.search(text, start)
-    end = text.find("register(Preset(", start + 1)
-    if match is None or (end != -1 and match.start() > end):
-        raise SystemExit(f"preset {preset!r} in {REGISTRY} has no 'affect_sha256' entry in its extra; add "
-                         'extra={"affect_sha256": ""} to it and rerun')
-    text = text[:match.start()] + match.group(1) + digest + match.group(2) + text[match.end():]
-    with atomic_path(REGISTRY, suffix=".py") as tmp:
-        Path(tmp).write_text(text)
+    """Write the sidecar's sha256 into the preset's entry of src/emoadapt/weights/registry.json (data)."""
+    from emoadapt.models.registry import REGISTRY_FILE
+
+    registry = json.loads(REGISTRY_FILE.read_text())
+    if preset not in registry:
+        raise SystemExit(f"preset {preset!r} is not a shipped model in {REGISTRY_FILE}")
+    registry[preset]["affect_sha256"] = digest
+    atomic_write_json(REGISTRY_FILE, registry)
     print(f"registry: {preset} affect_sha256 = {digest}", file=sys.stderr)
 
 

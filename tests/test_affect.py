@@ -161,13 +161,15 @@ def test_benchmark_metrics_and_heads_learn_a_known_relation():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import affect_heads
+    import affect_heads  # its baselines (constant); the fitting code it shares with emoadapt train is affect_fit
+
+    from emoadapt.training import affect_fit
 
     votes = np.array([[0.5, 0.5, 0, 0, 0, 0, 0]])
-    assert affect_heads.kl(votes, votes) == pytest.approx(0.0, abs=1e-5)  # pred clipped at 1e-6
-    assert affect_heads.kl(votes, np.full((1, 7), 1 / 7)) == pytest.approx(np.log(7 / 2), rel=1e-5)
-    assert affect_heads.bhattacharyya(votes, votes) == pytest.approx(1.0)
-    assert affect_heads.bhattacharyya(votes, np.array([[0, 0, 1.0, 0, 0, 0, 0]])) == pytest.approx(0.0)
+    assert affect_fit.kl(votes, votes) == pytest.approx(0.0, abs=1e-5)  # pred clipped at 1e-6
+    assert affect_fit.kl(votes, np.full((1, 7), 1 / 7)) == pytest.approx(np.log(7 / 2), rel=1e-5)
+    assert affect_fit.bhattacharyya(votes, votes) == pytest.approx(1.0)
+    assert affect_fit.bhattacharyya(votes, np.array([[0, 0, 1.0, 0, 0, 0, 0]])) == pytest.approx(0.0)
     rng = np.random.default_rng(0)
     n = 300
     features = rng.normal(size=(n, 16)).astype(np.float32)
@@ -177,11 +179,11 @@ def test_benchmark_metrics_and_heads_learn_a_known_relation():
     cache = {"pre_logits": features, "pre_logits_flip": features}
     train, val = np.arange(n) < 200, np.arange(n) >= 250
     test = (np.arange(n) >= 200) & (np.arange(n) < 250)
-    heads, _ = affect_heads.fit_heads(cache, y, train, val, "pre_logits", 0, 1e-2)
-    got = affect_heads.scores(affect_heads.subset(y, test), affect_heads.head_predict(heads, cache, test))
+    heads, _ = affect_fit.fit_heads(cache, y, train, val, "pre_logits", 0, 1e-2)
+    got = affect_fit.scores(affect_fit.subset(y, test), affect_fit.head_predict(heads, cache, test))
     assert got["valence_r"] > 0.95 and got["arousal_r"] > 0.95 and got["bc"] > 0.9
     plan = {"train": train, "val": val, "test": test}
-    mean = affect_heads.scores(affect_heads.subset(y, test), affect_heads.constant(y, plan))
+    mean = affect_fit.scores(affect_fit.subset(y, test), affect_heads.constant(y, plan))
     assert got["kl"] < mean["kl"] / 2 and got["valence_mae"] < mean["valence_mae"] / 2
 
 

@@ -81,7 +81,9 @@ def test_api_analyze_and_explain(weights, folder):
     assert abs(sum(result["emotion"].values()) - 1) < 1e-5
     assert result["dominant_emotion"] == max(result["emotion"], key=result["emotion"].get)
     explanation = predictor.explain(folder / "a.png", depth=4, target="anger")
-    assert explanation.target_name == "anger" and explanation.map.shape == (32, 32)
+    # the map comes back at the image's own resolution; input_map is over the 32 px input
+    assert explanation.target_name == "anger" and explanation.input_map.shape == (32, 32)
+    assert explanation.map.shape == Image.open(folder / "a.png").size[::-1]
     with pytest.raises(ValueError, match="unknown class"):
         predictor.explain(folder / "a.png", target="joy")
 

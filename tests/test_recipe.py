@@ -120,7 +120,7 @@ def test_tiny_run_with_faces_uses_the_source_term(tmp_path, one_thread, monkeypa
                                        tmp_path / "images", data={"source": "fer2013", "source_limit": 8},
                                        head={"alpha": 0.5, "discrepancy": "coral", "lam": 0.1, "epochs": 1,
                                              "views": 2, "batch_size": 4}, output={"affect": False}))
-    cv = steps.cross_validate(recipe, tmp_path / "run", say=lambda message: None, folds=[0])
+    cv = steps.cross_validate(recipe, tmp_path / "run", say=lambda message: None, folds=[0], mode="select")
     row = cv["folds"]["fold0"]
     assert set(row) >= {"test", "val", "faces_val", "faces_test"} and 0 <= row["faces_test"] <= 1
     data = np.load(sorted((tmp_path / "cache" / "features").glob("*/faces-Training-8-*/part-00000.npy"))[0])

@@ -126,7 +126,8 @@ def test_analyze_keys_and_a_black_image_is_uncertain_with_the_shipped_model():
     from emoadapt.api import get_predictor
 
     predictor = get_predictor()
-    assert predictor.fit == "squash" and predictor.calibration.ood_kind == "energy"
+    assert predictor.fit == predictor.meta["fit"] == "crop"  # the model's own input fit, from its recipe
+    assert predictor.calibration.ood_kind == "mahalanobis"
     assert predictor.calibration.fitted["weights_sha256"] == predictor.meta["weights_sha256"]
 
 
@@ -241,7 +242,8 @@ def test_web_json_has_uncertain_and_the_real_model_name(client):
     black = client.post("/api/predict", files={"file": ("b.png", png_bytes(Image.new("RGB", (60, 20))), "image/png")})
     assert black.json()["uncertain"] is True and "blank" in black.json()["uncertain_reason"]
     page = client.get("/").text
-    assert 'id="uncertain"' in page and 'id="legend"' in page and "share of the predicted" in page
+    assert 'id="confidence"' in page and 'id="overlay-caveat"' in page and 'id="legend"' in page
+    assert "share of the predicted" in page
 
 
 def test_docs_work_offline(client):

@@ -65,7 +65,8 @@ The two are predicted separately, so the most voted emotion need not match the c
 <div id="explanation-box" hidden><h3>Explanation</h3>
 <div id="overlay-caveat" class="caveat" hidden></div>
 <img id="overlay" alt="the explanation drawn over the image">
-<p class="legend" id="legend">The whole image is analysed. Each region is coloured by its share of the predicted
+<p class="legend" id="legend">The part of the image the model reads is drawn over it (with the default model its centre
+square; the rest stays uncoloured). Each region is coloured by its share of the predicted
 class's probability: <span class="swatch" style="background:#b2182b"></span> red raises it,
 <span class="swatch" style="background:#2166ac"></span> blue lowers it (scale in the colour bar); uncoloured
 regions matter least (below the 70th percentile of |share|).</p></div>
