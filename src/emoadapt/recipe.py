@@ -742,7 +742,10 @@ def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progres
     calibration.save(out / "model.calibration.json")
     heads, affect = fit_affect(recipe, out, shipped, say)
     entry = {"name": recipe.name, "weights": f"{recipe.name}.safetensors", "sha256": digest,
-             "classes": list(classes), "config": shipped.config.to_dict(), "command": command,
+             "classes": list(classes), "config": shipped.config.to_dict(), "command": command, "source": command,
+             "description": f"made by emoadapt train from {recipe_file}: face branch ⊕ ImageNet EfficientNet-"
+                            f"{recipe.scene.variant.capitalize()} scene branch ({recipe.output.fit} input, "
+                            f"{recipe.scene.input_size} px), {head_words(recipe.head)}",
              "recipe_file": recipe_file, "calibration": f"{recipe.name}.calibration.json",
              "training_data": f"{len(data['target_labels'])} labelled images of {recipe.data.target} (every one: "
                               f"the final fit)" + (f" and {recipe.data.source_limit} FER2013 Training faces of the "
