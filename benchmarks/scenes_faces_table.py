@@ -40,9 +40,10 @@ ROWS = {
                                                                       "label_smoothing": 0.1}},
     "target-only (alpha 0)": {"head": {"alpha": 0.0}},
     "alpha 1": {"head": {"alpha": 1.0}},
-    "MLP head (256)": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3}},
-    "MLP + mmd": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "discrepancy": "mmd", "lam": 1.0}},
-    "MLP + coral": {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "discrepancy": "coral", "lam": 1.0}},
+    **{name: {"head": {"hidden": 256, "input_dropout": 0.1, "dropout": 0.3, "experts": False, "solver": "adamw",
+                       "train_views": 0, "label_smoothing": 0.1, "discrepancy": d, "lam": 1.0 if d != "none" else 0.0}}
+       for name, d in (("AdamW MLP head (256)", "none"), ("AdamW MLP (256) + mmd", "mmd"),
+                       ("AdamW MLP (256) + coral", "coral"))},
     "no flip averaging": {"output": {"tta": "none"}},
     "weight decay 0.1": {"head": {"weight_decay": 0.1}},
     "weight decay 1": {"head": {"weight_decay": 1.0}},
