@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data.labels import FER_TO_IER, IER_CLASSES
+from .data.labels import FER_CLASSES, FER_TO_IER, IER_CLASSES
 from .fileio import atomic_path, atomic_write_json
 from .recipe_config import Recipe, RecipeError
 
@@ -148,17 +148,11 @@ def face_branch(recipe: Recipe, out: Path, say: Progress = _say) -> Path:
         model, meta = resolve_model(spec.source)
         if hasattr(model, "branches"):  # a FusionNet: take its face branch
             model = model.branches["face"]
-            meta = {"classes": list(model_classes_fer()), "from": f"{spec.source} (face branch)"}
+            meta = {"classes": list(FER_CLASSES), "from": f"{spec.source} (face branch)"}
     if type(model).__name__ != "EfficientNetLite":
         raise RecipeError(f"[face] {spec.source}: the face branch must be an EfficientNet-Lite FER model")
     save_weights(path, model, model.config.to_dict(), {**meta, "recipe_step": "face"})
     return path
-
-
-def model_classes_fer() -> tuple[str, ...]:
-    from .data.labels import FER_CLASSES
-
-    return FER_CLASSES
 
 
 def start_model(recipe: Recipe, face_path: Path, classes: tuple[str, ...]):
@@ -310,7 +304,12 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
     state ``last.safetensors`` resumes an interrupted run; ``best.safetensors`` is the best
     validation epoch, for information)."""
     from .adapt.train import adapt
+    from .models.registry import load_model
+    from .models.weights import save_weights
 
+    trained = run / "head.safetensors"
+    if trained.exists():  # resumed: this fold's (or the final) head is done
+        return load_model(trained)[0]
     cfg = adapt_config(recipe)
     views_t = data["target"][:recipe.head.train_views or None, train]
     faces = "faces_train" in data
@@ -322,11 +321,6 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
     source_labels = fer_indices(data["faces_train_labels"]) if use_faces else np.zeros(0, np.int64)
     cached = {"target": _as_maps(views_t), "val": _as_maps(data["target"][0, val]),
               "source": _as_maps(data["faces_train"]) if use_faces else None}
-    trained = run / "head.safetensors"
-    if trained.exists():
-        from .models.registry import load_model
-
-        return load_model(trained)[0]
     if recipe.head.solver == "lbfgs":
         fit = fit_domain_experts if recipe.head.experts else fit_linear_head
         fit(model, views_t.reshape(-1, views_t.shape[-1]), np.tile(data["target_labels"][train], len(views_t)),
@@ -337,8 +331,6 @@ def train_head(recipe: Recipe, model, data: dict[str, Any], train: np.ndarray, v
         adapt((empty, data["target_labels"][train]), (empty, data["target_labels"][val]),
               (empty, source_labels), cfg, run, resume=(run / "last.safetensors").exists(), progress=progress,
               model=model, cached=cached, classes=classes)
-    from .models.weights import save_weights
-
     save_weights(trained, model, model.config.to_dict(), {"classes": list(classes), "recipe_step": "head"})
     return model.eval()
 
@@ -428,8 +420,6 @@ def fit_linear_head(model, target: np.ndarray, target_labels: np.ndarray, faces:
 
 def fer_indices(ier_labels: np.ndarray) -> np.ndarray:
     """IER labels of mapped faces → the FER class indices they came from (inverse of the map)."""
-    from .data.labels import FER_CLASSES
-
     back = {IER_CLASSES.index(ier): FER_CLASSES.index(fer) for fer, ier in FER_TO_IER.items()}
     return np.array([back[int(y)] for y in ier_labels], dtype=np.int64)
 
@@ -734,9 +724,9 @@ def ship(recipe: Recipe, out: Path, recipe_file: str, command: str, say: Progres
     from .models.registry import load_model
 
     shipped, _ = load_model(weights)
-    metrics = {f"fer2013_{split}_4class_accuracy": round(value, 4) for split, value in
-               (("publictest", face_scores(shipped, data, recipe.output.tta).get("faces_val")),
-                ("privatetest", face_scores(shipped, data, recipe.output.tta).get("faces_test"))) if value is not None}
+    faces = face_scores(shipped, data, recipe.output.tta)
+    metrics = {f"fer2013_{split}_4class_accuracy": round(faces[key], 4)
+               for split, key in (("publictest", "faces_val"), ("privatetest", "faces_test")) if key in faces}
     metrics.update({f"cv_{key}": round(value, 4) for key, value in cv.items() if key.endswith(("_mean", "_sd"))})
     calibration = calibrate_from_cv(recipe, out, data, classes, digest, command, model=shipped)
     calibration.save(out / "model.calibration.json")
