@@ -5,7 +5,7 @@
     python benchmarks/adaptation.py --part kfold --config "+source-CE +mmd"          # adapt_kfold.py
     python benchmarks/adaptation.py --part finetune     # stage s5 fine-tuned on cached s4 views: adapt_finetune.py
     python benchmarks/adaptation.py --part distill --teacher T.safetensors   # EmoNet + distillation: adapt_distill.py
-    python benchmarks/report.py                        # markdown tables from the saved JSON
+    make numbers                                       # the docs' tables from the saved JSON (benchmarks/docnumbers_tables.py)
 
 Protocol: one stratified train/val/test split of the available Emotion6 images (seed 0, 70/15/15,
 manifest in OUT/split.json, :mod:`emotion6`); every configuration trains with seeds 0,1,2 on

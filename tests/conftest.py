@@ -65,6 +65,32 @@ def one_thread():
 TINY_CLASSES = ["happy", "sad", "hate", "anger"]
 
 
+@pytest.fixture(scope="module")
+def tiny_predictor(tmp_path_factory):
+    """A Predictor of :func:`save_tiny_model`'s network on the torch runtime, one torch thread (as the
+    web server runs), shared by a module's tests."""
+    import torch
+
+    from emoadapt.api import Predictor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield Predictor(str(save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")), runtime="torch")
+    torch.set_num_threads(threads)
+
+
+def png_bytes(height: int = 40, width: int = 50, seed: int = 0) -> bytes:
+    """A random RGB PNG file of height × width pixels, as bytes (an upload)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def save_tiny_model(path: Path, in_chans: int = 3, classes=TINY_CLASSES, seed: int = 0) -> Path:
     """A tiny random EmoNet (32 px, 4 IER classes unless ``classes`` says otherwise; weights drawn
     with ``seed``) saved as a weights file, for CLI, API and web tests."""

@@ -133,3 +133,35 @@ def test_fusionnet_trains_with_both_protocols(tmp_path, freeze, one_thread):
                if not torch.equal(value, before.state_dict()[name])}
     assert any(name.startswith("classifier") for name in changed)
     assert any(name.startswith("branches.scene") for name in changed) == (freeze == "none")
+
+
+def test_lp_ft_starts_from_the_probe_and_trains_without_source_faces(tmp_path, one_thread):
+    """--head probe (LP-FT): before fine-tuning, the fresh linear layer computes the probe's decision
+    function (StandardScaler + LogisticRegression folded into it) on the flip-averaged frozen
+    features; source_limit 0 trains on target images alone (no source faces in the batches)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from emoadapt.adapt.config import ConfigError, check
+    from emoadapt.adapt.probe import fit_probe, frozen_features, probe_head
+
+    cfg = _config("imagenet-lite0", head="probe", bottleneck=0, source_limit=0, alpha=0.0, discrepancy="none",
+                  epochs=1)
+    model = build_start_model(cfg)
+    images, labels = _arrays(24, 3, 4, 1)
+    features = frozen_features(model, images)
+    weight, bias, c = fit_probe(features, labels)
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(features, labels)
+    np.testing.assert_allclose(features @ weight.T + bias, reference.decision_function(features), atol=1e-6)
+    probe_head(model, images, labels)
+    layer = model.classifier[-1]
+    np.testing.assert_allclose(layer(torch.from_numpy(features)).detach().numpy(), features @ weight.T + bias,
+                               rtol=1e-4, atol=1e-4)
+    state = adapt((images, labels), _arrays(8, 3, 4, 2), (np.zeros((0, 32, 32, 1), np.uint8), np.zeros(0, np.int64)),
+                  cfg, tmp_path / "run", progress=False, model=model)
+    assert state["epoch"] == 1 and np.isfinite(state["history"][0]["train_loss"])
+    with pytest.raises(ConfigError, match="source_limit 0"):
+        check(replace(cfg, alpha=0.5))
+    with pytest.raises(ConfigError, match="--bottleneck 0"):
+        probe_head(build_start_model(replace(cfg, bottleneck=16)), images, labels)

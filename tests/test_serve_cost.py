@@ -3,18 +3,13 @@ counts (emoadapt.explain.settings.explanation_evaluations / layer_evaluations), 
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install -e '.[web]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import save_tiny_model  # noqa: E402
-from emoadapt.api import Predictor  # noqa: E402
+from conftest import png_bytes  # noqa: E402
 from emoadapt.explain import DnCShap  # noqa: E402
 from emoadapt.explain import settings  # noqa: E402
 from emoadapt.serve import create_app  # noqa: E402
@@ -22,17 +17,12 @@ from emoadapt.serve.handlers import request_cost  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield Predictor(str(save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")), runtime="torch")
-    torch.set_num_threads(threads)
+def predictor(tiny_predictor):
+    return tiny_predictor
 
 
 def png(seed: int = 0) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
+    return png_bytes(seed=seed)
 
 
 @pytest.mark.parametrize("depth", range(0, 6))

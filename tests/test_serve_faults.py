@@ -7,7 +7,6 @@ The socket tests run the real uvicorn server (emoadapt.serve.server) in a thread
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import socket
@@ -16,14 +15,12 @@ import time
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install -e '.[web]'")
 import uvicorn  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import save_tiny_model  # noqa: E402
+from conftest import png_bytes  # noqa: E402
 from emoadapt.api import Predictor  # noqa: E402
 from emoadapt.serve import create_app  # noqa: E402
 from emoadapt.serve.server import protocol  # noqa: E402
@@ -32,17 +29,12 @@ BOUNDARY = "b0undary"
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield Predictor(str(save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")), runtime="torch")
-    torch.set_num_threads(threads)
+def predictor(tiny_predictor):
+    return tiny_predictor
 
 
 def png(seed: int = 0) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
+    return png_bytes(seed=seed)
 
 
 def multipart(data: bytes) -> bytes:

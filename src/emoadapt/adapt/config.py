@@ -14,6 +14,8 @@ from enum import Enum
 from ..errors import EmoadaptError
 
 IMAGENET_INIT = "imagenet-mobilenetv2"
+#: ImageNet EfficientNet-Lite start models (a new head; the scene branch's backbone), ``--init`` names.
+IMAGENET_LITE_INITS = {"imagenet-lite0": "lite0", "imagenet-lite1": "lite1", "imagenet-lite2": "lite2"}
 #: MobileNetV2 stages whose activations the cached protocol can store (``s5`` is the last one).
 MOBILENET_STAGES = ("s1", "s2", "s3", "s4", "s5")
 EMONET_BLOCKS = ("b1", "b2", "b3", "b4", "b5")
@@ -39,13 +41,15 @@ class AdaptConfig:
     benchmarks/research/, whose ``DistillConfig`` extends this class.)
     """
 
-    init: str = _opt(IMAGENET_INIT, "start model: a FER weights file, or imagenet-mobilenetv2 (ImageNet "
-                                    "MobileNetV2, new head)")
+    init: str = _opt(IMAGENET_INIT, "start model: a FER weights file, imagenet-mobilenetv2 (ImageNet MobileNetV2, "
+                                    "new head) or imagenet-lite0/1/2 (ImageNet EfficientNet-Lite, new head)")
     input_size: int = _opt(128, "input side in px of the adapted model (pool-head EmoNets run at any size)")
     rgb: bool = _opt(True, "give a grey EmoNet RGB input (first conv replicated / 3: grey images give the same "
                            "output)")
-    head: str = _opt("new", "new (a fresh 4-class layer), mapped (the FER rows happy, sad, disgust, angry) or keep "
-                            "(an IER model's own trained head: fine-tuning after a linear probe, LP-FT)")
+    head: str = _opt("new", "new (a fresh 4-class layer), mapped (the FER rows happy, sad, disgust, angry), keep "
+                            "(an IER model's own trained head) or probe (LP-FT: the fresh linear layer is first "
+                            "fitted as a logistic-regression probe on the frozen features of the training images, "
+                            "then everything is fine-tuned)")
     discrepancy: str = _opt("mmd", "discrepancy D between face and image features: mmd, linear-mmd, coral or none")
     lam: float = _opt(1.0, "weight λ of the discrepancy term")
     lam_schedule: str = _opt("ramp", "ramp (DANN: λ·(2/(1+exp(−10p))−1) with progress p) or constant")
@@ -64,7 +68,8 @@ class AdaptConfig:
     min_lr_ratio: float = _opt(0.01, "final learning rate as a fraction of lr (cosine schedule)")
     label_smoothing: float = _opt(0.1, "label smoothing of both cross-entropy terms")
     augment: bool = _opt(True, "random flips, crops and small rotations of each full-network batch")
-    source_limit: int = _opt(6000, "at most this many FER2013 Training faces as the source domain")
+    source_limit: int = _opt(6000, "at most this many FER2013 Training faces as the source domain (0 = none: "
+                                   "target-only fine-tuning, needs alpha 0 and discrepancy none)")
     bottleneck: int = _opt(256, "imagenet-mobilenetv2: width of the dense layer before the classifier (0 = none)")
     views: int = _opt(2, "cached protocols: views per target image (2 = as is + mirrored; more adds random "
                          "resized crops, drawn from seed 0)")
@@ -83,7 +88,7 @@ class AdaptConfig:
 
 
 #: The fields whose value is one of a few words (the CLI offers them as choices).
-CHOICES: dict[str, tuple[str, ...]] = {"head": ("new", "mapped", "keep"), "fit": ("centre", "crop", "squash", "pad"),
+CHOICES: dict[str, tuple[str, ...]] = {"head": ("new", "mapped", "keep", "probe"), "fit": ("centre", "crop", "squash", "pad"),
                                        "discrepancy": DISCREPANCY_NAMES, "lam_schedule": ("ramp", "constant")}
 
 
@@ -123,6 +128,11 @@ def check(cfg: AdaptConfig) -> None:
             raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if not cfg.layers:
         raise ConfigError("layer names no tap")
+    if cfg.source_limit == 0 and uses_source(cfg, always=False):
+        raise ConfigError("source_limit 0 (no source faces) needs alpha 0 and discrepancy none (or lam 0)")
+    if cfg.head == "probe" and cfg.freeze == "features":
+        raise ConfigError("head probe is LP-FT: it fine-tunes the network after the probe; with freeze features "
+                          "only the head trains, so fit the probe alone (head new)")
 
 
 def lam_at(progress: float, cfg: AdaptConfig) -> float:

@@ -50,6 +50,11 @@ def target_splits(path: str | Path, size: int, channels: int, *, layout: str = "
             for name, members in groups.items()}
 
 
+def no_source_faces(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An empty source domain (``source_limit`` 0: target-only fine-tuning)."""
+    return np.zeros((0, size, size, 1), np.uint8), np.zeros(0, np.int64)
+
+
 def source_faces(size: int, *, root: str | Path | None = None, limit: int = 6000, seed: int = 0,
                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """FER2013 Training faces (uint8 (N, size, size, 1), FER labels), at most ``limit``, resized

@@ -23,7 +23,7 @@ from ..training.augment import augment_batch
 from ..training.distributed import Dist, Taps, autocast, wrap
 from ..training.loop import StepFn, run_epochs
 from ..training.metrics import classification_report, predict_arrays
-from .config import AdaptConfig
+from .config import AdaptConfig, uses_source
 from .losses import adaptation_loss, pooled
 from .start import frozen_modules
 
@@ -80,6 +80,8 @@ def train_joint(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy:
     total_steps = steps_per_epoch * cfg.epochs
     frozen = frozen_modules(model, cfg.freeze)
     order: dict[str, np.ndarray] = {}
+    # source faces share every batch, as in the recorded runs, unless there are none (source_limit 0)
+    with_source = len(xs) > 0 and uses_source(cfg, always=cfg.source_limit > 0)
 
     def train_step(epoch: int, step: int, generator: torch.Generator):
         if sampler is not None and step == 0:  # this rank's share of a new permutation
@@ -91,7 +93,8 @@ def train_joint(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy:
             t_index = order["target"][step * cfg.batch_size:(step + 1) * cfg.batch_size]
         else:
             t_index = target_batch(order, len(xt), frozen, step, cfg.batch_size, generator)
-        s_index = torch.randint(len(xs), (len(t_index),), generator=generator).numpy()
+        s_index = (torch.randint(len(xs), (len(t_index),), generator=generator).numpy() if with_source
+                   else np.zeros(0, np.int64))
         x = torch.cat([uint8_to_tensor(xt[t_index]), uint8_to_tensor(match_channels(xs[s_index], xt.shape[-1]))])
         if cfg.augment:
             x = augment_batch(x, generator, max_rotate_deg=10, erase_prob=0.0)

@@ -11,22 +11,28 @@ import torch
 from torch import nn
 
 from ..data.labels import FER_CLASSES, IER_CLASSES, fer_classes_in_ier_order
+from ..models.efficientnet_lite import EfficientNetLite, EfficientNetLiteConfig
+from ..models.efficientnet_lite import load_imagenet_backbone as load_imagenet_lite
 from ..models.emonet import EmoNet
 from ..models.mobilenetv2 import STAGE_ENDS, MobileNetV2, MobileNetV2Config, load_imagenet_backbone
 from ..models.registry import build_from_config, load_model
-from .config import EMONET_BLOCKS, IMAGENET_INIT, AdaptConfig, ConfigError
+from .config import EMONET_BLOCKS, IMAGENET_INIT, IMAGENET_LITE_INITS, AdaptConfig, ConfigError
 
 
 def build_start_model(cfg: AdaptConfig) -> nn.Module:
     """The network adaptation starts from, with a 4-class IER head and the requested input.
     New layers are initialised from ``cfg.seed``, so a run is repeatable."""
     torch.manual_seed(cfg.seed)
-    if cfg.init == IMAGENET_INIT:
-        if cfg.head == "mapped":
-            raise ConfigError("--head mapped needs a FER checkpoint as --init")
-        config = MobileNetV2Config(num_classes=len(IER_CLASSES), input_size=cfg.input_size,
-                                   hidden=(cfg.bottleneck,) if cfg.bottleneck else ())
-        return load_imagenet_backbone(MobileNetV2(config))
+    if cfg.init in (IMAGENET_INIT, *IMAGENET_LITE_INITS):
+        if cfg.head in ("mapped", "keep"):
+            raise ConfigError(f"--head {cfg.head} needs a trained checkpoint as --init, not {cfg.init}")
+        hidden = (cfg.bottleneck,) if cfg.bottleneck else ()
+        if cfg.init == IMAGENET_INIT:
+            config = MobileNetV2Config(num_classes=len(IER_CLASSES), input_size=cfg.input_size, hidden=hidden)
+            return load_imagenet_backbone(MobileNetV2(config))
+        config = EfficientNetLiteConfig(variant=IMAGENET_LITE_INITS[cfg.init], num_classes=len(IER_CLASSES),
+                                        input_size=cfg.input_size, hidden=hidden)
+        return load_imagenet_lite(EfficientNetLite(config))
     fer_model, extra = load_model(cfg.init)
     classes = tuple(extra.get("classes", FER_CLASSES))
     config = dict(fer_model.config.to_dict(), input_size=cfg.input_size)
@@ -37,6 +43,8 @@ def build_start_model(cfg: AdaptConfig) -> nn.Module:
     model.load_state_dict(fer_model.state_dict())
     if cfg.rgb and isinstance(model, EmoNet) and model.config.in_chans == 1:
         model = grey_to_rgb(model)
+    if cfg.head == "probe":
+        raise ConfigError("--head probe starts from an ImageNet backbone (--init imagenet-lite0 …)")
     if cfg.head == "keep":
         if tuple(extra.get("classes", ())) != IER_CLASSES:
             raise ConfigError(f"--head keep needs an IER model (classes {', '.join(IER_CLASSES)}) as --init, got "

@@ -28,6 +28,7 @@ from ..data.labels import IER_CLASSES, fer_to_ier_indices
 from .cached import cached_tap, encode_views, source_needed, train_cached
 from .config import AdaptConfig, ConfigError, Protocol, protocol
 from .loop import train_joint
+from .probe import probe_head
 from .losses import make_discrepancy
 from .start import build_start_model, make_optimizer
 
@@ -57,6 +58,10 @@ def adapt(target_train: tuple[np.ndarray, np.ndarray], target_val: tuple[np.ndar
         raise ConfigError(f"several torchrun ranks and --amp are for the full-network (joint) trainer; this "
                           f"configuration trains with the {chosen.value} protocol, which runs in one process "
                           "(it trains on cached features and is fast on one machine)")
+    if cfg.head == "probe" and not (resume and (Path(out_dir) / "last.safetensors").exists()):
+        c = probe_head(model, xt, yt, seed=cfg.seed)
+        if progress:
+            print(f"LP-FT: linear probe fitted on {len(xt)} training images (C = {c}); fine-tuning starts from it")
     optimizer = make_optimizer(model, cfg)
     discrepancy = make_discrepancy(cfg.discrepancy)
     ys = fer_to_ier_indices(ys_fer)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..adapt.config import AdaptConfig, check
-    from ..adapt.data import source_faces, target_splits
+    from ..adapt.data import no_source_faces, source_faces, target_splits
     from ..adapt.start import build_start_model
     from ..adapt.train import adapt
 
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
                            seed=args.split_seed, val=args.val, test=args.test, folds=args.folds,
                            fold_index=args.fold, write_to=out / "split.json", progress=not args.no_progress,
                            fit=cfg.fit, label_map=args.label_map)
-    source = source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
-                          progress=not args.no_progress)
+    source = (source_faces(size, root=args.source, limit=cfg.source_limit, seed=cfg.seed,
+                           progress=not args.no_progress) if cfg.source_limit > 0 else no_source_faces(size))
     state = adapt((target["train"].images, target["train"].labels), (target["val"].images, target["val"].labels),
                   source, cfg, out, resume=args.resume, progress=not args.no_progress, model=model, dist=d, amp=args.amp)
     teardown(d)
