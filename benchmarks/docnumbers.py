@@ -58,7 +58,6 @@ SUPERSEDED: set[str] = {
     # measured on the previous default (fb0e62af…, 2026-12-03); the default of 2026-12-07 (issue #30) has
     # not been rerun through them yet: quoted as the previous default's figures
     "benchmarks/results/affect/cv.json",
-    "benchmarks/results/server_load.json",
 }
 
 

@@ -365,3 +365,15 @@ def model_speed(load: Load, args: str) -> str:
                      f"{row['inference_images_per_s']['median']:.0f} |")
     lines += ["", f"Medians of {data['repeats']} runs. Provenance: {provenance_text(data)}."]
     return "\n".join(lines + ["", source_line(path)])
+
+
+@generator("server-load")
+def server_load(load: Load, args: str) -> str:
+    """The web server under load and faults (benchmarks/server_load.py), with its targets met or not."""
+    from benchmarks.server_load import table  # numpy only, no torch
+
+    path = "benchmarks/results/server_load.json"
+    data = load(path, required=False)
+    if data is None:
+        return "\n".join([pending(path, "python benchmarks/server_load.py"), "", source_line(path)])
+    return "\n".join([table(data), "", source_line(path)])
