@@ -111,7 +111,7 @@ def main() -> None:
     import torch
 
     from emoadapt.recipe import cross_validate
-    from emoadapt.recipe_config import load_recipe
+    from emoadapt.recipe import load_recipe
 
     torch.set_num_threads(args.threads)
     table = json.loads(args.out.read_text())["rows"] if args.out.exists() else {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from emoadapt.recipe_config import RecipeError, load_recipe, recipe_from_dict
+from emoadapt.recipe import RecipeError, load_recipe, recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 

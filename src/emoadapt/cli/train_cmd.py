@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import EmoadaptError
     from .. import recipe as steps
-    from ..recipe_config import load_recipe
+    from ..recipe import load_recipe
 
     recipe = load_recipe(args.config)  # a bad recipe fails before any image is read
     if not (args.cv or args.ship or args.install):

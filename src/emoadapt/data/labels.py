@@ -74,13 +74,17 @@ def parse_label_map(spec: str) -> dict[str, str]:
     """A map from a dataset's labels to the IER classes, as ``--label-map`` gives it: pairs
     ``joy=happy,sadness=sad`` or the path of a file holding the same pairs (one ``label=class`` per
     line, or a JSON object ``{"joy": "happy"}``)."""
+    return checked_label_map(read_label_pairs(spec), spec)
+
+
+def read_label_pairs(spec: str) -> dict[str, str]:
+    """``label=class`` pairs from ``spec`` (``a=b,c=d`` or a file of such pairs, or a JSON object),
+    onto any class names (:func:`parse_label_map` also checks that they are IER classes)."""
     path = Path(spec)
     if path.is_file():
         text = path.read_text(encoding="utf-8-sig").strip()
-        pairs = _json_pairs(text, spec) if text.startswith("{") else _text_pairs(text.splitlines(), spec)
-    else:
-        pairs = _text_pairs(spec.split(","), spec)
-    return checked_label_map(pairs, spec)
+        return _json_pairs(text, spec) if text.startswith("{") else _text_pairs(text.splitlines(), spec)
+    return _text_pairs(spec.split(","), spec)
 
 
 def _text_pairs(items, source: str) -> dict[str, str]:

@@ -20,9 +20,16 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .errors import EmoadaptError
+from ..errors import EmoadaptError
+
+Progress = Callable[[str], None]  #: where the trainer's steps report progress (a line of text each)
+
+
+def print_progress(message: str) -> None:
+    """The default :data:`Progress`: one flushed line on stdout."""
+    print(message, flush=True)
 
 
 class RecipeError(EmoadaptError):
@@ -141,8 +148,8 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def check(recipe: Recipe) -> None:
     """Refuse values no step accepts, before any image is read."""
-    from .adapt.config import DISCREPANCY_NAMES
-    from .data.transforms import FITS
+    from ..adapt.config import DISCREPANCY_NAMES
+    from ..data.transforms import FITS
 
     head, output = recipe.head, recipe.output
     if recipe.scene.variant not in ("lite0", "lite1", "lite2"):
