@@ -115,17 +115,11 @@ class Predictor:
         softmax); with the model's ``tta == "flip"`` the average over the image and its mirror image."""
         return self.predict_outputs(batch)["probs"]
 
-    def assess_tensors(self, batch: torch.Tensor) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Probabilities (N, K) and one verdict per image: ``{"uncertain": bool, "uncertain_reason":
-        str | None, "ood_score": float | None}`` (:meth:`Calibration.judge`)."""
-        out = self.predict_outputs(batch)
-        return out["probs"], out["verdicts"]
-
     def predict_outputs(self, batch: torch.Tensor) -> dict[str, Any]:
         """One forward pass (two with ``tta == "flip"``, averaged) of (N, C, S, S) in [0, 1]:
-        ``probs`` (N, K) float32, calibrated; ``verdicts`` (one dict per image, see
-        :meth:`assess_tensors`); with affect heads ``valence`` and ``arousal`` (N,) on 1–9 and
-        ``dist`` (N, len(affect_names))."""
+        ``probs`` (N, K) float32, calibrated; ``verdicts``, one per image: ``{"uncertain": bool,
+        "uncertain_reason": str | None, "ood_score": float | None}`` (:meth:`Calibration.judge`);
+        with affect heads ``valence`` and ``arousal`` (N,) on 1–9 and ``dist`` (N, len(affect_names))."""
         out = self._outputs(batch)
         if self.tta == "flip":
             flipped = self._outputs(batch.flip(3))
@@ -205,7 +199,7 @@ class Predictor:
 
     def analyze(self, image: ImageLike) -> dict[str, Any]:
         """``{"emotion": {class: p}, "dominant_emotion", "uncertain", "uncertain_reason", "ood_score"}``
-        for one image (see :meth:`assess_tensors`); with affect heads also ``valence`` and
+        for one image (see :meth:`predict_outputs`); with affect heads also ``valence`` and
         ``arousal`` (1–9) and ``distribution`` ({name: p} over 7 emotions). Raises
         ``ModelOutputError`` on broken outputs."""
         from .errors import ModelOutputError
@@ -218,15 +212,6 @@ class Predictor:
         emotion = {name: float(p) for name, p in zip(self.classes, out["probs"][0])}
         return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **out["verdicts"][0],
                 **affect_fields(self, out, 0)}
-
-    def image_map(self, image: ImageLike, explanation: Any) -> np.ndarray:
-        """``explanation.map`` (over the square input) at ``image``'s own resolution (H, W): the
-        attribution per original pixel (the analysed part keeps its sum), NaN where this
-        predictor's ``fit`` did not analyse the image (outside the centre square for ``centre``)."""
-        from .data.transforms import square_map_to_image
-
-        width, height = to_pil(image).size
-        return square_map_to_image(explanation.map, self.fit, width, height)
 
     @property
     def forward(self) -> Any:
