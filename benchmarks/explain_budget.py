@@ -6,7 +6,7 @@ For each image (the bundled samples, plus the first ``--val-images`` of the Emot
 split when the dataset is present) and each configuration (full tree at depth T, or depth T with
 ``max_evals`` B), explain the predicted class with the shipped model in onnxruntime and score the
 map by its deletion and insertion curves (20 steps, zero baseline; lower deletion AUC and higher
-insertion AUC are better; see ``emoadapt.explain.faithfulness``). A random map is the floor.
+insertion AUC are better; see ``emoadapt.attribution.faithfulness``). A random map is the floor.
 Prints a markdown table (means over images, and how often each configuration beats the full tree
 at T = 8 — the default before this benchmark — on the same image) and writes ``--out`` as JSON.
 """
@@ -24,8 +24,8 @@ import torch
 from tqdm import tqdm
 
 from emoadapt.api import Predictor
-from emoadapt.explain import DnCShap
-from emoadapt.explain.faithfulness import deletion_insertion
+from emoadapt.attribution import DnCShap
+from emoadapt.attribution.faithfulness import deletion_insertion
 from emoadapt.fileio import atomic_write_json
 
 CONFIGS = {  # name -> (depth, max_evals)

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explainers import Model, test_images  # noqa: E402
 
-from emoadapt.explain import DnCShap, build_partition  # noqa: E402
+from emoadapt.attribution import DnCShap, build_partition  # noqa: E402
 from emoadapt.fileio import atomic_write_json  # noqa: E402
 
 

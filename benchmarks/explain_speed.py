@@ -29,7 +29,7 @@ from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 from emoadapt.data.decode import decode_image
 from emoadapt.data.transforms import image_to_tensor
-from emoadapt.explain import DnCShap
+from emoadapt.attribution import DnCShap
 from emoadapt.models.registry import create_model, resolve_model
 
 

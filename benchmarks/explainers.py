@@ -7,7 +7,7 @@ For each shipped model (onnxruntime, one thread) and each test image — the Emo
 ``benchmarks/results/adaptation/split.json`` for the IER model, FER2013 PrivateTest faces for the
 FER model — every method explains the model's predicted class with a budget of model evaluations,
 and its map is scored by the project's deletion and insertion curves
-(:mod:`emoadapt.explain.faithfulness`: 20 steps, zero baseline, the same code for every method).
+(:mod:`emoadapt.attribution.faithfulness`: 20 steps, zero baseline, the same code for every method).
 Methods that work on regions get DnCShap's own 8 × 8 partition (depth 6, 64 regions): shap
 Partition/Exact get its tree as their clustering, captum KernelShap/Lime/FeatureAblation and the
 ``lime`` package its leaves as features; Occlusion uses windows of the leaves' size.
@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from emoadapt.api import Predictor
-from emoadapt.explain import DnCShap, build_partition
-from emoadapt.explain import paint
-from emoadapt.explain.faithfulness import deletion_insertion
+from emoadapt.attribution import DnCShap, build_partition
+from emoadapt.attribution import paint
+from emoadapt.attribution.faithfulness import deletion_insertion
 from emoadapt.fileio import atomic_write_json
 
 TREE_DEPTH = 6  # the regions every region-based method gets: 64 of them
@@ -106,7 +106,7 @@ def dncshap(**options):
 
 def dncshap_full(context):
     """The whole tree at the deepest depth whose cost fits the budget."""
-    from emoadapt.explain.settings import tree_evaluations
+    from emoadapt.attribution.settings import tree_evaluations
 
     def run(m, x, target, budget, tree):
         depth = max(d for d in range(12) if tree_evaluations(d, context) <= budget)
@@ -242,8 +242,8 @@ class OwenTopDnCShap(DnCShap):
     to the largest |allocations| first. Efficiency still holds (every split hands on its allocation)."""
 
     def _clean(self, x, baseline, part, target):
-        from emoadapt.explain.dncshap import GameValues, in_leaf_order, replace_by_children, split_node
-        from emoadapt.explain.partition import box_masks
+        from emoadapt.attribution.dncshap import GameValues, in_leaf_order, replace_by_children, split_node
+        from emoadapt.attribution.partition import box_masks
 
         root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
         u, target = self._evaluate(x, baseline, root, np.array([True, True]), target)

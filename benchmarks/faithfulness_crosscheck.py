@@ -1,4 +1,4 @@
-"""Cross-check of our deletion curve (``emoadapt.explain.faithfulness``) against an outside
+"""Cross-check of our deletion curve (``emoadapt.attribution.faithfulness``) against an outside
 implementation: Quantus's ``RegionPerturbation`` (most relevant first, baseline 0 like ours — Quantus's
 "black" is the image's minimum, not 0).
 
@@ -38,7 +38,7 @@ def main() -> None:
     import quantus
 
     from emoadapt.api import Predictor
-    from emoadapt.explain.faithfulness import deletion_insertion
+    from emoadapt.attribution.faithfulness import deletion_insertion
 
     torch.set_num_threads(2)
     predictor = Predictor(args.model, runtime="torch")

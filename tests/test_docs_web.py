@@ -50,7 +50,7 @@ def commands(block: str) -> list[str]:
 
 
 def test_documented_defaults_and_ranges_are_the_code_s():
-    from emoadapt.explain import settings
+    from emoadapt.attribution import settings
     from emoadapt.serve.limits import MAX_DEPTH, MAX_EVALS
 
     text = DOC.read_text()

@@ -13,7 +13,7 @@ import torch
 
 import emoadapt
 from emoadapt.errors import EmoadaptError
-from emoadapt.explain import DnCShap, Explanation
+from emoadapt.attribution import DnCShap, Explanation
 
 
 @pytest.fixture(autouse=True)
@@ -27,21 +27,24 @@ def tiny_cnn(seed: int = 0, size: int = 8, classes: int = 3) -> torch.nn.Module:
                                torch.nn.Linear(4 * size * size, classes)).eval()
 
 
-def test_top_level_explain_is_callable_twice_and_after_importing_the_subpackage():
-    """Run in a fresh interpreter: the subpackage ``emoadapt.explain`` used to replace the function."""
+def test_top_level_explain_is_a_function_beside_the_attribution_subpackage():
+    """Run in a fresh interpreter: importing the explainers' subpackage leaves ``emoadapt.explain``
+    the plain function (a subpackage of the same name used to replace it)."""
     code = textwrap.dedent("""
-        import torch, emoadapt
+        import inspect, torch, emoadapt
+        assert inspect.isfunction(emoadapt.explain)
         f = lambda x: torch.softmax(x.mean(dim=(2, 3)), dim=1)
         image = torch.rand(3, 8, 8)
         first = emoadapt.explain(image, model=f, depth=2)
         second = emoadapt.explain(image, model=f, depth=2)
-        from emoadapt.explain import DnCShap, settings
+        from emoadapt.attribution import DnCShap, settings
         third = emoadapt.explain(image, model=f, depth=2)
-        import emoadapt.explain as ex
+        import emoadapt.attribution as ex
         assert ex.DnCShap is DnCShap and ex.settings.DEPTH == settings.DEPTH
         assert (first.values == second.values).all() and (first.values == third.values).all()
-        import emoadapt.explain.dncshap
+        import emoadapt.attribution.dncshap
         emoadapt.explain(image, model=f, depth=2)
+        assert inspect.isfunction(emoadapt.explain) and "attribution" not in emoadapt.__all__
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ from conftest import TINY_CLASSES as CLASSES
 from conftest import save_tiny_model
 
 from emoadapt.cli import main
-from emoadapt.explain.settings import tree_evaluations
+from emoadapt.attribution.settings import tree_evaluations
 
 
 

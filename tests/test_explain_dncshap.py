@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.explain import DnCShap, Explanation, build_partition, max_depth, resolve_baseline
-from emoadapt.explain.dncshap import TIE_TOLERANCE
-from emoadapt.explain.settings import CONTEXTS, tree_evaluations
+from emoadapt.attribution import DnCShap, Explanation, build_partition, max_depth, resolve_baseline
+from emoadapt.attribution.dncshap import TIE_TOLERANCE
+from emoadapt.attribution.settings import CONTEXTS, tree_evaluations
 
 
 @pytest.fixture(autouse=True)

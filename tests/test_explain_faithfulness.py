@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.explain import DnCShap
-from emoadapt.explain.faithfulness import deletion_insertion, pixel_order
+from emoadapt.attribution import DnCShap
+from emoadapt.attribution.faithfulness import deletion_insertion, pixel_order
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.explain.settings import tree_evaluations
+from emoadapt.attribution.settings import tree_evaluations
 
-from emoadapt.explain import BatchFunction, DnCShap
+from emoadapt.attribution import BatchFunction, DnCShap
 
 
 @pytest.fixture(autouse=True)

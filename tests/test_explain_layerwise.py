@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from emoadapt.explain.settings import tree_evaluations
+from emoadapt.attribution.settings import tree_evaluations
 from PIL import Image
 
-from emoadapt.explain import LAYER_TAPS, DnCShap, LayerDnCShap, explain_layers, save_layer_grid, save_overlay
-from emoadapt.explain.figures import kept_values
+from emoadapt.attribution import LAYER_TAPS, DnCShap, LayerDnCShap, explain_layers, save_layer_grid, save_overlay
+from emoadapt.attribution.figures import kept_values
 from emoadapt.models.emonet import EmoNet, EmoNetConfig
 
 CONFIG = EmoNetConfig(in_chans=1, input_size=32, width=0.125, batch_norm=True, head="pool", hidden=(16,), num_classes=4)

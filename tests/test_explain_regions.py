@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from emoadapt.errors import EmoadaptError
-from emoadapt.explain import DnCShap, build_partition, content_partition, max_depth, resolve_baseline
-from emoadapt.explain.partition import CUT_RANGE
-from emoadapt.explain.settings import CONTEXTS
+from emoadapt.attribution import DnCShap, build_partition, content_partition, max_depth, resolve_baseline
+from emoadapt.attribution.partition import CUT_RANGE
+from emoadapt.attribution.settings import CONTEXTS
 from test_explain_dncshap import brute_force_shapley, model_value, tiny_cnn
 
 

@@ -189,7 +189,7 @@ def test_overlay_of_an_uncertain_prediction_says_so(tmp_path, weights):
     assert overlay_note({"uncertain": False, "uncertain_reason": None}) is None
     note = overlay_note({"uncertain": True, "uncertain_reason": reason})
     assert note.startswith("uncertain: the model has not seen")
-    from emoadapt.explain import save_overlay
+    from emoadapt.attribution import save_overlay
 
     image = Image.new("RGB", (40, 30), (200, 30, 30))
     predictor = Predictor(str(weights))

@@ -113,7 +113,7 @@ def test_explain_overlay_then_layers_with_depth_and_target(client):
 
 
 def test_explain_budget(client):
-    from emoadapt.explain.settings import tree_evaluations
+    from emoadapt.attribution.settings import tree_evaluations
 
     summary = client.post("/api/explain", files=upload(png()), data={"max_evals": "8"}).json()["explanation"]
     assert (summary["evaluations"], summary["max_evals"]) == (8, 8)

@@ -1,5 +1,5 @@
 """One count of model evaluations: the explainers spend exactly what the web app's cost guard
-counts (emoadapt.explain.settings.explanation_evaluations / layer_evaluations), on a tiny model."""
+counts (emoadapt.attribution.settings.explanation_evaluations / layer_evaluations), on a tiny model."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ pytest.importorskip("fastapi", reason="the web extra is not installed: pip insta
 from fastapi.testclient import TestClient  # noqa: E402
 
 from conftest import png_bytes  # noqa: E402
-from emoadapt.explain import DnCShap  # noqa: E402
-from emoadapt.explain import settings  # noqa: E402
+from emoadapt.attribution import DnCShap  # noqa: E402
+from emoadapt.attribution import settings  # noqa: E402
 from emoadapt.serve import create_app  # noqa: E402
 from emoadapt.serve.handlers import request_cost  # noqa: E402
 

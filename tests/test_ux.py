@@ -56,7 +56,7 @@ def test_maps_go_back_to_the_image_at_its_own_resolution():
 
 
 def test_overlay_is_drawn_at_the_image_aspect_ratio(tmp_path):
-    from emoadapt.explain import DnCShap, save_overlay
+    from emoadapt.attribution import DnCShap, save_overlay
 
     predictor = Predictor(str(save_tiny_model(tmp_path / "tiny.safetensors")), runtime="torch")
     picture = wide_image()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import EmoadaptError
-from .explain import settings
+from .attribution import settings
 from .explaining import AnyModel, explain_images
 from .predictor import ImageLike, Predictor, affect_fields, default_runtime, to_pil
 
@@ -31,7 +31,7 @@ __all__ = ["ImageLike", "Predictor", "affect_fields", "analyze", "default_runtim
            "to_pil", "top_emotion", "EXPLAIN_DEPTH", "EXPLAIN_MAX_EVALS"]
 
 #: DnCShap defaults of ``explain``, ``predict --explain``, ``demo`` and the web app, kept in
-#: :mod:`emoadapt.explain.settings` (torch-free): the partition depth and the evaluation budget.
+#: :mod:`emoadapt.attribution.settings` (torch-free): the partition depth and the evaluation budget.
 EXPLAIN_DEPTH = settings.DEPTH
 EXPLAIN_MAX_EVALS: int | None = settings.MAX_EVALS
 
@@ -70,7 +70,7 @@ def explain(images: Any, model: Any = None, *, target: int | str | None = None, 
             channels, and what they return (``"auto"``: logits for modules and ONNX, probabilities
             for functions; or ``"probs"`` / ``"logits"``).
         options: ``depth``, ``baseline``, ``batch_size``, ``variant``, ``max_evals``, ``context``,
-            ``regions`` (defaults in :mod:`emoadapt.explain.settings`).
+            ``regions`` (defaults in :mod:`emoadapt.attribution.settings`).
     """
     if model is None or (isinstance(model, (str, Path)) and Path(model).suffix != ".onnx"):
         if class_names is not None or input_size is not None or channels is not None or output != "auto":

@@ -18,7 +18,7 @@ import torch
 from .data.decode import decode_image
 from .data.transforms import DEFAULT_FIT, image_to_tensor, image_to_uint8, uint8_to_tensor
 from .errors import EmoadaptError
-from .explain import settings
+from .attribution import settings
 from .models.onnx import onnx_file_session, onnx_input_shape
 
 
@@ -71,9 +71,9 @@ class AnyModel:
 
 def build_explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, variant: Any, max_evals: Any,
                     context: Any, output: str = "auto", regions: Any = settings.REGION):
-    """A :class:`~emoadapt.explain.DnCShap` over ``source.forward``, every option checked by
-    :mod:`emoadapt.explain.settings`."""
-    from .explain import DnCShap
+    """A :class:`~emoadapt.attribution.DnCShap` over ``source.forward``, every option checked by
+    :mod:`emoadapt.attribution.settings`."""
+    from .attribution import DnCShap
 
     return DnCShap(source.forward, depth=settings.check_depth(depth), baseline=baseline,
                    batch_size=settings.check_batch_size(batch_size), variant=variant, context=context,
@@ -81,14 +81,14 @@ def build_explainer(source: Any, depth: Any, baseline: Any, batch_size: Any, var
                    regions=regions)
 
 
-#: The options of ``explain(...)`` and their defaults (from :mod:`emoadapt.explain.settings`).
+#: The options of ``explain(...)`` and their defaults (from :mod:`emoadapt.attribution.settings`).
 EXPLAIN_DEFAULTS = {"depth": settings.DEPTH, "baseline": settings.BASELINE, "batch_size": settings.BATCH_SIZE,
                     "variant": settings.VARIANT, "max_evals": settings.MAX_EVALS, "context": settings.CONTEXT,
                     "regions": settings.REGION}
 
 
 def explain_images(source: Any, images: Any, target: int | str | None, options: dict[str, Any]):
-    """One :class:`~emoadapt.explain.Explanation` of ``target`` per image of ``images`` (a list for a
+    """One :class:`~emoadapt.attribution.Explanation` of ``target`` per image of ``images`` (a list for a
     batch, see :func:`as_batch`), with ``options`` over :data:`EXPLAIN_DEFAULTS`."""
     unknown = sorted(set(options) - set(EXPLAIN_DEFAULTS))
     if unknown:

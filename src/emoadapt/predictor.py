@@ -14,7 +14,7 @@ from PIL import Image
 from .data.decode import decode_image
 from .data.transforms import DEFAULT_FIT, FITS, image_to_tensor
 from .errors import EmoadaptError
-from .explain import settings
+from .attribution import settings
 from .explaining import TemperatureScaled, build_explainer, explain_images
 from .models.calibration import Calibration, load_calibration
 from .models.onnx import onnx_file_meta, onnx_file_session, onnx_input_shape
@@ -226,17 +226,17 @@ class Predictor:
                   batch_size: int = settings.BATCH_SIZE, variant: str = settings.VARIANT,
                   max_evals: int | None = settings.MAX_EVALS, context: str = settings.CONTEXT,
                   regions: str = settings.REGION):
-        """A :class:`~emoadapt.explain.DnCShap` over this model (onnxruntime when loaded)."""
+        """A :class:`~emoadapt.attribution.DnCShap` over this model (onnxruntime when loaded)."""
         return build_explainer(self, depth, baseline, batch_size, variant, max_evals, context, output=self.output,
                                regions=regions)
 
     def explain(self, images: Any, *, target: int | str | None = None, **options: Any):
-        """DnCShap explanation (:class:`emoadapt.explain.Explanation`) of ``target`` (a class name or
+        """DnCShap explanation (:class:`emoadapt.attribution.Explanation`) of ``target`` (a class name or
         index; default: the predicted class), or a list of them for a batch (a list of images, a
         tensor (N, C, H, W) or an array (N, H, W, C)). Options: ``depth``, ``baseline``,
         ``batch_size``, ``variant``, ``max_evals`` (a cap on model evaluations; ``None``: the whole
         tree), ``context``, ``regions`` (``"grid"`` or ``"content"``) — defaults in
-        :mod:`emoadapt.explain.settings`."""
+        :mod:`emoadapt.attribution.settings`."""
         return explain_images(self, images, target, options)
 
     def explain_layers(self, image: ImageLike, taps: Sequence[str] | None = None, *, depth: int = settings.DEPTH,
@@ -244,7 +244,7 @@ class Predictor:
                        on_tap: Any = None) -> dict:
         """Layer-wise DnCShap at each tap (default: all spatial taps of the model); ``on_tap(tap,
         done, total)`` is called after each one (progress)."""
-        from .explain import explain_layers
+        from .attribution import explain_layers
 
         if self.model is None:
             raise EmoadaptError("layer-wise explanations need the torch model: pass the .safetensors file or a "

@@ -35,8 +35,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_dncshap_options(p: argparse.ArgumentParser) -> None:
     """``--depth`` and ``--max-evals``: the partition depth and evaluation budget of DnCShap
-    (defaults and checks from :mod:`emoadapt.explain.settings`, which does not import torch)."""
-    from ..explain import settings
+    (defaults and checks from :mod:`emoadapt.attribution.settings`, which does not import torch)."""
+    from ..attribution import settings
 
     p.add_argument("--depth", type=checked(settings.check_depth), default=settings.DEPTH,
                    help=f"DnCShap partition depth T: at most 2^T regions (default {settings.DEPTH})")

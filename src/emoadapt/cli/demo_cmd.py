@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..explaining import at_image_resolution
     from ..predictor import Predictor, to_pil
-    from ..explain import save_layer_grid, save_overlay
+    from ..attribution import save_layer_grid, save_overlay
     from ..predict import predict_files
     from ..results import overlay_note
 

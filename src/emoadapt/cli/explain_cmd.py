@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..explain import settings
+from ..attribution import settings
 from ._shared import (add_dncshap_options, add_model_options, add_scale_options, checked, expand_inputs, load_predictor,
                       shard_of, unique_stem, workers_of)
 
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _layers(value: str | None, model) -> tuple[str, ...]:
     from ..errors import EmoadaptError
-    from ..explain import layer_taps
+    from ..attribution import layer_taps
 
     if not value:
         return ()
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import EmoadaptError
     from ..explaining import at_image_resolution
-    from ..explain import explain_layers, save_layer_grid, save_overlay
+    from ..attribution import explain_layers, save_layer_grid, save_overlay
     from ..pipeline import load_one, ordered_map
 
     paths = expand_inputs(args.inputs)

@@ -160,7 +160,7 @@ def _overlay_folder(out: Path) -> Path:
 def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
     """Per-row hook writing ``<out stem>_explanations/<overlay_name(path)>`` (its title says when
     the prediction is uncertain) and putting its path in ``row["overlay"]``."""
-    from ..explain import save_overlay
+    from ..attribution import save_overlay
     from ..results import overlay_note
 
     folder = _overlay_folder(out)

@@ -9,7 +9,7 @@ import argparse
 import shlex
 
 
-from ..explain import settings
+from ..attribution import settings
 from ._shared import add_label_map_option, user_description
 
 NAME = "report"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..explain import settings
+from ..attribution import settings
 
 from ..data.arrays import DEFAULT_CACHE
 from ..errors import EmoadaptError
@@ -38,7 +38,7 @@ class ReportOptions:
     explain_budget: int = 24
     per_class: int = 3
     layer_grids: int = 2
-    depth: int = settings.DEPTH  # the explanation defaults every surface shares (explain/settings.py)
+    depth: int = settings.DEPTH  # the explanation defaults every surface shares (attribution/settings.py)
     max_evals: int | None = settings.MAX_EVALS
     taps: list[str] = field(default_factory=list)
     method: str = "pca"

@@ -25,7 +25,7 @@ class Pass:
 
 def default_taps(model: torch.nn.Module) -> list[str]:
     """pre_logits and the last spatial tap, as far as the model has them (names from ``model.taps``)."""
-    from ..explain import layer_taps
+    from ..attribution import layer_taps
 
     taps = tuple(getattr(model, "taps", ()))
     spatial = layer_taps(model)
@@ -74,7 +74,7 @@ def explain_examples(model: torch.nn.Module, images: np.ndarray, examples: list[
     """Write an overlay PNG (explained, the first ``budget`` examples) or a thumbnail for every
     example, and a layer-wise grid for the first ``layer_grids`` explained ones; each example dict
     gets ``image``, ``explanation`` (or ``None``) and ``layer_grid`` (or ``None``)."""
-    from ..explain import DnCShap, explain_layers, layer_taps, save_layer_grid
+    from ..attribution import DnCShap, explain_layers, layer_taps, save_layer_grid
     from .figures import save_overlay_with_scale, save_thumbnail
 
     images = fit_images(images, model.config.input_size, model.config.in_chans)

@@ -18,7 +18,7 @@ worker threads — ``predict_slots`` for predictions, ``max_concurrency`` for ex
 layer-wise grids — each gated by an ``asyncio.Semaphore`` and bounded by ``timeout_s``
 (background jobs: ``job_timeout_s``): every model call checks the job's deadline, so a job that
 runs past its timeout stops at its next model call and frees its slot. A request whose DnCShap cost
-(:func:`emoadapt.explain.settings.explanation_evaluations`, the explainers' own count) exceeds
+(:func:`emoadapt.attribution.settings.explanation_evaluations`, the explainers' own count) exceeds
 ``max_request_evals`` is refused with 422 before it runs. Every error answer, 500 included, is
 JSON ``{"detail": ...}``, and so are the 400/408 answers of :mod:`.server`.
 """

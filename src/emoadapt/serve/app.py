@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..errors import CheckpointError, EmoadaptError
-from ..explain import settings
+from ..attribution import settings
 from . import handlers
 from .jobs import Jobs
 from .limits import EXPLAIN_BATCH_SIZE, EXPLAIN_NICE, MAX_DEPTH, MAX_EVALS, MAX_REQUEST_EVALS, Service, log
@@ -57,8 +57,8 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         max_evals: default DnCShap budget of model evaluations (``None``: the full tree; clients
             may ask for 2..MAX_EVALS or ``full``).
         max_request_evals: most model evaluations one request may ask for (the count of
-            :func:`emoadapt.explain.settings.explanation_evaluations`, plus
-            :func:`~emoadapt.explain.settings.layer_evaluations` per layer with layers); 422 above.
+            :func:`emoadapt.attribution.settings.explanation_evaluations`, plus
+            :func:`~emoadapt.attribution.settings.layer_evaluations` per layer with layers); 422 above.
         job_timeout_s: seconds a background job (the layer-wise grid) may run, waiting for a
             slot included.
         explain_batch_size: images per model call of an explanation (bounds its memory: the
@@ -153,7 +153,7 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         if cost > service.max_request_evals:
             raise HTTPException(422, f"this grid would take {cost:,} model evaluations, more than the limit of "
                                      f"{service.max_request_evals:,}: lower depth")
-        from ..explain.layerwise import layer_taps
+        from ..attribution.layerwise import layer_taps
 
         job_id = jobs.create("layers", len(layer_taps(predictor.model)))
 

@@ -19,7 +19,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect
 
 from ..errors import EmoadaptError
-from ..explain import settings
+from ..attribution import settings
 from .limits import MAX_DEPTH, MAX_EVALS, Service
 
 _INTEGER = re.compile(r"-?[0-9]{1,6}")  #: ASCII digits only: int() accepts "٣" as a digit string
@@ -161,11 +161,11 @@ def png_base64(render: Callable[[Path], Any]) -> str:
 def request_cost(service: Service, depth: int, max_evals: int | None, explanation: bool = True,
                  layers: bool = False) -> int:
     """Model evaluations of an explain request: 1 prediction and the DnCShap explanation
-    (:func:`~emoadapt.explain.settings.explanation_evaluations`) when ``explanation``, plus, with
-    ``layers``, each spatial layer (:func:`~emoadapt.explain.settings.layer_evaluations`) — at the
+    (:func:`~emoadapt.attribution.settings.explanation_evaluations`) when ``explanation``, plus, with
+    ``layers``, each spatial layer (:func:`~emoadapt.attribution.settings.layer_evaluations`) — at the
     depth the model's input and each layer's feature map allow, as the explainers cap it. The same
     count the explainers report as ``evaluations`` (tests/test_serve_cost.py)."""
-    from ..explain.partition import max_depth
+    from ..attribution.partition import max_depth
 
     predictor = service.predictor
     cost = 0
@@ -182,7 +182,7 @@ def tap_shapes(service: Service) -> list[tuple[int, int]]:
     if service.tap_shapes is None:
         import torch
 
-        from ..explain.layerwise import layer_taps
+        from ..attribution.layerwise import layer_taps
 
         predictor = service.predictor
         taps = layer_taps(predictor.model)
@@ -213,7 +213,7 @@ def summary(explanation) -> dict[str, Any]:
 def explain_job(service: Service, data: bytes, name: str, options: ExplainOptions) -> dict[str, Any]:
     """The prediction, a DnCShap explanation drawn over the whole image (``overlay_png``) and, with
     ``options.layers``, the layer-wise grid (``layers_png``, ``layers``)."""
-    from ..explain import save_overlay
+    from ..attribution import save_overlay
     from ..results import overlay_note
 
     predictor = service.predictor
@@ -241,8 +241,8 @@ def layers_job(service: Service, image, depth: int, target_index: int | None,
     """``layers`` (a summary per tap), ``shares`` (per tap, its share of p(class) over the image on a
     64-cell grid: what the page draws one layer at a time from) and ``layers_png`` (the grid over
     the whole image)."""
-    from ..explain import save_layer_grid
-    from ..explain.figures import share_grid
+    from ..attribution import save_layer_grid
+    from ..attribution.figures import share_grid
 
     predictor = service.predictor
     tensor = predictor.preprocess(image)

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..data.decode import decode_image
 from ..errors import CheckpointError, EmoadaptError, ImageDecodeError, ModelOutputError
-from ..explain import settings
+from ..attribution import settings
 
 MAX_DEPTH = settings.MAX_DEPTH  #: largest DnCShap depth a client may ask for
 MAX_EVALS = settings.MAX_EVALS_LIMIT  #: largest DnCShap budget a client may ask for

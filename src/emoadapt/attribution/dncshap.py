@@ -8,7 +8,7 @@ exactly to v(x) − v(baseline). Formulas, axioms, cost and the differences from
 original recursion (``variant="reference"``) are in ``docs/dncshap.md``.
 
 Cost of the whole tree: 2**(T+1) model evaluations with one context, 2**(T+2) − 4 with both
-(:func:`~emoadapt.explain.settings.tree_evaluations`). With a budget (``max_evals``) regions are
+(:func:`~emoadapt.attribution.settings.tree_evaluations`). With a budget (``max_evals``) regions are
 split largest |score| first until the budget is spent; the scores still add up exactly.
 """
 
@@ -102,7 +102,7 @@ class DnCShap(Explainer):
 
     Args:
         forward: an ``nn.Module``, an onnxruntime ``InferenceSession`` or a callable
-            (N, C, H, W) → (N, K) (see :class:`~emoadapt.explain._base.BatchFunction`).
+            (N, C, H, W) → (N, K) (see :class:`~emoadapt.attribution._base.BatchFunction`).
         depth: partition depth T (2**T regions); capped at :func:`max_depth` of the input.
         baseline: ``"zero"``, ``"mean"``, ``"blur"``, a number or a tensor (see
             :func:`resolve_baseline`): what absent pixels are replaced by.
@@ -119,7 +119,7 @@ class DnCShap(Explainer):
             ``batch_size`` evaluations, until the budget or depth T is reached; the result then has
             regions of several sizes.
         regions: ``"grid"`` (default: every node halved at its middle) or ``"content"`` (each node
-            cut where its halves are most uniform in colour, :func:`~emoadapt.explain.partition.content_partition`).
+            cut where its halves are most uniform in colour, :func:`~emoadapt.attribution.partition.content_partition`).
     """
 
     def __init__(self, forward: Any, *, depth: int = settings.DEPTH, baseline: Any = settings.BASELINE,

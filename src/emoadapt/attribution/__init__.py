@@ -5,14 +5,14 @@
 >>> explanation.values.sum()                          # == v(x) - v(baseline)
 >>> save_overlay(image, explanation, "overlay.png")
 
-The top-level name ``emoadapt.explain`` is the one-call API :func:`emoadapt.api.explain`, which also
-carries this subpackage's names (``emoadapt.explain.DnCShap``); see ``emoadapt._ExplainEntry``.
+The one-call API is the function :func:`emoadapt.explain` (:func:`emoadapt.api.explain`, a layer
+above); this subpackage holds the explainers it runs and never imports that layer.
 """
 
 import importlib
 from typing import Any
 
-#: public name -> submodule; imported on first use, so ``emoadapt.explain.settings`` (and the CLI's
+#: public name -> submodule; imported on first use, so ``emoadapt.attribution.settings`` (and the CLI's
 #: ``--help``) does not import torch.
 _LAZY = {
     "BatchFunction": "_base", "Explainer": "_base", "Explanation": "_base", "paint": "_base",

@@ -65,10 +65,10 @@ def deletion_insertion(forward: Any, image: torch.Tensor, attribution: np.ndarra
 
     Args:
         forward: the model (an ``nn.Module``, an onnxruntime session or a callable; see
-            :class:`~emoadapt.explain.BatchFunction`).
+            :class:`~emoadapt.attribution.BatchFunction`).
         target: class whose probability is followed.
         baseline: what deleted (and not yet inserted) pixels become (see
-            :func:`~emoadapt.explain.resolve_baseline`); use the explanation's own baseline.
+            :func:`~emoadapt.attribution.resolve_baseline`); use the explanation's own baseline.
         steps: number of equal fractions after 0 (``steps + 1`` points per curve).
     """
     x = torch.as_tensor(image).float()
