@@ -163,3 +163,27 @@ def test_the_product_never_imports_the_research_code():
                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             bad += [f"{name} imports {t}" for t in targets if t.split(".")[0] in ("research", "benchmarks")]
     assert bad == []
+
+
+#: functions allowed to be long or to take many parameters, each with its reason. Keep it short.
+LONG_ALLOWED = {
+    "emoadapt.serve.app.create_app": "one keyword per `emoadapt serve` option, and the routes as closures over them",
+    "emoadapt.serve.limits.__init__": "Service: one keyword per limit of the web service (upload, pixels, lanes, timeouts)",
+    "emoadapt.training.loop.fit": "arrays of both splits besides the plan; the keywords are run control",
+}
+
+
+def test_no_function_of_the_product_is_long_or_takes_many_parameters():
+    """Short functions a newcomer can follow: none over 90 lines or 14 parameters (``run_epochs``
+    once took 21 and ran 129 lines; it now takes an EpochPlan, the RunFiles and two callbacks)."""
+    too_long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                count = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+                lines = node.end_lineno - node.lineno + 1
+                where = f"{name}.{node.name}"
+                if (lines > 90 or count > 14) and where not in LONG_ALLOWED:
+                    too_long.append(f"{name}.{node.name}: {lines} lines, {count} parameters")
+    assert too_long == []

@@ -21,7 +21,7 @@ from ..data.labels import IER_CLASSES
 from ..data.transforms import match_channels, uint8_to_tensor
 from ..training.augment import augment_batch
 from ..training.distributed import Dist, Taps, autocast, wrap
-from ..training.loop import StepFn, run_epochs
+from ..training.loop import EpochPlan, RunFiles, StepFn, run_epochs
 from ..training.metrics import classification_report, predict_arrays
 from .config import AdaptConfig, uses_source
 from .losses import adaptation_loss, pooled
@@ -49,12 +49,11 @@ def fit_adaptation(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: Adap
                    classes: tuple[str, ...] = IER_CLASSES) -> dict:
     """Run ``cfg.epochs`` epochs of ``train_step`` with the run's settings stored beside the weights
     (``best.safetensors`` is a model of ``classes`` whose metadata holds the whole :class:`AdaptConfig`)."""
-    return run_epochs(model, optimizer, settings=asdict(cfg), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-                      seed=cfg.seed, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs, min_lr_ratio=cfg.min_lr_ratio,
-                      train_step=train_step, validate=validate, out_dir=out_dir,
-                      model_config=model.config.to_dict(), classes=tuple(classes), resume=resume,
-                      extra_meta={"task": "ier", "adapt": asdict(cfg)}, stop_after_epochs=stop_after_epochs,
-                      progress=progress, ema_decay=cfg.ema, helpers=helpers, dist=dist)
+    files = RunFiles(Path(out_dir), asdict(cfg), model.config.to_dict(), tuple(classes),
+                     {"task": "ier", "adapt": asdict(cfg)})
+    return run_epochs(model, optimizer, EpochPlan.of(cfg, steps_per_epoch), files, train_step, validate,
+                      resume=resume, progress=progress, stop_after_epochs=stop_after_epochs, helpers=helpers,
+                      dist=dist)
 
 
 def train_joint(model: nn.Module, optimizer: torch.optim.Optimizer, discrepancy: nn.Module, target_train: Arrays,
