@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import EmoadaptError, ImageDecodeError
+from .errors import ImageDecodeError
 from .pipeline import DRAFT_FACTOR, default_workers, loaded_batches
-from .results import RowWriter, completed_paths
+from .results import open_results
 
 
 def fill_row(row: dict, predictor, outputs: dict[str, np.ndarray], index: int) -> str | None:
@@ -83,12 +83,7 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     A row's ``seconds`` is its image's decode time plus its share of its batch's model time.
     ``overlay``: the file has an ``overlay`` column (the path ``on_row`` puts in ``row["overlay"]``).
     """
-    output = Path(output)
-    if output.suffix not in (".csv", ".jsonl"):
-        raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
-    affect = tuple(getattr(predictor, "affect_names", ()))
-    skip = completed_paths(output, predictor.classes, affect, overlay=overlay) if resume else set()
-    writer = RowWriter(output, predictor.classes, append=resume, affect=affect, overlay=overlay)
+    writer, skip = open_results(output, predictor, resume, overlay=overlay)
     todo = [p for p in paths if writer.key(p) not in skip]
     counts = {"total": len(paths), "done": 0, "skipped": len(paths) - len(todo), "failed": 0}
     size = getattr(predictor, "input_size", None)

@@ -13,7 +13,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import EmoadaptError
 from .fileio import atomic_write_bytes
@@ -173,6 +173,18 @@ def _jsonl_paths(output: Path, lines: list[str], expected: list[str] | None) -> 
                                    f"this model writes {','.join(sorted(probs))}")
         done.add(row_key(row["path"], row.get("time")))
     return done
+
+
+def open_results(output: str | os.PathLike, predictor: Any, resume: bool, *, video: bool = False,
+                 overlay: bool = False) -> tuple["RowWriter", set[str]]:
+    """The writer of a results file for ``predictor``'s classes and affect outputs, and the rows it
+    already holds (their :func:`completed_paths` keys; empty unless ``resume``, which appends)."""
+    output = Path(output)
+    if output.suffix not in (".csv", ".jsonl"):
+        raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
+    affect = tuple(getattr(predictor, "affect_names", ()))
+    done = completed_paths(output, predictor.classes, affect, video=video, overlay=overlay) if resume else set()
+    return RowWriter(output, predictor.classes, append=resume, affect=affect, video=video, overlay=overlay), done
 
 
 class RowWriter:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from .data.video import sample_frames
-from .errors import EmoadaptError, VideoDecodeError
+from .errors import VideoDecodeError
 from .predict import fill_row, predict_outputs
-from .results import RowWriter, completed_paths, path_from_text, row_key
+from .results import RowWriter, open_results, path_from_text, row_key
 
 
 def predict_videos(predictor, videos: list[Path], output: str | Path, *, every: float = 1.0, batch_size: int = 32,
@@ -35,12 +35,7 @@ def predict_videos(predictor, videos: list[Path], output: str | Path, *, every: 
 
     ``on_frames(n, failed)`` reports progress, ``on_error(video, message)`` a video that failed. Returns counts: ``videos``, ``frames`` (rows
     predicted), ``skipped`` (frames already in the output), ``failed`` (error rows)."""
-    output = Path(output)
-    if output.suffix not in (".csv", ".jsonl"):
-        raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
-    affect = tuple(getattr(predictor, "affect_names", ()))
-    done = completed_paths(output, predictor.classes, affect, video=True) if resume else set()
-    writer = RowWriter(output, predictor.classes, append=resume, affect=affect, video=True)
+    writer, done = open_results(output, predictor, resume, video=True)
     counts = {"videos": len(videos), "frames": 0, "skipped": 0, "failed": 0}
     try:
         for video in videos:

@@ -46,28 +46,27 @@ REGION = "grid"
 
 def check_depth(depth: Any, maximum: int | None = None) -> int:
     """``depth`` as an int in ``0..maximum`` (no upper bound when ``maximum`` is None)."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        if not (isinstance(depth, str) and depth.strip().lstrip("-").isdigit()):
-            raise EmoadaptError(f"depth must be an integer, got {depth!r}")
-        depth = int(depth)
-    if depth < 0 or (maximum is not None and depth > maximum):
-        bound = f"0..{maximum}" if maximum is not None else "at least 0"
-        raise EmoadaptError(f"depth must be {bound}, got {depth}")
-    return depth
+    return _checked_int(depth, "depth", 0, maximum)
 
 
 def check_max_evals(max_evals: Any, maximum: int | None = None, name: str = "max_evals") -> int | None:
     """A budget of model evaluations: ``None`` or ``"full"`` (the whole tree) or an int ≥ 2."""
     if max_evals is None or max_evals == "full":
         return None
-    if isinstance(max_evals, bool) or not isinstance(max_evals, int):
-        if not (isinstance(max_evals, str) and max_evals.strip().isdigit()):
-            raise EmoadaptError(f"{name} must be an integer of at least 2 or 'full', got {max_evals!r}")
-        max_evals = int(max_evals)
-    if max_evals < 2 or (maximum is not None and max_evals > maximum):
-        bound = f"in 2..{maximum}" if maximum is not None else "at least 2"
-        raise EmoadaptError(f"{name} must be {bound} or 'full', got {max_evals}")
-    return max_evals
+    return _checked_int(max_evals, name, 2, maximum, " or 'full'")
+
+
+def _checked_int(value: Any, name: str, minimum: int, maximum: int | None, alternative: str = "") -> int:
+    """``value`` (an int or a string of digits, not a bool) as an int in ``minimum..maximum``; the
+    error names ``name`` and any ``alternative`` the caller also accepts."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+            raise EmoadaptError(f"{name} must be an integer of at least {minimum}{alternative}, got {value!r}")
+        value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in {minimum}..{maximum}" if maximum is not None else f"at least {minimum}"
+        raise EmoadaptError(f"{name} must be {bound}{alternative}, got {value}")
+    return value
 
 
 def check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
