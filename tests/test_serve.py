@@ -196,7 +196,7 @@ def test_nothing_left_in_the_temp_dir(predictor, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     big = png(800, 800)  # > 1 MiB: the multipart parser spools it to a temp file
     assert len(big) > 2**20
-    with TestClient(create_app(predictor, depth=3)) as client:
+    with TestClient(create_app(predictor, depth=3, timeout_s=300)) as client:
         assert client.post("/api/explain", files=upload(big), data={"layers": "true"}).status_code == 200
         assert client.post("/api/predict", files=upload(b"corrupt")).status_code == 422
     assert list(scratch.iterdir()) == []
