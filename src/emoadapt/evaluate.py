@@ -23,7 +23,7 @@ import torch
 from .data import open_dataset
 from .data.labels import FACE_ALIASES, FER_CLASSES, IER_CLASSES, fer_classes_in_ier_order
 from .data.records import ImageDataset
-from .data.splits import select_splits
+from .data.splits import sample_key, select_splits
 from .errors import EmoadaptError
 from .fileio import atomic_write_json
 from .training.metrics import classification_report, save_confusion_png
@@ -54,7 +54,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
                    mapping: str = "auto", tta: str | None = None, out_dir: str | Path | None = None,
                    progress: bool = True, fit: str | None = None, label_map: dict[str, str] | None = None,
-                   batch_size: int = 32) -> dict[str, Any]:
+                   batch_size: int = 32, limit: int | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset,
     scored exactly as ``emoadapt predict`` scores (the one prediction path,
     :class:`~emoadapt.predictor.Predictor`: the model's own input fit, test-time augmentation and
@@ -62,12 +62,18 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
 
     ``manifest`` (a split manifest written by ``data split`` or ``adapt``) assigns the splits that
     ``splits`` selects. ``label_map`` (dataset label → IER class) maps a dataset whose labels have
-    no IER map of their own. Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` when given."""
+    no IER map of their own. ``limit``: score a seeded random subset of at most that many images
+    (seed 0: the same images on every run, in dataset order). The report holds every scored image's
+    ``keys`` (path relative to the dataset folder), true ``labels`` and ``predicted`` class indices, so that a later
+    run on a subset can be compared image by image. Writes ``metrics.json`` and ``confusion.png``
+    to ``out_dir`` when given."""
     from tqdm import tqdm
 
     from .errors import ImageDecodeError
     from .predictor import Predictor
 
+    if limit is not None and limit < 1:
+        raise EmoadaptError(f"--limit must be at least 1, got {limit}")
     predictor = Predictor(weights, fit=fit)
     if tta is not None:
         predictor.tta = tta
@@ -81,8 +87,11 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         dataset = dataset.to_ier_dataset()
         classes = IER_CLASSES
     index = {c: i for i, c in enumerate(dataset.classes)}
-    probs, labels, failed = [], [], []
+    probs, labels, failed, keys = [], [], [], []
     samples = dataset.samples
+    if limit is not None and limit < len(samples):
+        chosen = np.sort(np.random.default_rng(0).permutation(len(samples))[:limit])
+        samples = [samples[i] for i in chosen]
     for start in tqdm(range(0, len(samples), batch_size), desc=f"scoring {dataset.name}", unit="batch",
                       disable=not progress):
         tensors = []
@@ -90,6 +99,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
             try:
                 tensors.append(predictor.preprocess(sample.path))
                 labels.append(index[sample.label])
+                keys.append(sample_key(sample, dataset.root))
             except ImageDecodeError as exc:
                 failed.append((sample.path, exc.reason))
         if tensors:
@@ -104,7 +114,8 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
                    "mapping": mapping, "tta": predictor.tta, "fit": predictor.fit,
                    "weights": str(weights if weights is not None else predictor.meta.get("name", "")),
                    "model": predictor.meta.get("name"), "weights_sha256": predictor.meta.get("weights_sha256"),
-                   "calibrated": predictor.calibration.calibrated, "failed": failed})
+                   "calibrated": predictor.calibration.calibrated, "failed": failed, "limit": limit,
+                   "keys": keys, "labels": labels, "predicted": probs.argmax(1).tolist()})
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_json(out / "metrics.json", report)

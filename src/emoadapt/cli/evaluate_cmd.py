@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", choices=FIT_CHOICES, default=None,
                    help="how images become the square input (default: the model's own fit, as emoadapt predict "
                         "does)")
-    p.add_argument("--out", default=None, help="folder for metrics.json and confusion.png")
+    p.add_argument("--limit", type=int, default=None,
+                   help="score a seeded random subset of at most N images (the same ones every run; default: all)")
+    p.add_argument("--out", default=None, help="folder for metrics.json (with every image's prediction) and "
+                                               "confusion.png")
     p.set_defaults(run=run)
 
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_model(args.model or args.weights, args.data, layout=args.layout,
                             splits=args.split.split(",") if args.split else None, manifest=args.manifest,
                             mapping=args.map, tta=args.tta, out_dir=args.out, fit=args.crop,
-                            label_map=args.label_map)
+                            label_map=args.label_map, limit=args.limit)
     summary = {k: report[k] for k in ("dataset", "split", "n", "accuracy", "macro_f1")}
     print(json.dumps(summary, indent=2))
     for name, row in report["per_class"].items():
