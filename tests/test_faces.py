@@ -1,0 +1,141 @@
+"""Faces in the picture (issue #35): detection (none, many, tiny, at the border, the cap), the crop,
+the reading (face branch: 7 expressions mapped to the 4 classes; other models: the crop whole),
+``analyze(faces=True)``, ``predict --faces`` and the web API's ``faces=true``.
+
+The face is the bundled public-domain astronaut photo's (src/emoadapt/samples/astronaut.jpg),
+pasted on a grey gradient at known places; every picture is small, so detection takes
+milliseconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emoadapt.errors import EmoadaptError
+from emoadapt.faces.detect import FaceBox, detect_faces
+from emoadapt.faces.options import NO_FACES
+from emoadapt.faces.read import crop_box, mapped_classes
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "emoadapt" / "samples" / "astronaut.jpg"
+#: the astronaut's face (the cascade's box 176, 66, 97, 97) with a 20 px margin
+FACE_AREA = (156, 46, 293, 183)
+#: five faces: (x, y, side) of each pasted face square on a 360 × 200 gradient
+FIVE = [(5, 10, 70), (90, 20, 60), (170, 5, 80), (260, 30, 64), (40, 110, 66)]
+
+
+@pytest.fixture(scope="module")
+def face() -> Image.Image:
+    return Image.open(SAMPLE).convert("RGB").crop(FACE_AREA)
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    """A grey horizontal gradient, RGB: no face anywhere."""
+    row = np.linspace(40, 200, width)[None, :, None] * np.ones((height, 1, 3))
+    return Image.fromarray(row.astype(np.uint8))
+
+
+def pasted(face: Image.Image, places, size=(360, 200)) -> Image.Image:
+    picture = gradient(*size)
+    for x, y, side in places:
+        picture.paste(face.resize((side, side)), (x, y))
+    return picture
+
+
+def test_a_picture_without_faces_says_so(tiny_predictor):
+    found = detect_faces(gradient(200, 150))
+    assert found.faces == [] and found.small == 0
+    result = tiny_predictor.read_faces(gradient(200, 150))
+    assert result["faces"] == [] and result["count"] == 0 and result["note"] == NO_FACES
+
+
+def test_many_faces_are_each_found_once(face):
+    found = detect_faces(pasted(face, FIVE))
+    assert len(found.faces) == 5
+    for x, y, side in FIVE:  # each pasted square holds exactly one detected box
+        inside = [f for f in found.faces if x <= f.x and f.x + f.w <= x + side and y <= f.y and f.y + f.h <= y + side]
+        assert len(inside) == 1
+    areas = [f.w * f.h for f in found.faces]
+    assert areas == sorted(areas, reverse=True)  # largest first
+
+
+def test_max_faces_keeps_the_largest_and_counts_the_rest(face):
+    found = detect_faces(pasted(face, FIVE), max_faces=2)
+    assert len(found.faces) == 2 and found.over_limit == 3
+    assert min(f.w for f in found.faces) >= max(f.w for f in detect_faces(pasted(face, FIVE)).faces[2:])
+
+
+def test_tiny_faces_are_skipped_with_a_count(face, tiny_predictor):
+    picture = pasted(face, [(20, 20, 100), (200, 40, 34)], size=(300, 160))
+    everything = detect_faces(picture, min_face=20)
+    assert len(everything.faces) == 2
+    found = detect_faces(picture, min_face=40)
+    assert len(found.faces) == 1 and found.small == 1 and found.faces[0].w >= 40
+    alone = tiny_predictor.read_faces(pasted(face, [(200, 40, 34)], size=(300, 160)), min_face=40)
+    assert alone["count"] == 0 and alone["skipped_small"] == 1
+    assert alone["note"].startswith(NO_FACES) and "1 smaller skipped" in alone["note"]
+
+
+def test_limits_are_checked():
+    with pytest.raises(EmoadaptError, match="at least 20 px"):
+        detect_faces(gradient(50, 50), min_face=10)
+    with pytest.raises(EmoadaptError, match="positive"):
+        detect_faces(gradient(50, 50), max_faces=0)
+
+
+def test_crop_box_adds_the_margin_and_is_clamped_at_the_border():
+    assert crop_box(FaceBox(50, 60, 40, 40, 1.0), 200, 200) == (46, 56, 94, 104)
+    assert crop_box(FaceBox(2, 170, 40, 40, 1.0), 200, 200) == (0, 166, 46, 200)  # left and bottom clamped
+
+
+def test_a_face_at_the_border_is_read_from_a_clamped_crop(face, tiny_predictor):
+    picture = gradient(200, 160)
+    picture.paste(face.resize((70, 70)).crop((12, 0, 70, 70)), (0, 40))  # the face's left edge cut off
+    result = tiny_predictor.read_faces(picture)
+    assert result["count"] == 1
+    one = result["faces"][0]
+    x, y, w, h = one["box"]
+    assert x < round(0.1 * w)  # the margin would leave the picture
+    assert one["crop"][0] == 0 and one["crop"][2] == x + w + round(0.1 * w)  # clamped on the left only
+    assert one["reader"] == "model" and one["expressions"] is None  # the tiny EmoNet has no face branch
+    assert sum(one["emotion"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_mapped_classes_renormalise_the_four_fer_classes():
+    seven = np.array([[0.1, 0.2, 0.3, 0.2, 0.1, 0.05, 0.05]])  # angry disgust fear happy neutral sad surprise
+    probs = mapped_classes(seven, ("happy", "sad", "hate", "anger"))
+    np.testing.assert_allclose(probs, [[0.2, 0.05, 0.2, 0.1]] / np.float64(0.55))
+
+
+def test_a_fer_face_branch_gives_seven_expressions_and_their_four_classes(face, tmp_path_factory, one_thread):
+    import torch
+
+    from emoadapt.api import Predictor
+    from emoadapt.models.efficientnet_lite import EfficientNetLiteConfig
+    from emoadapt.models.fusion import FusionConfig, FusionNet
+    from emoadapt.models.weights import save_weights
+
+    torch.manual_seed(0)
+    config = FusionConfig(face=EfficientNetLiteConfig(input_size=32, num_classes=7).to_dict(),
+                          scene=EfficientNetLiteConfig(input_size=48).to_dict(), hidden=8, input_size=48)
+    path = tmp_path_factory.mktemp("fusion") / "fusion7.safetensors"
+    save_weights(path, FusionNet(config).eval(), config.to_dict(), {"classes": ["happy", "sad", "hate", "anger"]})
+    result = Predictor(str(path), runtime="torch").analyze(pasted(face, FIVE[:2]), faces=True)
+    faces = result["faces"]["faces"]
+    assert len(faces) == 2 and result["faces"]["note"] is None
+    for one in faces:
+        assert one["reader"] == "face-branch" and len(one["expressions"]) == 7
+        seven = np.array([list(one["expressions"].values())])
+        expected = mapped_classes(seven, ("happy", "sad", "hate", "anger"))[0]
+        np.testing.assert_allclose(list(one["emotion"].values()), expected, atol=1e-5)
+        assert one["dominant_expression"] == max(one["expressions"], key=one["expressions"].get)
+    assert set(result["emotion"]) == {"happy", "sad", "hate", "anger"}  # the whole image is still read
+
+
+def test_analyze_without_faces_has_no_faces_key(tiny_predictor):
+    assert "faces" not in tiny_predictor.analyze(gradient(60, 40))
+    with pytest.raises(EmoadaptError, match="picture itself"):
+        tiny_predictor.read_faces(tiny_predictor.preprocess(gradient(60, 40)))
