@@ -8,7 +8,8 @@ cover 640 × 480 px and centre-cropped) with one face of each size in :data:`SIZ
 random place, no two overlapping. Each face is drawn with its source uniform over FER2013
 PrivateTest (48 px crops), JAFFE (the reader's face crops of the 256 px shots) and CK+48 (48 px
 crops), its class uniform over the 4 mapped classes (happy, sad, disgust→hate, angry→anger), and a
-face uniform within (source, class), without repeats. Faces are pasted grey (as the datasets give
+face uniform within (source, class) (a pool repeats only once all its faces were dealt: see
+``pools_dealt_more_than_once``). Faces are pasted grey (as the datasets give
 them), resized to the square box.
 
 A pasted box counts as found when a detection (``read_faces`` with ``min_face`` = the cascade's
@@ -30,6 +31,7 @@ median of ``--repeats`` runs after one warm-up, one torch/onnxruntime/OpenCV thr
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -56,8 +58,9 @@ SOURCES = ("fer2013", "jaffe", "ckplus48")
 IOU = 0.4
 
 
-def face_pools(rng: random.Random) -> dict[tuple[str, str], list]:
-    """``{(source, IER class): [(dataset, sample)…]}`` shuffled: FER2013 PrivateTest, JAFFE, CK+48."""
+def face_pools(rng: random.Random) -> dict[tuple[str, str], dict]:
+    """``{(source, IER class): {"faces": [(dataset, sample)…] shuffled, "next": 0, "rounds": 1}}`` of
+    FER2013 PrivateTest, JAFFE and CK+48."""
     pools: dict[tuple[str, str], list] = {}
     for source in SOURCES:
         dataset = open_dataset(dataset_path(source), source).to_ier_dataset()
@@ -65,8 +68,9 @@ def face_pools(rng: random.Random) -> dict[tuple[str, str], list]:
             dataset = dataset.split("PrivateTest")
         for sample in dataset.samples:
             pools.setdefault((source, sample.label), []).append((dataset, sample))
-    for pool in pools.values():
-        rng.shuffle(pool)
+    for key, faces in pools.items():
+        rng.shuffle(faces)
+        pools[key] = {"faces": faces, "next": 0, "rounds": 1}
     return pools
 
 
@@ -129,11 +133,18 @@ def match(truth: list[tuple], found: list[dict]) -> list[int | None]:
 
 
 def draw_faces(pools, rng: random.Random, count: int) -> list[tuple]:
-    """``count`` faces ``(source, label, image)``: source and class uniform, each face used once."""
+    """``count`` faces ``(source, label, image)``: source and class uniform; a (source, class) pool
+    deals its faces in a shuffled order and, once every face was dealt, again in a new order
+    (JAFFE has about 30 faces per class)."""
     drawn = []
     for _ in range(count):
         source, label = rng.choice(SOURCES), rng.choice(IER_CLASSES)
-        dataset, sample = pools[(source, label)].pop()
+        pool = pools[(source, label)]
+        if pool["next"] == len(pool["faces"]):
+            rng.shuffle(pool["faces"])
+            pool["next"], pool["rounds"] = 0, pool["rounds"] + 1
+        dataset, sample = pool["faces"][pool["next"]]
+        pool["next"] += 1
         drawn.append((source, label, dataset.load(sample, "L")))
     return drawn
 
@@ -255,16 +266,20 @@ def main() -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     predictor = Predictor(args.model, threads=1)
+    load_start = [round(v, 2) for v in os.getloadavg()]
     rng = random.Random(args.seed)
     pools, scenes = face_pools(rng), scene_images()
     started = time.perf_counter()
     records = measure_scenes(predictor, pools, scenes, args.composites, rng)
+    rounds = {f"{source}/{label}": pool["rounds"] for (source, label), pool in pools.items() if pool["rounds"] > 1}
     result = {"sizes_px": list(SIZES), "canvas_px": list(CANVAS), "sources": list(SOURCES), "iou_threshold": IOU,
               "detector": f"OpenCV {cv2.__version__} {CASCADE_FILE}, min face {CASCADE_WINDOW} px",
-              "margin": MARGIN, **summary(records), "scenes_seconds": round(time.perf_counter() - started, 1),
+              "margin": MARGIN, "pools_dealt_more_than_once": rounds, **summary(records), "scenes_seconds": round(time.perf_counter() - started, 1),
               "timing": measure_time(predictor, pools, scenes, args.repeats, rng), "runtime": predictor.runtime,
               "readers_fer2013_privatetest": compare_readers(predictor, args.reader_faces, rng) if args.reader_faces else None}
-    payload = {**provenance(predictor.meta.get("name", args.model), predictor.meta.get("weights_sha256")), **result,
+    load = {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]}  # 1/5/15-min load (2 cores shared)
+    payload = {**provenance(predictor.meta.get("name", args.model), predictor.meta.get("weights_sha256"),
+                            load_average=load), **result,
                "records": records}
     print(f"wrote {write_json(args.out, payload)}")
     print({k: v for k, v in result.items() if k != "records"})

@@ -68,7 +68,8 @@ def check_probabilities(probs: np.ndarray) -> str | None:
 def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_size: int = 32, resume: bool = False,
                   on_batch: Callable[[int, int], None] | None = None,
                   on_row: Callable[[dict, torch.Tensor | None], None] | None = None,
-                  workers: int | None = None, draft: bool = False, overlay: bool = False) -> dict[str, int]:
+                  workers: int | None = None, draft: bool = False, overlay: bool = False,
+                  faces: bool = False) -> dict[str, int]:
     """Predict every image in ``paths`` and stream rows to ``output`` (``.csv`` or ``.jsonl``).
 
     ``on_batch(done, failed)`` reports progress; ``on_row(row, image_tensor)`` lets the caller add
@@ -81,14 +82,15 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     short side stays ≥ 2 × the model's input size: faster, but the probabilities then differ slightly
     from the API's and the web app's (measured in docs/scaling.md), so it is off by default.
     A row's ``seconds`` is its image's decode time plus its share of its batch's model time.
-    ``overlay``: the file has an ``overlay`` column (the path ``on_row`` puts in ``row["overlay"]``).
+    ``overlay``: the file has an ``overlay`` column (the path ``on_row`` puts in ``row["overlay"]``);
+    ``faces``: a ``faces`` column (the object ``on_row`` puts in ``row["faces"]``, JSON in a CSV).
     """
     output = Path(output)
     if output.suffix not in (".csv", ".jsonl"):
         raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
     affect = tuple(getattr(predictor, "affect_names", ()))
-    skip = completed_paths(output, predictor.classes, affect, overlay=overlay) if resume else set()
-    writer = RowWriter(output, predictor.classes, append=resume, affect=affect, overlay=overlay)
+    skip = completed_paths(output, predictor.classes, affect, overlay=overlay, faces=faces) if resume else set()
+    writer = RowWriter(output, predictor.classes, append=resume, affect=affect, overlay=overlay, faces=faces)
     todo = [p for p in paths if writer.key(p) not in skip]
     counts = {"total": len(paths), "done": 0, "skipped": len(paths) - len(todo), "failed": 0}
     size = getattr(predictor, "input_size", None)
