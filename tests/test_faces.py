@@ -139,3 +139,70 @@ def test_analyze_without_faces_has_no_faces_key(tiny_predictor):
     assert "faces" not in tiny_predictor.analyze(gradient(60, 40))
     with pytest.raises(EmoadaptError, match="picture itself"):
         tiny_predictor.read_faces(tiny_predictor.preprocess(gradient(60, 40)))
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    from conftest import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("faces-model") / "tiny.safetensors")
+
+
+def test_predict_faces_writes_a_faces_column_and_one_row_per_face(face, tiny_weights, tmp_path, one_thread):
+    import csv
+
+    from emoadapt.cli import main
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    pasted(face, FIVE).save(folder / "group.png")
+    gradient(120, 90).save(folder / "empty.png")
+    out, rows = tmp_path / "out.csv", tmp_path / "faces.jsonl"
+    assert main(["predict", str(folder), "--out", str(out), "--model", str(tiny_weights), "--no-progress",
+                 "--face-rows", str(rows), "--max-faces", "3", "--min-face", "24", "--workers", "0"]) == 0
+    table = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
+    group, empty = json.loads(table["group.png"]["faces"]), json.loads(table["empty.png"]["faces"])
+    assert group["count"] == 3 and group["skipped_over_limit"] == 2 and len(group["faces"]) == 3
+    assert empty == {"faces": [], "count": 0, "skipped_small": 0, "skipped_over_limit": 0, "note": NO_FACES}
+    lines = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [(Path(r["path"]).name, r["face"]) for r in lines] == [("group.png", 0), ("group.png", 1), ("group.png", 2)]
+    assert [[r[k] for k in "xywh"] for r in lines] == [f["box"] for f in group["faces"]]
+    assert all(r["emotion"] == max(TINY4, key=lambda c: r[f"prob_{c}"]) for r in lines)
+    # resuming needs the same options: a file written with --faces is not continued without it
+    assert main(["predict", str(folder), "--out", str(out), "--model", str(tiny_weights), "--no-progress",
+                 "--resume", "--workers", "0"]) == 2
+
+
+TINY4 = ("happy", "sad", "hate", "anger")
+
+
+def test_predict_refuses_bad_face_limits(tiny_weights, tmp_path, capsys):
+    from emoadapt.cli import main
+
+    gradient(40, 40).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "o.csv"), "--model", str(tiny_weights),
+                 "--faces", "--min-face", "8", "--no-progress"]) == 2
+    assert "at least 20 px" in capsys.readouterr().err
+
+
+def test_web_predict_with_faces_true_returns_every_face(face, tiny_predictor):
+    import io
+
+    pytest.importorskip("fastapi", reason="the web extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from emoadapt.serve import create_app
+
+    buffer = io.BytesIO()
+    pasted(face, FIVE[:3]).save(buffer, "PNG")
+    client = TestClient(create_app(tiny_predictor))
+    files = {"file": ("group.png", buffer.getvalue(), "image/png")}
+    plain = client.post("/api/predict", files=files).json()
+    assert "faces" not in plain
+    body = client.post("/api/predict", files=files, data={"faces": "true", "max_faces": "2"}).json()
+    assert body["faces"]["count"] == 2 and body["faces"]["skipped_over_limit"] == 1
+    assert all(len(f["box"]) == 4 and set(f["emotion"]) == set(TINY4) for f in body["faces"]["faces"])
+    assert body["emotion"] == plain["emotion"]  # the whole image's answer is unchanged
+    bad = client.post("/api/predict", files=files, data={"faces": "true", "min_face": "5"})
+    assert bad.status_code == 422 and "min_face" in bad.json()["detail"]
+    assert client.post("/api/predict", files=files, data={"faces": "maybe"}).status_code == 422
