@@ -203,6 +203,8 @@ def test_web_predict_with_faces_true_returns_every_face(face, tiny_predictor):
     assert body["faces"]["count"] == 2 and body["faces"]["skipped_over_limit"] == 1
     assert all(len(f["box"]) == 4 and set(f["emotion"]) == set(TINY4) for f in body["faces"]["faces"])
     assert body["emotion"] == plain["emotion"]  # the whole image's answer is unchanged
+    explained = client.post("/api/explain", files=files, data={"faces": "true", "depth": "1"}).json()
+    assert explained["faces"]["count"] == 3 and explained["overlay_png"]
     bad = client.post("/api/predict", files=files, data={"faces": "true", "min_face": "5"})
     assert bad.status_code == 422 and "min_face" in bad.json()["detail"]
     assert client.post("/api/predict", files=files, data={"faces": "maybe"}).status_code == 422

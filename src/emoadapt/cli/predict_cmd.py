@@ -139,6 +139,11 @@ def _chain(hooks: list):
     return on_row
 
 
+def face_labels(faces: dict | None) -> list[tuple[list[int], str]]:
+    """``(box, "<number> <class>")`` of each face read (:meth:`Predictor.read_faces`), for overlays."""
+    return [(face["box"], f"{i + 1} {face['dominant_emotion']}") for i, face in enumerate((faces or {}).get("faces", []))]
+
+
 def _face_row_writer(predictor, face_rows: str | None, shard, resume: bool):
     """The :class:`~emoadapt.results.FaceRowWriter` of ``--face-rows`` (a part file per ``--shard``)."""
     if face_rows is None:
@@ -255,7 +260,8 @@ def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
         target = predictor.classes.index(row["emotion"]) if row.get("emotion") in predictor.classes else None
         explanation = explainer.attribute(image, target)
         png = folder / overlay_name(row["path"])
-        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit, note=overlay_note(row))
+        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit, note=overlay_note(row),
+                     faces=face_labels(row.get("faces")))
         row["overlay"] = str(png)
 
     return on_row

@@ -27,11 +27,11 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "target": {"type": "string", "description": "class name to explain (explain only)"},
         "layers": {"type": "boolean", "description": "also return the layer-wise grid (explain only; "
                    "for a normal photo use /api/explain/layers, a background job)"},
-        "faces": {"type": "boolean", "description": "predict only: also locate and read every face (boxes, "
-                  "detection scores, classes and 7 expressions per face)"},
-        "min_face": {"type": "integer", "minimum": 20, "description": "predict only, with faces: smallest face "
+        "faces": {"type": "boolean", "description": "also locate and read every face (boxes, detection "
+                  "scores, classes and 7 expressions per face); explain: outlined on the overlay"},
+        "min_face": {"type": "integer", "minimum": 20, "description": "with faces: smallest face "
                      "read, box side in px (default 24; smaller ones are counted)"},
-        "max_faces": {"type": "integer", "minimum": 1, "maximum": 50, "description": "predict only, with faces: "
+        "max_faces": {"type": "integer", "minimum": 1, "maximum": 50, "description": "with faces: "
                       "most faces read, the largest (default 20; the others are counted)"}}}}}}}
 _LAYERS_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
@@ -137,11 +137,13 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
     @app.post("/api/explain", openapi_extra=_UPLOAD_DOC)
     async def explain(request: Request) -> dict[str, Any]:
         """The prediction plus a DnCShap explanation over the whole image: ``overlay_png`` (base64
-        PNG with a colour bar) and, with ``layers=true``, ``layers_png`` and per-layer summaries."""
+        PNG with a colour bar) and, with ``layers=true``, ``layers_png`` and per-layer summaries; with
+        ``faces=true`` also ``faces`` (as ``/api/predict``), each face outlined on the overlay."""
         start = time.perf_counter()
         data, name, fields = await handlers.read_upload(request, service)
         options = handlers.explain_options(request, fields, service)
-        result = await service.run(lambda: handlers.explain_job(service, data, name, options), "explain")
+        faces = handlers.face_options(request, fields)
+        result = await service.run(lambda: handlers.explain_job(service, data, name, options, faces), "explain")
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
 
     @app.post("/api/explain/layers", status_code=202, openapi_extra=_LAYERS_DOC)

@@ -240,9 +240,11 @@ def summary(explanation) -> dict[str, Any]:
     return out
 
 
-def explain_job(service: Service, data: bytes, name: str, options: ExplainOptions) -> dict[str, Any]:
+def explain_job(service: Service, data: bytes, name: str, options: ExplainOptions,
+                faces: FaceOptions | None = None) -> dict[str, Any]:
     """The prediction, a DnCShap explanation drawn over the whole image (``overlay_png``) and, with
-    ``options.layers``, the layer-wise grid (``layers_png``, ``layers``)."""
+    ``options.layers``, the layer-wise grid (``layers_png``, ``layers``); with ``faces.faces`` also
+    every face (``faces``), outlined on the overlay with its number and class."""
     from ..explain import save_overlay
     from ..results import overlay_note
 
@@ -250,7 +252,9 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     check_cost(service, request_cost(service, options.depth, options.max_evals, layers=options.layers))
     target_index = settings.check_target(options.target, predictor.classes)  # before decoding: a cheap 422
     image = service.decode(data, name)
-    out = predictor.analyze(image)
+    wanted = faces is not None and faces.faces
+    out = predictor.analyze(image, faces=True, min_face=faces.min_face, max_faces=faces.max_faces) if wanted \
+        else predictor.analyze(image)
     if target_index is None:  # the class the page shows (the model's test-time augmentation included)
         target_index = predictor.classes.index(out["dominant_emotion"])
     tensor = predictor.preprocess(image)
@@ -259,8 +263,10 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     fit = getattr(predictor, "fit", "centre")
     out["explanation"] = summary(explanation)
     note = overlay_note(out)  # an uncertain prediction says so on its map too
+    boxes = [(face["box"], f"{i + 1} {face['dominant_emotion']}") for i, face in enumerate(out["faces"]["faces"])] \
+        if wanted else []
     out["overlay_png"] = png_base64(lambda path: save_overlay(tensor, explanation, path, picture=image, fit=fit,
-                                                              note=note))
+                                                              note=note, faces=boxes))
     if options.layers:
         out.update(layers_job(service, image, options.depth, target_index))
     return out

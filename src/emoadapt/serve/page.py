@@ -323,7 +323,7 @@ async function explain() {
   $("error").textContent = ""; $("status").textContent = "explaining…";
   $("layers-box").hidden = true;
   try {
-    const result = await post("/api/explain", {depth: $("depth").value});
+    const result = await post("/api/explain", Object.assign({depth: $("depth").value}, $("faces-toggle").checked ? {faces: "true"} : {}));
     if (mine !== generation) return;
     $("overlay").src = "data:image/png;base64," + result.overlay_png;
     caveat("overlay-caveat", result.uncertain, "This map");
