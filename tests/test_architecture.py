@@ -3,7 +3,7 @@ inside a function) goes to the same layer or a lower one, modules import each ot
 no module imports another module's private (``_name``) names, and benchmarks use the library's
 public modules only (never the CLI's internals).
 
-    errors, fileio → data → models → training → adapt → explain, embedding → api, predict, evaluate → cli, serve
+    errors, fileio → data → models → training → adapt → explain, embedding, faces → api, predict, evaluate → cli, serve
 """
 
 from __future__ import annotations
