@@ -23,8 +23,9 @@ Readers: on ``--reader-faces`` FER2013 PrivateTest faces (mapped classes), the f
 (what ``read_faces`` uses: 7 expressions mapped to the 4 classes) against the whole model on the
 crop (the figure the model card quotes): accuracy and seconds per face.
 
-Timing: one composite with 0, 1 and 10 faces of 64 px: ``analyze`` without and with ``faces=True``,
-median of ``--repeats`` runs after one warm-up, one torch/onnxruntime/OpenCV thread. Writes
+Timing: one composite with 0, 1 and 10 faces of 64 px: ``analyze`` without and with ``faces=True``
+and detection alone, median (and fastest) of ``--repeats`` runs after one warm-up, the cases in
+turn within each repeat, one torch/onnxruntime/OpenCV thread. Writes
 ``benchmarks/results/faces/faces_in_scenes.json``.
 """
 
@@ -46,6 +47,7 @@ from emoadapt.data import open_dataset
 from emoadapt.data.locate import dataset_path
 from emoadapt.data.labels import IER_CLASSES
 from emoadapt.faces.options import CASCADE_FILE, CASCADE_WINDOW, MARGIN
+from emoadapt.faces.detect import detect_faces
 from emoadapt.faces.read import read_crops
 from emoadapt.models.registry import DEFAULT_MODEL
 
@@ -205,26 +207,33 @@ def accuracy(group: list[dict]) -> dict:
 
 
 def measure_time(predictor: Predictor, pools, scenes, repeats: int, rng: random.Random) -> dict:
-    """Median seconds of ``analyze`` on one 640 × 480 composite with 0, 1 and 10 faces of 64 px:
-    without faces, with ``faces=True``, and the number of faces read."""
+    """Seconds on one 640 × 480 composite with 0, 1 and 10 faces of 64 px: ``analyze`` without
+    faces (``whole_image_s``), with ``faces=True`` (``with_faces_s``) and detection alone
+    (``detect_s``); each the median of ``repeats`` runs (``*_min``: the fastest) after one warm-up.
+    The cases run in turn within each repeat, so that a change of the machine's load hits them alike."""
     dataset, sample = scenes[rng.randrange(len(scenes))]
     scene = cover(dataset.load(sample))
     faces = [image for _, _, image in draw_faces(pools, rng, 10)]
     boxes = place([64] * 10, rng)
+    pictures = {count: composite(scene, faces[:count], boxes[:count]) for count in (0, 1, 10)}
+    cases = {(count, key): run for count, picture in pictures.items() for key, run in (
+        ("whole_image_s", lambda picture=picture: predictor.analyze(picture)),
+        ("with_faces_s", lambda picture=picture: predictor.analyze(picture, faces=True)),
+        ("detect_s", lambda picture=picture: detect_faces(picture)))}
+    times: dict = {case: [] for case in cases}
+    for case, run in cases.items():
+        run()  # warm-up
+    for _ in range(repeats):
+        for case, run in cases.items():
+            started = time.perf_counter()
+            run()
+            times[case].append(time.perf_counter() - started)
     out = {}
-    for count in (0, 1, 10):
-        picture = composite(scene, faces[:count], boxes[:count])
-        row = {}
-        for key, flag in (("whole_image_s", False), ("with_faces_s", True)):
-            predictor.analyze(picture, faces=flag)  # warm-up
-            times = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                result = predictor.analyze(picture, faces=flag)
-                times.append(time.perf_counter() - started)
-            row[key] = round(statistics.median(times), 4)
-            if flag:
-                row["faces_read"] = result["faces"]["count"]
+    for count, picture in pictures.items():
+        row = {"faces_read": predictor.analyze(picture, faces=True)["faces"]["count"]}
+        for key in ("whole_image_s", "with_faces_s", "detect_s"):
+            row[key] = round(statistics.median(times[(count, key)]), 4)
+            row[key.replace("_s", "_min_s")] = round(min(times[(count, key)]), 4)
         out[str(count)] = row
     return out
 
@@ -254,7 +263,7 @@ def compare_readers(predictor: Predictor, count: int, rng: random.Random) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--composites", type=int, default=120, help="composites for recall and accuracy")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
+    parser.add_argument("--repeats", type=int, default=11, help="timed runs per case (median)")
     parser.add_argument("--reader-faces", type=int, default=600,
                         help="FER2013 PrivateTest faces for the comparison of readers (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="seed of faces, scenes and places")
