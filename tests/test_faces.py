@@ -208,3 +208,26 @@ def test_web_predict_with_faces_true_returns_every_face(face, tiny_predictor):
     bad = client.post("/api/predict", files=files, data={"faces": "true", "min_face": "5"})
     assert bad.status_code == 422 and "min_face" in bad.json()["detail"]
     assert client.post("/api/predict", files=files, data={"faces": "maybe"}).status_code == 422
+
+
+def test_video_frames_get_a_faces_column_and_face_rows_with_their_time(face, tiny_weights, tmp_path, one_thread):
+    import csv
+
+    import cv2
+
+    from emoadapt.cli import main
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 5, (360, 200))
+    assert writer.isOpened()
+    for i in range(10):  # 2 s at 5 fps: the five faces, then the bare gradient
+        picture = pasted(face, FIVE) if i < 5 else gradient(360, 200)
+        writer.write(cv2.cvtColor(np.asarray(picture), cv2.COLOR_RGB2BGR))
+    writer.release()
+    out, rows = tmp_path / "clip.csv", tmp_path / "clip_faces.csv"
+    assert main(["predict", str(clip), "--out", str(out), "--model", str(tiny_weights), "--no-progress",
+                 "--every", "1s", "--face-rows", str(rows)]) == 0
+    frames = {float(r["time"]): json.loads(r["faces"]) for r in csv.DictReader(out.open())}
+    assert [frames[t]["count"] for t in sorted(frames)] == [5, 0] and frames[1.0]["note"] == NO_FACES
+    per_face = list(csv.DictReader(rows.open()))
+    assert [(float(r["time"]), int(r["face"])) for r in per_face] == [(0.0, i) for i in range(5)]

@@ -239,19 +239,23 @@ class RowWriter:
 FACE_ROW_START = ["path", "face", "x", "y", "w", "h", "score", "emotion"]
 
 
-def face_columns(classes: tuple[str, ...], expressions: tuple[str, ...]) -> list[str]:
-    """Columns of one row per face: ``path``, ``face`` (0 = the largest), the box ``x, y, w, h``
-    (px), ``score``, ``emotion``, ``prob_<class>``…, ``expression``, ``expr_<FER class>``…"""
-    return [*FACE_ROW_START, *[f"prob_{c}" for c in classes], "expression", *[f"expr_{e}" for e in expressions]]
+def face_columns(classes: tuple[str, ...], expressions: tuple[str, ...], video: bool = False) -> list[str]:
+    """Columns of one row per face: ``path`` (``time`` in s for video frames), ``face`` (0 = the
+    largest), the box ``x, y, w, h`` (px), ``score``, ``emotion``, ``prob_<class>``…,
+    ``expression``, ``expr_<FER class>``…"""
+    start = [*FACE_ROW_START[:1], *(["time"] if video else []), *FACE_ROW_START[1:]]
+    return [*start, *[f"prob_{c}" for c in classes], "expression", *[f"expr_{e}" for e in expressions]]
 
 
 class FaceRowWriter:
     """``predict --face-rows``: one CSV or JSONL row per face read (:func:`face_columns`), flushed
     per image; an image without faces writes no row. ``append`` continues a file (``--resume``)."""
 
-    def __init__(self, output: Path, classes: tuple[str, ...], expressions: tuple[str, ...], append: bool):
+    def __init__(self, output: Path, classes: tuple[str, ...], expressions: tuple[str, ...], append: bool,
+                 video: bool = False):
         output = check_output(output)
-        self.output, self.columns, self.jsonl = output, face_columns(classes, expressions), output.suffix == ".jsonl"
+        self.output, self.jsonl = output, output.suffix == ".jsonl"
+        self.columns = face_columns(classes, expressions, video)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             new_file = not (append and output.exists() and output.stat().st_size > 0)
@@ -262,11 +266,13 @@ class FaceRowWriter:
         if self.csv is not None and new_file:
             self.csv.writeheader()
 
-    def write(self, path: str, faces: dict) -> None:
-        """The rows of image ``path``'s faces (the object of :meth:`emoadapt.predictor.Predictor.read_faces`)."""
+    def write(self, path: str, faces: dict, time: float | None = None) -> None:
+        """The rows of image ``path``'s faces (the object of :meth:`emoadapt.predictor.Predictor.read_faces`);
+        ``time``: the video frame's, in s."""
         try:
             for index, face in enumerate(faces["faces"]):
-                row = {"path": path if self.jsonl else path_text(path), "face": index,
+                row = {"path": path if self.jsonl else path_text(path),
+                       **({} if time is None else {"time": round(float(time), 3)}), "face": index,
                        **dict(zip("xywh", face["box"])), "score": face["score"], "emotion": face["dominant_emotion"],
                        **{f"prob_{c}": p for c, p in face["emotion"].items()},
                        "expression": face["dominant_expression"] or "",

@@ -117,8 +117,9 @@ def add_face_options(p: argparse.ArgumentParser) -> None:
                         "classes and 7 expressions per face; 'no faces found' when none) in CSV, a field in JSONL. "
                         f"Each face is read from its box widened by {round(MARGIN * 100)}%% on every side; no identity is kept")
     p.add_argument("--face-rows", default=None, metavar="FILE",
-                   help="also write one row per face to FILE (.csv or .jsonl): path, face (0 = largest), x, y, w, h, "
-                        "score, emotion, prob_<class>..., expression, expr_<expression>...; implies --faces")
+                   help="also write one row per face to FILE (.csv or .jsonl): path (and time for video frames), face "
+                        "(0 = largest), x, y, w, h, score, emotion, prob_<class>..., expression, "
+                        "expr_<expression>...; implies --faces")
     p.add_argument("--max-faces", type=int, default=MAX_FACES,
                    help=f"read at most this many faces per image, the largest (default {MAX_FACES}); the others are "
                         "counted in the faces column")
@@ -144,8 +145,9 @@ def face_labels(faces: dict | None) -> list[tuple[list[int], str]]:
     return [(face["box"], f"{i + 1} {face['dominant_emotion']}") for i, face in enumerate((faces or {}).get("faces", []))]
 
 
-def _face_row_writer(predictor, face_rows: str | None, shard, resume: bool):
-    """The :class:`~emoadapt.results.FaceRowWriter` of ``--face-rows`` (a part file per ``--shard``)."""
+def _face_row_writer(predictor, face_rows: str | None, shard, resume: bool, video: bool = False):
+    """The :class:`~emoadapt.results.FaceRowWriter` of ``--face-rows`` (a part file per ``--shard``;
+    a ``time`` column for ``video`` frames)."""
     if face_rows is None:
         return None
     from ..data.labels import FER_CLASSES
@@ -156,7 +158,7 @@ def _face_row_writer(predictor, face_rows: str | None, shard, resume: bool):
         from ..shards import part_path
 
         path = part_path(path, *shard)
-    return FaceRowWriter(path, predictor.classes, FER_CLASSES, append=resume)
+    return FaceRowWriter(path, predictor.classes, FER_CLASSES, append=resume, video=video)
 
 
 def _face_reader(predictor, min_face: int, max_faces: int, face_rows):
@@ -202,11 +204,15 @@ def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
     every = parse_every(args.every)
     if args.explain:
         raise EmoadaptError("--explain is for images; explain a video frame by saving it as an image first")
-    if args.faces or args.face_rows is not None:
-        raise EmoadaptError("--faces and --face-rows are for images; read a video frame's faces by saving it as an "
-                            "image first")
     out = check_output(args.out, video=True)
+    faces = args.faces or args.face_rows is not None
+    if faces:
+        from ..faces.options import check_limits
+
+        check_limits(args.min_face, args.max_faces)
     predictor = load_predictor(args)
+    face_rows = _face_row_writer(predictor, args.face_rows, None, args.resume, video=True)
+    read = (lambda picture: predictor.read_faces(picture, args.min_face, args.max_faces)) if faces else None
     bar = tqdm(total=sum(expected_samples(v, every) for v in videos), desc="predict", unit="frame",
                disable=args.no_progress)
     on_frames = _progress(bar)
@@ -214,8 +220,12 @@ def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
     def on_error(video: Path, message: str) -> None:
         bar.write(f"error: {message}", file=sys.stderr)
 
-    counts = predict_videos(predictor, videos, out, every=every, batch_size=args.batch_size, resume=args.resume,
-                            on_frames=on_frames, on_error=on_error)
+    try:
+        counts = predict_videos(predictor, videos, out, every=every, batch_size=args.batch_size, resume=args.resume,
+                                on_frames=on_frames, on_error=on_error, faces=read, face_rows=face_rows)
+    finally:
+        if face_rows is not None:
+            face_rows.close()
     bar.close()
     for video in videos:
         if args.plot:
