@@ -3,7 +3,8 @@
 One row per image: ``path, emotion, prob_<class>…, uncertain, uncertain_reason, seconds, error``
 (``uncertain`` is ``true``/``false``: see :mod:`emoadapt.models.calibration`; with a model that has
 affect heads, ``valence, arousal, dist_<emotion>…`` after the probabilities; video frames,
-:mod:`emoadapt.video`, add ``time`` after the path). A file that cannot be decoded,
+:mod:`emoadapt.video`, add ``time`` after the path; ``predict --faces`` adds ``faces``, the JSON
+object of :meth:`emoadapt.predictor.Predictor.read_faces`, filled by an ``on_row`` hook). A file that cannot be decoded,
 or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
 no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
 output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
