@@ -11,6 +11,9 @@ Starts the app (uvicorn, a free loopback port), drives Debian's chromium through
     bad-after-good.png  a file that is not an image, chosen after a good one
     uncertain.png       a photo the model flags as uncertain (samples/chelsea.jpg with the shipped model)
     layers.png          the layer view (one layer at a time) of the good photo
+    faces.png           "faces" ticked on a group picture: a box, number and class per face, and a list
+                        (default picture: made at run time from samples/astronaut.jpg, public domain —
+                        the photo with two smaller copies of it pasted in; never saved)
 
 tests/test_browser.py drives the same states (the functions below) with a tiny model and checks
 what each shows.
@@ -31,7 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = Path(str(resources.files("emoadapt") / "samples"))
-STATES = ("start", "good", "bad-after-good", "uncertain", "layers")
+STATES = ("start", "good", "bad-after-good", "uncertain", "layers", "faces")
 LONG = 180_000  #: ms to wait for a model answer (a loaded 2-core machine, the model's first load); twice for the layers
 
 
@@ -138,6 +141,33 @@ def layer_view(page, url: str, image: Path) -> dict[str, Any]:
                 title=page.text_content("#layer-title") or "", help=page.text_content("#layers-help") or "")
 
 
+def face_view(page, url: str, image: Path) -> dict[str, Any]:
+    """``faces`` ticked, then ``image`` chosen; waits for the faces and the heat map."""
+    page.goto(url + "/")
+    page.check("#faces-toggle")
+    page.set_input_files("#file", str(image))
+    wait_for_overlay(page)
+    page.wait_for_function("() => !document.getElementById('faces-box').hidden"
+                           " || document.getElementById('error').textContent !== ''", timeout=LONG)
+    return dict(observe(page), faces=page.get_attribute("#faces-box", "data-count"),
+                note=page.text_content("#faces-note") or "",
+                listed=page.eval_on_selector_all("#faces-list li", "items => items.map(i => i.dataset.emotion)"))
+
+
+def write_group(folder: Path) -> Path:
+    """``group.png``: samples/astronaut.jpg (public domain) with two smaller copies of the whole photo
+    pasted in its lower corners, so the picture holds three faces of different sizes."""
+    from PIL import Image
+
+    photo = Image.open(SAMPLES / "astronaut.jpg").convert("RGB")
+    group = photo.copy()
+    for side, place in ((200, (0, 312)), (150, (362, 362))):
+        group.paste(photo.resize((side, side)), place)
+    path = Path(folder) / "group.png"
+    group.save(path)
+    return path
+
+
 def write_bad_file(folder: Path) -> Path:
     """``notes.jpg``: text, not an image."""
     path = Path(folder) / "notes.jpg"
@@ -157,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="folder of the PNGs")
     parser.add_argument("--good", default=str(SAMPLES / "astronaut.jpg"), help="a photo the model is sure about")
     parser.add_argument("--uncertain", default=str(SAMPLES / "chelsea.jpg"), help="a photo the model flags")
+    parser.add_argument("--group", default=None,
+                        help="a picture with several faces (default: made at run time from samples/astronaut.jpg)")
     parser.add_argument("--states", nargs="+", default=list(STATES), choices=STATES,
                         help="which screenshots to (re)write (default: all)")
     parser.add_argument("--timeout", type=float, default=120,
@@ -177,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
                   ("good", lambda: good_image(page, url, Path(args.good))),
                   ("bad-after-good", lambda: bad_after_good(page, url, Path(args.good), bad)),
                   ("uncertain", lambda: good_image(page, url, Path(args.uncertain))),
-                  ("layers", lambda: layer_view(page, url, Path(args.good)))]
+                  ("layers", lambda: layer_view(page, url, Path(args.good))),
+                  ("faces", lambda: face_view(page, url, Path(args.group) if args.group else write_group(Path(folder))))]
         seen = {}
         for name, state in states:
             if name not in args.states:

@@ -3,7 +3,7 @@ inside a function) goes to the same layer or a lower one, modules import each ot
 no module imports another module's private (``_name``) names, and benchmarks use the library's
 public modules only (never the CLI's internals).
 
-    errors, fileio → data → models → training → adapt → attribution, embedding → api, predict, evaluate → cli, serve
+    errors, fileio → data → models → training → adapt → attribution, embedding, faces → api, predict, evaluate → cli, serve
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ LAYERS = {
     "models": 2,
     "training": 3,
     "adapt": 4,
-    "attribution": 5, "embedding": 5,
+    "attribution": 5, "embedding": 5, "faces": 5,
     "api": 6, "predictor": 6, "results": 6, "explaining": 6, "predict": 6, "evaluate": 6, "report": 6, "calibrate": 6, "recipe": 6, "pipeline": 6, "shards": 6, "video": 6,
     "cli": 7, "serve": 7, "__main__": 7,
 }

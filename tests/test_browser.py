@@ -1,7 +1,7 @@
 """The web page in a real browser: Debian's chromium driven by playwright, against uvicorn on loopback.
 
 Each page state of benchmarks/screenshots.py (start page, good image, bad file after a good one,
-uncertain image, layer view) is driven here with a tiny model and checked for what it shows:
+uncertain image, layer view, faces) is driven here with a tiny model and checked for what it shows:
 nothing stale or phantom, the confidence in plain words wherever a prediction is shown, the layer
 view one layer at a time without a second explanation. Screenshots of every state go to the
 test's temporary folder; ``python benchmarks/screenshots.py`` writes the documented ones (the
@@ -162,3 +162,12 @@ def test_a_model_with_affect_heads_shows_the_distribution_and_the_circumplex(chr
     assert "four classes" in seen["relation"] and "joy: happy" in seen["relation"]  # how the two relate
     valence = float(text.split("valence ")[1].split(",")[0])
     assert float(point[0]) == pytest.approx(20 + (min(9, max(1, valence)) - 1) / 8 * 180, abs=0.1)
+
+
+def test_faces_ticked_outlines_and_lists_every_face_or_says_none(page, server, tmp_path):
+    seen = states.face_view(page, server, states.write_group(tmp_path))
+    states.shoot(page, tmp_path / "faces.png")
+    assert seen["error"] == "" and seen["faces"] == "3" and len(seen["listed"]) == 3
+    assert seen["note"].startswith("3 faces found") and seen["explanation"]
+    seen = states.face_view(page, server, flat_image(tmp_path / "flat.png"))
+    assert seen["faces"] == "0" and seen["listed"] == [] and seen["note"].startswith("No faces found")

@@ -3,7 +3,8 @@
 One row per image: ``path, emotion, prob_<class>…, uncertain, uncertain_reason, seconds, error``
 (``uncertain`` is ``true``/``false``: see :mod:`emoadapt.models.calibration`; with a model that has
 affect heads, ``valence, arousal, dist_<emotion>…`` after the probabilities; video frames,
-:mod:`emoadapt.video`, add ``time`` after the path). A file that cannot be decoded,
+:mod:`emoadapt.video`, add ``time`` after the path; ``predict --faces`` adds ``faces``, the JSON
+object of :meth:`emoadapt.predictor.Predictor.read_faces`, filled by an ``on_row`` hook). A file that cannot be decoded,
 or for which the model returns probabilities that are not finite, gets a row with its ``error`` and
 no probabilities; it never stops the run. ``resume=True`` keeps the complete rows already in the
 output and skips their paths (a row cut off by a kill is dropped and redone); it refuses a file
@@ -68,7 +69,8 @@ def check_probabilities(probs: np.ndarray) -> str | None:
 def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_size: int = 32, resume: bool = False,
                   on_batch: Callable[[int, int], None] | None = None,
                   on_row: Callable[[dict, torch.Tensor | None], None] | None = None,
-                  workers: int | None = None, draft: bool = False, overlay: bool = False) -> dict[str, int]:
+                  workers: int | None = None, draft: bool = False, overlay: bool = False,
+                  faces: bool = False) -> dict[str, int]:
     """Predict every image in ``paths`` and stream rows to ``output`` (``.csv`` or ``.jsonl``).
 
     ``on_batch(done, failed)`` reports progress; ``on_row(row, image_tensor)`` lets the caller add
@@ -81,9 +83,10 @@ def predict_files(predictor, paths: list[Path], output: str | Path, *, batch_siz
     short side stays ≥ 2 × the model's input size: faster, but the probabilities then differ slightly
     from the API's and the web app's (measured in docs/scaling.md), so it is off by default.
     A row's ``seconds`` is its image's decode time plus its share of its batch's model time.
-    ``overlay``: the file has an ``overlay`` column (the path ``on_row`` puts in ``row["overlay"]``).
+    ``overlay``: the file has an ``overlay`` column (the path ``on_row`` puts in ``row["overlay"]``);
+    ``faces``: a ``faces`` column (the object ``on_row`` puts in ``row["faces"]``, JSON in a CSV).
     """
-    writer, skip = open_results(output, predictor, resume, overlay=overlay)
+    writer, skip = open_results(output, predictor, resume, overlay=overlay, faces=faces)
     todo = [p for p in paths if writer.key(p) not in skip]
     counts = {"total": len(paths), "done": 0, "skipped": len(paths) - len(todo), "failed": 0}
     size = getattr(predictor, "input_size", None)

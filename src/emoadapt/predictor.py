@@ -16,6 +16,7 @@ from .data.transforms import DEFAULT_FIT, FITS, image_to_tensor
 from .errors import EmoadaptError
 from .attribution import settings
 from .explaining import TemperatureScaled, build_explainer, explain_images
+from .faces.options import MAX_FACES, MIN_FACE
 from .models.calibration import Calibration, load_calibration
 from .models.onnx import onnx_file_meta, onnx_file_session, onnx_input_shape
 from .models.registry import resolve_affect, resolve_model
@@ -197,21 +198,38 @@ class Predictor:
                 raise ModelOutputError(f"image {index}: {problem}")
         return probs
 
-    def analyze(self, image: ImageLike) -> dict[str, Any]:
+    def analyze(self, image: ImageLike, faces: bool = False, min_face: int = MIN_FACE,
+                max_faces: int = MAX_FACES) -> dict[str, Any]:
         """``{"emotion": {class: p}, "dominant_emotion", "uncertain", "uncertain_reason", "ood_score"}``
         for one image (see :meth:`predict_outputs`); with affect heads also ``valence`` and
-        ``arousal`` (1–9) and ``distribution`` ({name: p} over 7 emotions). Raises
-        ``ModelOutputError`` on broken outputs."""
+        ``arousal`` (1–9) and ``distribution`` ({name: p} over 7 emotions); with ``faces=True`` also
+        ``faces`` (:meth:`read_faces`). Raises ``ModelOutputError`` on broken outputs."""
         from .errors import ModelOutputError
         from .predict import check_probabilities
 
-        out = self.predict_outputs(self.preprocess(image)[None])
+        picture = to_pil(image) if faces and not torch.is_tensor(image) else image
+        out = self.predict_outputs(self.preprocess(picture)[None])
         problem = check_probabilities(out["probs"][0])
         if problem is not None:
             raise ModelOutputError(f"image 0: {problem}")
         emotion = {name: float(p) for name, p in zip(self.classes, out["probs"][0])}
-        return {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **out["verdicts"][0],
-                **affect_fields(self, out, 0)}
+        result = {"emotion": emotion, "dominant_emotion": max(emotion, key=emotion.get), **out["verdicts"][0],
+                  **affect_fields(self, out, 0)}
+        if faces:
+            result["faces"] = self.read_faces(picture, min_face, max_faces)
+        return result
+
+    def read_faces(self, image: ImageLike, min_face: int = MIN_FACE, max_faces: int = MAX_FACES) -> dict[str, Any]:
+        """Every face of ``image``, located and read (:func:`emoadapt.faces.read.read_faces`):
+        ``{"faces": [{"box": [x, y, w, h] px, "score", "emotion", "expressions", …}], "count",
+        "skipped_small", "skipped_over_limit", "note"}``; ``note`` says "no faces found" when none is
+        read. ``min_face`` px (≥ 20) and ``max_faces`` bound the work. No identity is kept."""
+        from .faces.read import read_faces
+
+        if torch.is_tensor(image):
+            raise EmoadaptError("read_faces needs the picture itself (a path, bytes, PIL image or array), "
+                                "not a preprocessed tensor")
+        return read_faces(self, to_pil(image), min_face, max_faces)
 
     @property
     def forward(self) -> Any:

@@ -44,14 +44,15 @@ def overlay_note(row: dict) -> str | None:
 
 
 def columns(classes: tuple[str, ...], affect: tuple[str, ...] = (), video: bool = False,
-            overlay: bool = False) -> list[str]:
+            overlay: bool = False, faces: bool = False) -> list[str]:
     """The row columns: ``path`` (``time`` in s for video frames), ``emotion``, ``prob_<class>``…,
     with affect heads ``valence``, ``arousal``, ``dist_<name>``…, then ``uncertain``,
-    ``uncertain_reason``, ``seconds``, ``error``, and ``overlay`` (the overlay PNG's path) with
-    ``predict --explain``."""
+    ``uncertain_reason``, ``seconds``, ``error``, ``overlay`` (the overlay PNG's path) with
+    ``predict --explain`` and ``faces`` (the JSON object of every face read) with ``predict --faces``."""
     return ["path", *(["time"] if video else []), "emotion", *[f"prob_{c}" for c in classes],
             *(["valence", "arousal", *[f"dist_{n}" for n in affect]] if affect else []),
-            "uncertain", "uncertain_reason", "seconds", "error", *(["overlay"] if overlay else [])]
+            "uncertain", "uncertain_reason", "seconds", "error", *(["overlay"] if overlay else []),
+            *(["faces"] if faces else [])]
 
 
 def check_output(output: str | os.PathLike, video: bool = False) -> Path:
@@ -102,7 +103,7 @@ def _foreign(output: Path, why: str) -> EmoadaptError:
 
 
 def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect: tuple[str, ...] = (),
-                    video: bool = False, overlay: bool = False) -> set[str]:
+                    video: bool = False, overlay: bool = False, faces: bool = False) -> set[str]:
     """Keys of the paths with a complete row in ``output`` (:func:`path_text` for CSV, the path for
     JSONL; :func:`row_key` with the time for video frames); rewrites the file without a torn last
     line. With ``classes``, refuses (``EmoadaptError``) a file whose columns are not this model's
@@ -128,7 +129,7 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect
     except UnicodeDecodeError:
         raise _foreign(output, "it is not UTF-8 text, so emoadapt did not write it") from None
     lines = [line.rstrip("\r") for line in text.split("\n")[:-1]]
-    expected = columns(classes, affect, video, overlay) if classes is not None else None
+    expected = columns(classes, affect, video, overlay, faces) if classes is not None else None
     if output.suffix == ".jsonl":
         return _jsonl_paths(output, lines, expected)
     if not lines:
@@ -138,10 +139,11 @@ def completed_paths(output: Path, classes: tuple[str, ...] | None = None, affect
         if [c for c in header if c not in ("uncertain", "uncertain_reason")] == \
                 [c for c in expected if c not in ("uncertain", "uncertain_reason")]:
             raise _foreign(output, "it was written by an emoadapt without the uncertain columns (before issue #22)")
-        if [c for c in header if c != "overlay"] == [c for c in expected if c != "overlay"]:
-            said = "with" if "overlay" in header else "without"
-            raise _foreign(output, f"it was written {said} --explain (its overlay column); resume with the same options")
-        if header[:1] == ["path"] and [c for c in header if c != "overlay"][-2:] == ["seconds", "error"]:
+        for column, flag in (("overlay", "--explain"), ("faces", "--faces")):
+            if [c for c in header if c != column] == [c for c in expected if c != column]:
+                said = "with" if column in header else "without"
+                raise _foreign(output, f"it was written {said} {flag} (its {column} column); resume with the same options")
+        if header[:1] == ["path"] and [c for c in header if c not in ("overlay", "faces")][-2:] == ["seconds", "error"]:
             raise _foreign(output, f"its columns are {','.join(header)} (another model's classes), "
                                    f"this model writes {','.join(expected)}")
         raise _foreign(output, "its header is not an emoadapt results header")
@@ -176,15 +178,16 @@ def _jsonl_paths(output: Path, lines: list[str], expected: list[str] | None) -> 
 
 
 def open_results(output: str | os.PathLike, predictor: Any, resume: bool, *, video: bool = False,
-                 overlay: bool = False) -> tuple["RowWriter", set[str]]:
+                 overlay: bool = False, faces: bool = False) -> tuple["RowWriter", set[str]]:
     """The writer of a results file for ``predictor``'s classes and affect outputs, and the rows it
     already holds (their :func:`completed_paths` keys; empty unless ``resume``, which appends)."""
     output = Path(output)
     if output.suffix not in (".csv", ".jsonl"):
         raise EmoadaptError(f"--out must end in .csv or .jsonl, got {output.name}")
     affect = tuple(getattr(predictor, "affect_names", ()))
-    done = completed_paths(output, predictor.classes, affect, video=video, overlay=overlay) if resume else set()
-    return RowWriter(output, predictor.classes, append=resume, affect=affect, video=video, overlay=overlay), done
+    done = completed_paths(output, predictor.classes, affect, video=video, overlay=overlay, faces=faces) if resume else set()
+    return RowWriter(output, predictor.classes, append=resume, affect=affect, video=video, overlay=overlay,
+                     faces=faces), done
 
 
 class RowWriter:
@@ -192,8 +195,8 @@ class RowWriter:
     ``OSError`` (a directory, no permission, a full disk) becomes a one-line ``EmoadaptError``."""
 
     def __init__(self, output: Path, classes: tuple[str, ...], append: bool, affect: tuple[str, ...] = (),
-                 video: bool = False, overlay: bool = False):
-        self.output, self.columns = output, columns(classes, affect, video, overlay)
+                 video: bool = False, overlay: bool = False, faces: bool = False):
+        self.output, self.columns = output, columns(classes, affect, video, overlay, faces)
         self.jsonl = output.suffix == ".jsonl"
         if output.is_dir():
             raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
@@ -224,6 +227,8 @@ class RowWriter:
                     cells["error"] = one_line(str(cells["error"]))
                     if "overlay" in cells and cells["overlay"]:
                         cells["overlay"] = path_text(cells["overlay"])
+                    if isinstance(cells.get("faces"), dict):
+                        cells["faces"] = json.dumps(cells["faces"], allow_nan=False, separators=(",", ":"))
                     self.csv.writerow(cells)
             self.handle.flush()
 
@@ -235,6 +240,63 @@ class RowWriter:
         except OSError as exc:
             raise EmoadaptError(f"cannot write {self.output}: {exc.strerror or exc}; the rows written so far "
                                 "are kept: fix the cause and rerun with --resume") from None
+
+    def close(self) -> None:
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+
+
+#: the columns of ``predict --face-rows`` before the classes and expressions
+FACE_ROW_START = ["path", "face", "x", "y", "w", "h", "score", "emotion"]
+
+
+def face_columns(classes: tuple[str, ...], expressions: tuple[str, ...], video: bool = False) -> list[str]:
+    """Columns of one row per face: ``path`` (``time`` in s for video frames), ``face`` (0 = the
+    largest), the box ``x, y, w, h`` (px), ``score``, ``emotion``, ``prob_<class>``…,
+    ``expression``, ``expr_<FER class>``…"""
+    start = [*FACE_ROW_START[:1], *(["time"] if video else []), *FACE_ROW_START[1:]]
+    return [*start, *[f"prob_{c}" for c in classes], "expression", *[f"expr_{e}" for e in expressions]]
+
+
+class FaceRowWriter:
+    """``predict --face-rows``: one CSV or JSONL row per face read (:func:`face_columns`), flushed
+    per image; an image without faces writes no row. ``append`` continues a file (``--resume``)."""
+
+    def __init__(self, output: Path, classes: tuple[str, ...], expressions: tuple[str, ...], append: bool,
+                 video: bool = False):
+        output = check_output(output)
+        self.output, self.jsonl = output, output.suffix == ".jsonl"
+        self.columns = face_columns(classes, expressions, video)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            new_file = not (append and output.exists() and output.stat().st_size > 0)
+            self.handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise EmoadaptError(f"cannot write {output}: {exc.strerror or exc}") from None
+        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
+        if self.csv is not None and new_file:
+            self.csv.writeheader()
+
+    def write(self, path: str, faces: dict, time: float | None = None) -> None:
+        """The rows of image ``path``'s faces (the object of :meth:`emoadapt.predictor.Predictor.read_faces`);
+        ``time``: the video frame's, in s."""
+        try:
+            for index, face in enumerate(faces["faces"]):
+                row = {"path": path if self.jsonl else path_text(path),
+                       **({} if time is None else {"time": round(float(time), 3)}), "face": index,
+                       **dict(zip("xywh", face["box"])), "score": face["score"], "emotion": face["dominant_emotion"],
+                       **{f"prob_{c}": p for c, p in face["emotion"].items()},
+                       "expression": face["dominant_expression"] or "",
+                       **{f"expr_{e}": p for e, p in (face["expressions"] or {}).items()}}
+                if self.jsonl:
+                    self.handle.write(json.dumps(row, allow_nan=False) + "\n")
+                else:
+                    self.csv.writerow(row)
+            self.handle.flush()
+        except OSError as exc:
+            raise EmoadaptError(f"cannot write {self.output}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         try:

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,18 +30,24 @@ from .results import RowWriter, open_results, path_from_text, row_key
 
 def predict_videos(predictor, videos: list[Path], output: str | Path, *, every: float = 1.0, batch_size: int = 32,
                    resume: bool = False, on_frames: Callable[[int, int], None] | None = None,
-                   on_error: Callable[[Path, str], None] | None = None) -> dict[str, int]:
+                   on_error: Callable[[Path, str], None] | None = None,
+                   faces: Callable[[Any], dict] | None = None, face_rows: Any = None) -> dict[str, int]:
     """Predict sampled frames of every video in ``videos`` into ``output`` (``.csv``/``.jsonl``).
 
-    ``on_frames(n, failed)`` reports progress, ``on_error(video, message)`` a video that failed. Returns counts: ``videos``, ``frames`` (rows
-    predicted), ``skipped`` (frames already in the output), ``failed`` (error rows)."""
-    writer, done = open_results(output, predictor, resume, video=True)
+    ``on_frames(n, failed)`` reports progress, ``on_error(video, message)`` a video that failed.
+    ``faces(picture)`` (e.g. a :meth:`~emoadapt.predictor.Predictor.read_faces` with its limits):
+    each frame's faces, read when the frame is decoded, go to a ``faces`` column and, with
+    ``face_rows`` (a :class:`~emoadapt.results.FaceRowWriter` with a time column), one row per face.
+    Returns counts: ``videos``, ``frames`` (rows predicted), ``skipped`` (frames already in the
+    output), ``failed`` (error rows)."""
+    writer, done = open_results(output, predictor, resume, video=True, faces=faces is not None)
+    read = None if faces is None else (lambda video, frame: _frame_faces(faces, face_rows, video, frame))
     counts = {"videos": len(videos), "frames": 0, "skipped": 0, "failed": 0}
     try:
         for video in videos:
             if writer.key(video) in done:
                 continue
-            message = _predict_one(predictor, video, writer, done, every, batch_size, counts, on_frames)
+            message = _predict_one(predictor, video, writer, done, every, batch_size, counts, on_frames, read)
             if message is not None and on_error is not None:
                 on_error(video, message)
     finally:
@@ -50,15 +56,17 @@ def predict_videos(predictor, videos: list[Path], output: str | Path, *, every: 
 
 
 def _predict_one(predictor, video: Path, writer: RowWriter, done: set[str], every: float, batch_size: int,
-                 counts: dict[str, int], on_frames: Callable[[int, int], None] | None) -> str | None:
-    """Rows of one video; returns the error message when it could not be read to its end."""
+                 counts: dict[str, int], on_frames: Callable[[int, int], None] | None,
+                 read: Callable[[Path, Any], dict] | None = None) -> str | None:
+    """Rows of one video; returns the error message when it could not be read to its end.
+    ``read(video, frame)``: the frame's faces (a ``faces`` column), read as each frame is decoded."""
     batch: list[tuple[float, torch.Tensor]] = []
     try:
         for frame in sample_frames(video, every):
             if row_key(writer.key(video), frame.time) in done:
                 counts["skipped"] += 1
                 continue
-            batch.append((frame.time, _frame_tensor(predictor, frame.image)))
+            batch.append((frame.time, _frame_tensor(predictor, frame.image), read(video, frame) if read else None))
             if len(batch) == batch_size:
                 _flush(predictor, video, batch, writer, counts, on_frames)
                 batch = []
@@ -73,6 +81,17 @@ def _predict_one(predictor, video: Path, writer: RowWriter, done: set[str], ever
     return None
 
 
+def _frame_faces(faces: Callable[[Any], dict], face_rows: Any, video: Path, frame) -> dict:
+    """``faces(picture)`` of one frame (RGB array (H, W, 3)), its rows written to ``face_rows``
+    (when given) with the frame's time."""
+    from PIL import Image
+
+    found = faces(Image.fromarray(frame.image))
+    if face_rows is not None:
+        face_rows.write(str(video), found, time=frame.time)
+    return found
+
+
 def _frame_tensor(predictor, image: np.ndarray) -> torch.Tensor:
     """(C, S, S) in [0, 1], preprocessed as a still image is (the predictor's ``preprocess``: its
     ``fit``, the whole frame by default)."""
@@ -81,16 +100,18 @@ def _frame_tensor(predictor, image: np.ndarray) -> torch.Tensor:
     return predictor.preprocess(Image.fromarray(image))
 
 
-def _flush(predictor, video: Path, batch: list[tuple[float, torch.Tensor]], writer: RowWriter,
+def _flush(predictor, video: Path, batch: list[tuple[float, torch.Tensor, dict | None]], writer: RowWriter,
            counts: dict[str, int], on_frames: Callable[[int, int], None] | None) -> None:
     if not batch:
         return
     started = time.perf_counter()
-    outputs = predict_outputs(predictor, torch.stack([tensor for _, tensor in batch]))
+    outputs = predict_outputs(predictor, torch.stack([tensor for _, tensor, _ in batch]))
     per_frame = round((time.perf_counter() - started) / len(batch), 5)
     rows, failed = [], 0
-    for index, (t, _) in enumerate(batch):
+    for index, (t, _, faces) in enumerate(batch):
         row = {"path": str(video), "time": t, "seconds": per_frame, "error": None}
+        if faces is not None:
+            row["faces"] = faces
         problem = fill_row(row, predictor, outputs, index)
         if problem is not None:
             row["error"], failed = f"bad-model-output: {problem}", failed + 1
@@ -105,7 +126,7 @@ def _flush(predictor, video: Path, batch: list[tuple[float, torch.Tensor]], writ
 
 # ----------------------------------------------------------------------------- timeline
 #: row columns that hold text, not numbers
-TEXT_COLUMNS = frozenset({"path", "emotion", "error", "uncertain", "uncertain_reason"})
+TEXT_COLUMNS = frozenset({"path", "emotion", "error", "uncertain", "uncertain_reason", "faces"})
 
 
 def read_rows(output: str | Path, video: str | Path) -> list[dict]:

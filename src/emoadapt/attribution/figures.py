@@ -11,7 +11,7 @@ ratio (:func:`emoadapt.data.transforms.square_to_image`); without it, over the m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -109,20 +109,33 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def save_overlay(image: Any, explanation: Explanation, path: str | Path, *, picture: Any = None,
                  fit: str = "squash", percentile: float = 70, alpha: float = 0.5, cmap: str = "RdBu_r",
-                 note: str | None = None) -> Path:
+                 note: str | None = None, faces: Sequence[tuple[Sequence[int], str]] = ()) -> Path:
     """Write a PNG: the kept regions' shares of p(class) over the image, a colour bar and a title
     (class, probability, depth, evaluations). ``image`` is the model input (C, S, S) in [0, 1];
     ``picture`` (optional) the original image, drawn whole at its aspect ratio, the input having
     been made from it by ``fit`` (:data:`emoadapt.data.transforms.FITS`). ``note`` (optional): a
-    line under the title, e.g. that the prediction is uncertain (:func:`emoadapt.results.overlay_note`)."""
+    line under the title, e.g. that the prediction is uncertain (:func:`emoadapt.results.overlay_note`).
+    ``faces``: ``(box [x, y, w, h] in px of the drawn image, label)`` pairs drawn as outlined boxes."""
     shown = _as_picture(image if picture is None else picture)
     shares = _shares_over(shown, explanation, None if picture is None else fit)
     width = 5.0
     fig = Figure(figsize=(width, width * shown.shape[0] / shown.shape[1] + 1.1 + (0.3 if note else 0)))
     title = _title(explanation) + (f"\n{note}" if note else "")
-    _draw(fig, fig.add_subplot(1, 1, 1), shown, shares, title, percentile, alpha, cmap, UNITS,
-          orientation="horizontal")
+    ax = fig.add_subplot(1, 1, 1)
+    _draw(fig, ax, shown, shares, title, percentile, alpha, cmap, UNITS, orientation="horizontal")
+    draw_face_boxes(ax, faces)
     return _save(fig, path)
+
+
+def draw_face_boxes(ax: Any, faces: Sequence[tuple[Sequence[int], str]]) -> None:
+    """Outline each face box ``[x, y, w, h]`` (px of the image shown on ``ax``) with its label above."""
+    from matplotlib.patches import Rectangle
+
+    for box, label in faces:
+        x, y, w, h = box
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="#ffd000", linewidth=1.5))
+        ax.text(x - 0.5, y - 1.5, label, color="black", fontsize=6, va="bottom",
+                bbox={"facecolor": "#ffd000", "edgecolor": "none", "pad": 1})
 
 
 def _layer_title(tap: str, explanation: Explanation) -> str:

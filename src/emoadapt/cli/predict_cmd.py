@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(docs/scaling.md)")
     p.add_argument("--explain", action="store_true", help="also write a DnCShap overlay PNG per image")
     add_dncshap_options(p)
+    add_face_options(p)
     p.add_argument("--every", default="1s",
                    help="videos: the interval between sampled frames, e.g. 1s, 500ms, 2m (default 1s)")
     p.add_argument("--plot", action="store_true",
@@ -73,21 +74,106 @@ def run(args: argparse.Namespace) -> int:
 
         paths, out = shard_block(paths, *shard), part_path(out, *shard)
         write_sidecar(out, *shard, paths)
+    faces = args.faces or args.face_rows is not None
+    if faces:
+        from ..faces.options import check_limits
+
+        check_limits(args.min_face, args.max_faces)
     predictor = load_predictor(args)
-    # overlays of every shard go to one folder beside --out (their names never collide: overlay_name)
-    on_row = _explainer(predictor, Path(args.out), args.depth, args.max_evals) if args.explain else None
+    hooks, face_rows = [], None
+    if faces:
+        face_rows = _face_row_writer(predictor, args.face_rows, shard, args.resume)
+        hooks.append(_face_reader(predictor, args.min_face, args.max_faces, face_rows))
+    if args.explain:  # overlays of every shard go to one folder beside --out (their names never collide: overlay_name)
+        hooks.append(_explainer(predictor, Path(args.out), args.depth, args.max_evals))
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=args.no_progress)
     on_batch = _progress(bar)
-    counts = predict_files(predictor, paths, out, batch_size=args.batch_size, resume=args.resume,
-                           on_batch=on_batch, on_row=on_row, workers=workers_of(args), draft=args.draft,
-                           overlay=args.explain)
+    try:
+        counts = predict_files(predictor, paths, out, batch_size=args.batch_size, resume=args.resume,
+                               on_batch=on_batch, on_row=_chain(hooks), workers=workers_of(args), draft=args.draft,
+                               overlay=args.explain, faces=faces)
+    finally:
+        if face_rows is not None:
+            face_rows.close()
     bar.close()
     print(f"predicted {counts['done']} images, {counts['failed']} failed, {counts['skipped']} already in {out}",
           file=sys.stderr)
     if args.explain:
         print(f"overlays: {_overlay_folder(Path(args.out))}/ (each image's in the 'overlay' column of {out})",
               file=sys.stderr)
+    if face_rows is not None:
+        print(f"one row per face: {face_rows.output}", file=sys.stderr)
     return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
+
+
+def add_face_options(p: argparse.ArgumentParser) -> None:
+    """``--faces``, ``--face-rows``, ``--max-faces``, ``--min-face`` (defaults from
+    :mod:`emoadapt.faces.options`, which imports neither torch nor NumPy)."""
+    from ..faces.options import MARGIN, MAX_FACES, MIN_FACE
+
+    p.add_argument("--faces", action="store_true",
+                   help="also locate every face (OpenCV's bundled frontal-face detector) and read each one with the "
+                        "model's face branch: a 'faces' column (JSON: box x, y, w, h in px, detection score, the "
+                        "classes and 7 expressions per face; 'no faces found' when none) in CSV, a field in JSONL. "
+                        f"Each face is read from its box widened by {round(MARGIN * 100)}%% on every side; no identity is kept")
+    p.add_argument("--face-rows", default=None, metavar="FILE",
+                   help="also write one row per face to FILE (.csv or .jsonl): path (and time for video frames), face "
+                        "(0 = largest), x, y, w, h, score, emotion, prob_<class>..., expression, "
+                        "expr_<expression>...; implies --faces")
+    p.add_argument("--max-faces", type=int, default=MAX_FACES,
+                   help=f"read at most this many faces per image, the largest (default {MAX_FACES}); the others are "
+                        "counted in the faces column")
+    p.add_argument("--min-face", type=int, default=MIN_FACE, metavar="PX",
+                   help=f"skip faces smaller than PX pixels (box side in the original image; default {MIN_FACE}, "
+                        "at least 20, the detector's window); skipped faces are counted in the faces column")
+
+
+def _chain(hooks: list):
+    """One ``on_row`` hook running ``hooks`` in order (``None`` when there is none)."""
+    if not hooks:
+        return None
+
+    def on_row(row: dict, image) -> None:
+        for hook in hooks:
+            hook(row, image)
+
+    return on_row
+
+
+def face_labels(faces: dict | None) -> list[tuple[list[int], str]]:
+    """``(box, "<number> <class>")`` of each face read (:meth:`Predictor.read_faces`), for overlays."""
+    return [(face["box"], f"{i + 1} {face['dominant_emotion']}") for i, face in enumerate((faces or {}).get("faces", []))]
+
+
+def _face_row_writer(predictor, face_rows: str | None, shard, resume: bool, video: bool = False):
+    """The :class:`~emoadapt.results.FaceRowWriter` of ``--face-rows`` (a part file per ``--shard``;
+    a ``time`` column for ``video`` frames)."""
+    if face_rows is None:
+        return None
+    from ..data.labels import FER_CLASSES
+    from ..results import FaceRowWriter, check_output
+
+    path = check_output(face_rows)
+    if shard is not None:
+        from ..shards import part_path
+
+        path = part_path(path, *shard)
+    return FaceRowWriter(path, predictor.classes, FER_CLASSES, append=resume, video=video)
+
+
+def _face_reader(predictor, min_face: int, max_faces: int, face_rows):
+    """Per-row hook putting :meth:`Predictor.read_faces` of the row's image (decoded again, at full
+    size) in ``row["faces"]`` and its rows in ``face_rows``; a failure becomes the row's error."""
+    def on_row(row: dict, image) -> None:
+        try:
+            row["faces"] = predictor.read_faces(row["path"], min_face, max_faces)
+        except Exception as exc:  # the prediction stands; the row says why the faces are missing
+            row["error"] = f"faces-failed: {type(exc).__name__}: {exc}"
+            return
+        if face_rows is not None:
+            face_rows.write(str(row["path"]), row["faces"])
+
+    return on_row
 
 
 def _progress(bar):
@@ -119,7 +205,14 @@ def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
     if args.explain:
         raise EmoadaptError("--explain is for images; explain a video frame by saving it as an image first")
     out = check_output(args.out, video=True)
+    faces = args.faces or args.face_rows is not None
+    if faces:
+        from ..faces.options import check_limits
+
+        check_limits(args.min_face, args.max_faces)
     predictor = load_predictor(args)
+    face_rows = _face_row_writer(predictor, args.face_rows, None, args.resume, video=True)
+    read = (lambda picture: predictor.read_faces(picture, args.min_face, args.max_faces)) if faces else None
     bar = tqdm(total=sum(expected_samples(v, every) for v in videos), desc="predict", unit="frame",
                disable=args.no_progress)
     on_frames = _progress(bar)
@@ -127,8 +220,12 @@ def _run_videos(args: argparse.Namespace, videos: list[Path]) -> int:
     def on_error(video: Path, message: str) -> None:
         bar.write(f"error: {message}", file=sys.stderr)
 
-    counts = predict_videos(predictor, videos, out, every=every, batch_size=args.batch_size, resume=args.resume,
-                            on_frames=on_frames, on_error=on_error)
+    try:
+        counts = predict_videos(predictor, videos, out, every=every, batch_size=args.batch_size, resume=args.resume,
+                                on_frames=on_frames, on_error=on_error, faces=read, face_rows=face_rows)
+    finally:
+        if face_rows is not None:
+            face_rows.close()
     bar.close()
     for video in videos:
         if args.plot:
@@ -173,7 +270,8 @@ def _explainer(predictor, out: Path, depth: int, max_evals: int | None):
         target = predictor.classes.index(row["emotion"]) if row.get("emotion") in predictor.classes else None
         explanation = explainer.attribute(image, target)
         png = folder / overlay_name(row["path"])
-        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit, note=overlay_note(row))
+        save_overlay(image, explanation, png, picture=to_pil(row["path"]), fit=predictor.fit, note=overlay_note(row),
+                     faces=face_labels(row.get("faces")))
         row["overlay"] = str(png)
 
     return on_row

@@ -26,7 +26,13 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
                       f"2..{MAX_EVALS}, or 'full' (the whole tree)"},
         "target": {"type": "string", "description": "class name to explain (explain only)"},
         "layers": {"type": "boolean", "description": "also return the layer-wise grid (explain only; "
-                   "for a normal photo use /api/explain/layers, a background job)"}}}}}}}
+                   "for a normal photo use /api/explain/layers, a background job)"},
+        "faces": {"type": "boolean", "description": "also locate and read every face (boxes, detection "
+                  "scores, classes and 7 expressions per face); explain: outlined on the overlay"},
+        "min_face": {"type": "integer", "minimum": 20, "description": "with faces: smallest face "
+                     "read, box side in px (default 24; smaller ones are counted)"},
+        "max_faces": {"type": "integer", "minimum": 1, "maximum": 50, "description": "with faces: "
+                      "most faces read, the largest (default 20; the others are counted)"}}}}}}}
 _LAYERS_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         key: value for key, value in _UPLOAD_DOC["requestBody"]["content"]["multipart/form-data"]["schema"][
@@ -113,12 +119,17 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
     @app.post("/api/predict", openapi_extra=_UPLOAD_DOC)
     async def predict(request: Request) -> dict[str, Any]:
         """Emotion probabilities (0–1) of the uploaded image (decoded as RGB, the whole image), with
-        ``uncertain`` (true/false), ``uncertain_reason`` and ``ood_score``."""
+        ``uncertain`` (true/false), ``uncertain_reason`` and ``ood_score``. With ``faces=true`` also
+        ``faces``: every face located and read (``faces``: box x, y, w, h in px of the image, detection
+        score, the classes and 7 expressions each; ``note`` "no faces found" when none), faces under
+        ``min_face`` px (default 24) or beyond ``max_faces`` (default 20, at most 50) skipped and counted."""
         start = time.perf_counter()
-        data, name, _ = await handlers.read_upload(request, service)
+        data, name, fields = await handlers.read_upload(request, service)
+        faces = handlers.face_options(request, fields)
 
         def job() -> dict[str, Any]:
-            return service.predictor.analyze(service.decode(data, name))
+            return service.predictor.analyze(service.decode(data, name), faces=faces.faces, min_face=faces.min_face,
+                                             max_faces=faces.max_faces)
 
         result = await service.run(job, "predict")
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
@@ -126,11 +137,13 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
     @app.post("/api/explain", openapi_extra=_UPLOAD_DOC)
     async def explain(request: Request) -> dict[str, Any]:
         """The prediction plus a DnCShap explanation over the whole image: ``overlay_png`` (base64
-        PNG with a colour bar) and, with ``layers=true``, ``layers_png`` and per-layer summaries."""
+        PNG with a colour bar) and, with ``layers=true``, ``layers_png`` and per-layer summaries; with
+        ``faces=true`` also ``faces`` (as ``/api/predict``), each face outlined on the overlay."""
         start = time.perf_counter()
         data, name, fields = await handlers.read_upload(request, service)
         options = handlers.explain_options(request, fields, service)
-        result = await service.run(lambda: handlers.explain_job(service, data, name, options), "explain")
+        faces = handlers.face_options(request, fields)
+        result = await service.run(lambda: handlers.explain_job(service, data, name, options, faces), "explain")
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
 
     @app.post("/api/explain/layers", status_code=202, openapi_extra=_LAYERS_DOC)

@@ -23,6 +23,8 @@ from ..attribution import settings
 from .limits import MAX_DEPTH, MAX_EVALS, Service
 
 _INTEGER = re.compile(r"-?[0-9]{1,6}")  #: ASCII digits only: int() accepts "٣" as a digit string
+#: the most faces one request may ask to read (``max_faces``): each costs a face-branch pass
+MAX_FACES_LIMIT = 50
 _FORM_OVERHEAD = 64 * 1024  #: bytes allowed beyond the file for multipart framing and small fields
 _ANY_TYPE = ("", "application/octet-stream")  #: part types that still get decoded (curl, some browsers)
 _CLOSE = {"Connection": "close"}  #: on answers sent before the whole body was read: the connection ends
@@ -144,10 +146,38 @@ def explain_options(request: Request, fields: dict[str, str], service: Service) 
             max_evals = settings.check_max_evals(raw, MAX_EVALS)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    layers = (option(request, fields, "layers") or "false").lower()
-    if layers not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
-        raise HTTPException(422, f"layers must be true or false, got {layers!r}")
-    return ExplainOptions(depth, max_evals, option(request, fields, "target"), layers in ("true", "1", "on", "yes"))
+    return ExplainOptions(depth, max_evals, option(request, fields, "target"), flag(request, fields, "layers"))
+
+
+@dataclass
+class FaceOptions:
+    """``faces=true`` asks for every face located and read; ``min_face`` px and ``max_faces`` bound it."""
+    faces: bool
+    min_face: int
+    max_faces: int
+
+
+def flag(request: Request, fields: dict[str, str], name: str) -> bool:
+    """A true/false form field or query parameter (default false); 422 if it is neither."""
+    value = (option(request, fields, name) or "false").lower()
+    if value not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+        raise HTTPException(422, f"{name} must be true or false, got {value!r}")
+    return value in ("true", "1", "on", "yes")
+
+
+def face_options(request: Request, fields: dict[str, str]) -> FaceOptions:
+    """``faces`` (true/false), ``min_face`` (px, ≥ 20) and ``max_faces`` (≥ 1, at most
+    :data:`MAX_FACES_LIMIT`); 422 if bad."""
+    from ..faces.options import CASCADE_WINDOW, MAX_FACES, MIN_FACE
+
+    numbers = {}
+    for name, default, low, high in (("min_face", MIN_FACE, CASCADE_WINDOW, 10_000), ("max_faces", MAX_FACES, 1,
+                                                                                       MAX_FACES_LIMIT)):
+        raw = option(request, fields, name)
+        if raw is not None and (not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high):
+            raise HTTPException(422, f"{name} must be an integer in {low}..{high}, got {raw!r}")
+        numbers[name] = default if raw is None else int(raw)
+    return FaceOptions(flag(request, fields, "faces"), numbers["min_face"], numbers["max_faces"])
 
 
 def png_base64(render: Callable[[Path], Any]) -> str:
@@ -210,9 +240,11 @@ def summary(explanation) -> dict[str, Any]:
     return out
 
 
-def explain_job(service: Service, data: bytes, name: str, options: ExplainOptions) -> dict[str, Any]:
+def explain_job(service: Service, data: bytes, name: str, options: ExplainOptions,
+                faces: FaceOptions | None = None) -> dict[str, Any]:
     """The prediction, a DnCShap explanation drawn over the whole image (``overlay_png``) and, with
-    ``options.layers``, the layer-wise grid (``layers_png``, ``layers``)."""
+    ``options.layers``, the layer-wise grid (``layers_png``, ``layers``); with ``faces.faces`` also
+    every face (``faces``), outlined on the overlay with its number and class."""
     from ..attribution import save_overlay
     from ..results import overlay_note
 
@@ -220,7 +252,9 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     check_cost(service, request_cost(service, options.depth, options.max_evals, layers=options.layers))
     target_index = settings.check_target(options.target, predictor.classes)  # before decoding: a cheap 422
     image = service.decode(data, name)
-    out = predictor.analyze(image)
+    wanted = faces is not None and faces.faces
+    out = predictor.analyze(image, faces=True, min_face=faces.min_face, max_faces=faces.max_faces) if wanted \
+        else predictor.analyze(image)
     if target_index is None:  # the class the page shows (the model's test-time augmentation included)
         target_index = predictor.classes.index(out["dominant_emotion"])
     tensor = predictor.preprocess(image)
@@ -229,8 +263,10 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     fit = getattr(predictor, "fit", "centre")
     out["explanation"] = summary(explanation)
     note = overlay_note(out)  # an uncertain prediction says so on its map too
+    boxes = [(face["box"], f"{i + 1} {face['dominant_emotion']}") for i, face in enumerate(out["faces"]["faces"])] \
+        if wanted else []
     out["overlay_png"] = png_base64(lambda path: save_overlay(tensor, explanation, path, picture=image, fit=fit,
-                                                              note=note))
+                                                              note=note, faces=boxes))
     if options.layers:
         out.update(layers_job(service, image, options.depth, target_index))
     return out

@@ -5,7 +5,10 @@ Page states (each checked in tests/test_browser.py): the start page shows only t
 a good image shows the image, the four-class answer with its confidence in plain words, the
 affect outputs (with a sentence on how they relate to the four classes), the heat map (with a
 caveat when the prediction is uncertain) and, on demand, the layer view; a file that cannot be
-read clears everything of the previous image and shows only the error. The layer view draws one
+read clears everything of the previous image and shows only the error. With "faces" ticked, the
+prediction asks for every face (``faces=true``): each box is drawn over the image with its number
+and class, and listed with its class, expression and detection score; "No faces found" is said
+when there is none (and why, when faces were too small). The layer view draws one
 layer at a time on a canvas from the job's ``shares`` (no new request when another layer or the
 shared colour scale is chosen, nor when the layer box is ticked again)."""
 
@@ -34,7 +37,8 @@ details{font-size:.8rem;color:#555;margin-top:.3rem}
 progress{width:12rem}
 #layer-tabs button{margin:0 .25rem .25rem 0;padding:.2rem .5rem;border:1px solid #999;border-radius:4px;background:#f7f7f7;cursor:pointer}
 #layer-tabs button[aria-selected="true"]{background:#36c;color:#fff;border-color:#36c}
-#layer-canvas{max-width:100%;display:block;margin-top:.5rem}
+#layer-canvas,#faces-canvas{max-width:100%;display:block;margin-top:.5rem}
+#faces-list li{margin:.2rem 0}.face-key{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;vertical-align:middle;margin-right:.3rem}
 .colorbar{display:flex;align-items:center;gap:.5rem;font-size:.8rem;max-width:520px;margin-top:.3rem}
 .colorbar .grad{flex:1;height:.8rem;border:1px solid #999;background:linear-gradient(to right,#053061,#2166ac,#4393c3,#92c5de,#d1e5f0,#f7f7f7,#fddbc7,#f4a582,#d6604d,#b2182b,#67001f)}
 </style></head><body>
@@ -42,7 +46,8 @@ progress{width:12rem}
 <p>Which emotion does an image evoke, and which regions drive it (DnCShap)? The image is sent to this server only.</p>
 <label id="drop">Choose an image or drop it here<br><input id="file" type="file" accept="image/*"></label>
 <p><label>DnCShap depth <input id="depth" type="number" min="0" max="__MAXDEPTH__" value="__DEPTH__"></label>
-<label><input id="layers-toggle" type="checkbox"> layer by layer</label></p>
+<label><input id="layers-toggle" type="checkbox"> layer by layer</label>
+<label><input id="faces-toggle" type="checkbox"> faces: find and read each face</label></p>
 <div id="error" role="alert"></div><div id="status"></div>
 <section id="result" hidden>
 <div class="row"><div><h3>Image</h3><img id="preview" alt="the uploaded image"></div>
@@ -62,6 +67,13 @@ The two are predicted separately, so the most voted emotion need not match the c
 <text x="114" y="16" font-size="10">excited</text><text x="114" y="214" font-size="10">calm</text>
 <circle id="va-point" cx="110" cy="110" r="6" fill="#c33"/></svg>
 <div id="va-text"></div></div></div></div>
+<div id="faces-box" hidden><h3>Faces</h3>
+<p class="note" id="faces-note"></p>
+<canvas id="faces-canvas" width="1" height="1" aria-label="the image with a box around each face found"></canvas>
+<ol id="faces-list"></ol>
+<p class="note">Each face is found by OpenCV's frontal-face detector and read on its own by the face branch of the model
+(trained on facial expressions): its class and its most likely of 7 expressions. The emotion above is the whole image's.
+Nothing identifies a person: no recognition, nothing kept.</p></div>
 <div id="explanation-box" hidden><h3>Explanation</h3>
 <div id="overlay-caveat" class="caveat" hidden></div>
 <img id="overlay" alt="the explanation drawn over the image">
@@ -98,9 +110,9 @@ const GUESS = "The model has not seen images like this: treat the label as a gue
 function resetResult() {
   // everything shown for a previous image goes; nothing is left to be read as this file's result
   $("result").hidden = true; $("affect-box").hidden = true; $("explanation-box").hidden = true;
-  $("layers-box").hidden = true; $("layers").hidden = true; $("layers-progress").hidden = true;
-  for (const id of ["probs", "dist", "layer-tabs"]) $(id).replaceChildren();
-  for (const id of ["answer", "confidence", "va-text", "layer-title", "overlay-caveat", "layers-caveat"]) $(id).textContent = "";
+  $("layers-box").hidden = true; $("layers").hidden = true; $("layers-progress").hidden = true; $("faces-box").hidden = true;
+  for (const id of ["probs", "dist", "layer-tabs", "faces-list"]) $(id).replaceChildren();
+  for (const id of ["answer", "confidence", "va-text", "layer-title", "overlay-caveat", "layers-caveat", "faces-note"]) $(id).textContent = "";
   $("overlay").removeAttribute("src"); $("preview").removeAttribute("src");
   $("confidence").className = "confidence"; delete $("confidence").dataset.uncertain;
   explained = null; layerData = null; shownTap = null; pictureImage = null;
@@ -241,10 +253,7 @@ async function showLayers() {
     button.addEventListener("click", () => drawLayer(tap));
     tabs.append(button);
   }
-  if (!pictureImage) {
-    pictureImage = new Image(); pictureImage.src = $("preview").src;
-    await pictureImage.decode().catch(() => {});
-  }
+  await pictureLoaded();
   $("layers").hidden = false;
   drawLayer(shownTap && taps.includes(shownTap) ? shownTap : taps[0]);
 }
@@ -314,7 +323,7 @@ async function explain() {
   $("error").textContent = ""; $("status").textContent = "explaining…";
   $("layers-box").hidden = true;
   try {
-    const result = await post("/api/explain", {depth: $("depth").value});
+    const result = await post("/api/explain", Object.assign({depth: $("depth").value}, $("faces-toggle").checked ? {faces: "true"} : {}));
     if (mine !== generation) return;
     $("overlay").src = "data:image/png;base64," + result.overlay_png;
     caveat("overlay-caveat", result.uncertain, "This map");
@@ -325,15 +334,68 @@ async function explain() {
     if ($("layers-toggle").checked) await startLayers();
   } catch (err) { if (mine === generation) fail(err.message); }
 }
+const FACE_COLOURS = {happy: "#e0a800", sad: "#2f6fd0", hate: "#4a9a2a", anger: "#d03030"};
+async function pictureLoaded() {
+  // the uploaded picture as an Image (shared by the layer view and the faces canvas)
+  if (!pictureImage) {
+    pictureImage = new Image(); pictureImage.src = $("preview").src;
+    await pictureImage.decode().catch(() => {});
+  }
+  return pictureImage;
+}
+async function showFaces(faces) {
+  // each face's box, number and class over the image, and a list; "No faces found" said plainly
+  const box = $("faces-box"), list = $("faces-list");
+  box.hidden = false; list.replaceChildren();
+  const skipped = [];
+  if (faces.skipped_small) skipped.push(`${faces.skipped_small} too small to read (under the minimum size) skipped`);
+  if (faces.skipped_over_limit) skipped.push(`${faces.skipped_over_limit} more beyond the limit of faces per image not read`);
+  $("faces-note").textContent = (faces.count ? `${faces.count} face${faces.count > 1 ? "s" : ""} found` :
+    "No faces found (the detector finds frontal faces).") + (skipped.length ? " " + skipped.join("; ") + "." : "");
+  box.dataset.count = String(faces.count);
+  const image = await pictureLoaded(), canvas = $("faces-canvas");
+  const width = Math.min(720, image.naturalWidth || 720), scale = image.naturalWidth ? width / image.naturalWidth : 1;
+  canvas.width = width; canvas.height = image.naturalWidth ? Math.round(image.naturalHeight * scale) : width;
+  const ctx = canvas.getContext("2d");
+  if (image.naturalWidth) ctx.drawImage(image, 0, 0, canvas.width, canvas.height);
+  ctx.font = "bold 13px system-ui,sans-serif"; ctx.lineWidth = 3;
+  faces.faces.forEach((face, i) => {
+    const [x, y, w, h] = face.box.map((v) => v * scale), colour = FACE_COLOURS[face.dominant_emotion] || "#c33";
+    const label = `${i + 1} ${face.dominant_emotion}`;
+    ctx.strokeStyle = colour; ctx.strokeRect(x, y, w, h);
+    const tw = ctx.measureText(label).width + 6, ty = y >= 17 ? y - 17 : y + h;
+    ctx.fillStyle = colour; ctx.fillRect(x - 1.5, ty, tw, 17);
+    ctx.fillStyle = "#fff"; ctx.fillText(label, x + 1.5, ty + 13);
+    const item = document.createElement("li"), key = document.createElement("span");
+    key.className = "face-key"; key.style.background = colour;
+    const p = face.emotion[face.dominant_emotion];
+    const expression = face.dominant_expression ?
+      `, looks ${face.dominant_expression} (${(100 * face.expressions[face.dominant_expression]).toFixed(0)} % of 7 expressions)` : "";
+    item.append(key, `${face.dominant_emotion} ${(100 * p).toFixed(0)} %${expression}; box ${face.box[2]}×${face.box[3]} px at (${face.box[0]}, ${face.box[1]}), detection score ${face.score.toFixed(1)}`);
+    item.dataset.emotion = face.dominant_emotion;
+    list.append(item);
+  });
+}
+async function readFaces() {
+  // the faces checkbox ticked after the image was read: ask for the faces only
+  if (!$("faces-toggle").checked) { $("faces-box").hidden = true; return; }
+  if (!current) return;
+  const mine = generation;
+  try {
+    const result = await post("/api/predict", {faces: "true"});
+    if (mine === generation && $("faces-toggle").checked) await showFaces(result.faces);
+  } catch (err) { if (mine === generation) fail(err.message); }
+}
 async function analyse(file) {
   current = file; $("error").textContent = ""; resetResult();
   $("status").textContent = "predicting…";
   const mine = ++generation;
   try {
-    const result = await post("/api/predict");
+    const result = await post("/api/predict", $("faces-toggle").checked ? {faces: "true"} : {});
     if (mine !== generation) return;
     $("preview").src = URL.createObjectURL(file);
     showPrediction(result);
+    if (result.faces) await showFaces(result.faces);
   } catch (err) {
     if (mine === generation) { current = null; fail(err.message.includes(file.name) ? err.message : `${file.name}: ${err.message}`); }
     return;
@@ -342,6 +404,7 @@ async function analyse(file) {
 }
 $("file").addEventListener("change", () => { if ($("file").files.length) analyse($("file").files[0]); });
 $("layers-toggle").addEventListener("change", toggleLayers);
+$("faces-toggle").addEventListener("change", readFaces);
 $("shared-scale").addEventListener("change", () => { if (layerData && shownTap) drawLayer(shownTap); });
 $("depth").addEventListener("change", () => explain());
 const drop = $("drop");
