@@ -109,14 +109,14 @@ def test_regions_option_is_checked_and_reaches_the_api():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_benchmark_owen_top_variant_is_exact_owen_at_depth_three_and_efficient(seed, monkeypatch):
-    """docs/dncshap.md §10's experiment (benchmarks/explainers.py OwenTopDnCShap): the 8 regions of
-    depth 3 get exact Owen values, and a budget cut keeps the scores adding up."""
+    """docs/dncshap.md §10's experiment (benchmarks/lib/explain_methods.py OwenTopDnCShap): the 8
+    regions of depth 3 get exact Owen values, and a budget cut keeps the scores adding up."""
     from pathlib import Path
 
     from test_explain_dncshap import brute_force_owen
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from explainers import OwenTopDnCShap
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from benchmarks.lib.explain_methods import OwenTopDnCShap
 
     model, image = tiny_cnn(seed, height=8, width=6), torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(seed))
     e = OwenTopDnCShap(model, depth=3).attribute(image)

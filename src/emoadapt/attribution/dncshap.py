@@ -150,10 +150,10 @@ class DnCShap(Explainer):
         else:
             part = build_partition(x.shape[1], x.shape[2], depth)
         if self.variant == "clean":
-            values, boxes, u, target, reached = self._clean(x, baseline, part, target)
+            values, boxes, u, target, reached = self.refine(x, baseline, part, target)
         else:
             boxes, keep = plan_reference(part)
-            u, target = self._evaluate(x, baseline, boxes, keep, target)
+            u, target = self.evaluate_boxes(x, baseline, boxes, keep, target)
             values, boxes, reached = scores_reference(u, depth), part.leaves.copy(), depth
         return Explanation(
             values=values, boxes=boxes, map=paint(values, boxes, *x.shape[1:]), target=target,
@@ -163,13 +163,16 @@ class DnCShap(Explainer):
             variant=self.variant, context=self.context if self.variant == "clean" else "reference",
             baseline=description, max_evals=self.max_evals)
 
-    def _clean(self, x: torch.Tensor, baseline: torch.Tensor, part: Partition, target: int | None):
+    def refine(self, x: torch.Tensor, baseline: torch.Tensor, part: Partition, target: int | None):
         """Split the tree level by level (whole tree) or largest |score| first (under a budget).
+        The one extension point of DnCShap (with :meth:`fill_values` and :meth:`evaluate_boxes`,
+        which it builds on): a variant that refines the tree differently overrides it (e.g.
+        ``benchmarks/explainers.py``'s exact-Owen top levels).
 
         Returns the scores (R,) and boxes (R, 4) of the regions it ends with (in the order of the
         full tree's leaves), ``[v(x), v(baseline)]``, the target and the deepest level reached."""
         root = np.stack([part.levels[0][0], np.zeros(4, dtype=np.int64)])
-        u, target = self._evaluate(x, baseline, root, np.array([True, True]), target)  # v(x), v(∅)
+        u, target = self.evaluate_boxes(x, baseline, root, np.array([True, True]), target)  # v(x), v(∅)
         values = GameValues(part, u[0], u[1])
         contexts = ("present", "absent") if self.context == "both" else (self.context,)
         budget = np.inf
@@ -186,7 +189,7 @@ class DnCShap(Explainer):
             if not len(chosen):
                 break
             lv, ix, parent_alloc = levels[chosen], index[chosen], alloc[chosen]
-            budget -= self._fill(values, values.needed(lv, ix, contexts), x, baseline, target)
+            budget -= self.fill_values(values, values.needed(lv, ix, contexts), x, baseline, target)
             games = [values.game(c, lv, ix) for c in contexts]
             extra = [np.full((4, len(lv)), 0.0)]
             if len(contexts) == 1:  # a split silent in its context: share its residual by the other one
@@ -211,20 +214,20 @@ class DnCShap(Explainer):
         if silent.any():
             needed = values.needed(lv[silent], ix[silent], (other,))
             if len(needed) <= budget:
-                spent = self._fill(values, needed, x, baseline, target)
+                spent = self.fill_values(values, needed, x, baseline, target)
                 extra[:, silent] = values.game(other, lv[silent], ix[silent])
         return [extra, spent]
 
-    def _fill(self, values: "GameValues", needed: list[tuple[str, int, int]], x, baseline, target) -> int:
+    def fill_values(self, values: "GameValues", needed: list[tuple[str, int, int]], x, baseline, target) -> int:
         """Evaluate the ``needed`` (kind, level, index) values and store them; returns the count."""
         if needed:
             boxes = np.stack([values.part.levels[d][i] for _, d, i in needed])
             keep = np.array([kind == "alone" for kind, _, _ in needed])
-            u, _ = self._evaluate(x, baseline, boxes, keep, target)
+            u, _ = self.evaluate_boxes(x, baseline, boxes, keep, target)
             values.store(needed, u)
         return len(needed)
 
-    def _evaluate(self, x: torch.Tensor, baseline: torch.Tensor, boxes: np.ndarray, keep: np.ndarray,
+    def evaluate_boxes(self, x: torch.Tensor, baseline: torch.Tensor, boxes: np.ndarray, keep: np.ndarray,
                   target: int | None) -> tuple[np.ndarray, int]:
         """Values (M,) of the target class on masked inputs (``keep`` True: the box shows x and the
         rest the baseline; False: the reverse), in batches. When ``target`` is None the first
