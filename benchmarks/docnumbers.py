@@ -105,21 +105,14 @@ def _maybe_json(text: str) -> Any:
 
 
 def lookup(data: Any, key: str) -> Any:
-    """``data`` at the dotted ``key`` (segments that are not keys are joined with the next one)."""
-    parts = key.split(".") if key else []
-    value, i = data, 0
-    while i < len(parts):
-        for j in range(i + 1, len(parts) + 1):
-            segment = ".".join(parts[i:j])
-            if isinstance(value, dict) and segment in value:
-                value, i = value[segment], j
-                break
-            if isinstance(value, list) and re.fullmatch(r"-?\d+", segment) and -len(value) <= int(segment) < len(value):
-                value, i = value[int(segment)], j
-                break
-        else:
-            raise SourceError(f"no key {'.'.join(parts[i:])!r} (at {'.'.join(parts[:i]) or 'the top'})")
-    return value
+    """``data`` at the dotted ``key`` (:func:`benchmarks.docnumbers_tables.lookup`), a missing key
+    as a :class:`SourceError`."""
+    from benchmarks.docnumbers_tables import lookup as find
+
+    try:
+        return find(data, key)
+    except KeyError as exc:
+        raise SourceError(exc.args[0]) from None
 
 
 # ---------------------------------------------------------------------------------------------- formats

@@ -11,6 +11,7 @@ No torch here: the consistency test imports this module.
 
 from __future__ import annotations
 
+import re
 import statistics
 from typing import Any, Callable
 
@@ -40,8 +41,9 @@ def pending(path: str, command: str) -> str:
     return f"*Not measured yet for the shipped weights: `{command}` writes `{path}`.*"
 
 
-def _get(data: Any, key: str) -> Any:
-    """``data`` at a dotted key; segments that are not keys are joined with the next one."""
+def lookup(data: Any, key: str) -> Any:
+    """``data`` at the dotted ``key``: segments that are not keys are joined with the next one
+    (``pre_logits/h0/wd0.01``), integers index lists. ``KeyError`` names the part not found."""
     parts = key.split(".") if key else []
     i = 0
     while i < len(parts):
@@ -50,8 +52,11 @@ def _get(data: Any, key: str) -> Any:
             if isinstance(data, dict) and segment in data:
                 data, i = data[segment], j
                 break
+            if isinstance(data, list) and re.fullmatch(r"-?\d+", segment) and -len(data) <= int(segment) < len(data):
+                data, i = data[int(segment)], j
+                break
         else:
-            raise KeyError(".".join(parts[i:]))
+            raise KeyError(f"no key {'.'.join(parts[i:])!r} (at {'.'.join(parts[:i]) or 'the top'})")
     return data
 
 
@@ -169,7 +174,7 @@ def cv(load: Load, args: str) -> str:
     population = args.endswith(" pop")
     spec, field = (args[:-4] if population else args).rsplit(" ", 1)
     file, key = _file_key(spec)
-    means = _fold_means(_get(load(file), key), field)
+    means = _fold_means(lookup(load(file), key), field)
     sd = statistics.pstdev(means) if population else statistics.stdev(means)
     return f"{pct(statistics.mean(means))} ± {pct(sd)}"
 
@@ -179,7 +184,7 @@ def runs_mean(load: Load, args: str) -> str:
     """``FILE#RUNS FIELD WHICH``: mean in % of FIELD over the runs named split/… (split), fold…/… (folds) or all."""
     spec, field, which = args.rsplit(" ", 2)
     file, key = _file_key(spec)
-    runs = _get(load(file), key)
+    runs = lookup(load(file), key)
     prefix = {"split": ("split",), "folds": ("fold",), "all": ("split", "fold")}[which]
     values = [row[field] for name, row in runs.items() if name.startswith(prefix) and row.get(field) is not None]
     return pct(statistics.mean(values))
@@ -274,14 +279,27 @@ def _spread(stat: dict, digits: int = 1, unit: str = "") -> str:
             f"n = {stat['n']})")
 
 
+def from_results(load: Load, path: str, command: str, render: Callable[[dict], list[str]],
+                 provenance: bool = True) -> str:
+    """A block rendered from one results file: ``render(data)``'s lines, the file's provenance and
+    source line; a placeholder naming ``command`` while the file is not written yet."""
+    data = load(path, required=False)
+    if data is None:
+        return "\n".join([pending(path, command), "", source_line(path)])
+    lines = render(data)
+    if provenance:
+        lines += ["", f"Provenance: {provenance_text(data)}."]
+    return "\n".join(lines + ["", source_line(path)])
+
+
 @generator("pipeline-speed")
 def pipeline_speed(load: Load, args: str) -> str:
     """End-to-end predict vs the model alone, and start-up (benchmarks/pipeline_speed.py)."""
-    path = "benchmarks/results/pipeline_speed.json"
-    data = load(path, required=False)
-    if data is None:
-        return "\n".join([pending(path, "python benchmarks/pipeline_speed.py --n 500 --repeats 7"), "",
-                          source_line(path)])
+    return from_results(load, "benchmarks/results/pipeline_speed.json",
+                        "python benchmarks/pipeline_speed.py --n 500 --repeats 7", _pipeline_lines)
+
+
+def _pipeline_lines(data: dict) -> list[str]:
     lines = [f"{data['n_images']} JPEGs {data['image_size']}, {data['runtime']}, batch {data['batch_size']}, "
              f"{data['decode_threads']} decode threads. Medians (min–max, n rounds).", "",
              "| run | images/s | ratio to model only |", "|---|---|---|"]
@@ -291,19 +309,19 @@ def pipeline_speed(load: Load, args: str) -> str:
         lines += ["", "| start-up | wall seconds |", "|---|---|"]
         for name, row in data["startup"].items():
             lines.append(f"| {name} | {_spread(row, 2)} |")
-    lines += ["", f"Provenance: {provenance_text(data)}."]
-    return "\n".join(lines + ["", source_line(path)])
+    return lines
 
 
 @generator("explain-speed")
 def explain_speed(load: Load, args: str) -> str:
     """Seconds per DnCShap explanation (benchmarks/explain_speed.py --out …)."""
     path = args or "benchmarks/results/explain_speed.json"
-    data = load(path, required=False)
-    if data is None:
-        return "\n".join([pending(path, "python benchmarks/explain_speed.py --weights emoadapt-ier --depths 5 "
-                                        "--image src/emoadapt/samples/chelsea.jpg --repeat 15 --backends onnxruntime "
-                                        f"--out {path}"), "", source_line(path)])
+    return from_results(load, path, "python benchmarks/explain_speed.py --weights emoadapt-ier --depths 5 --image "
+                        f"src/emoadapt/samples/chelsea.jpg --repeat 15 --backends onnxruntime --out {path}",
+                        _explain_speed_lines)
+
+
+def _explain_speed_lines(data: dict) -> list[str]:
     lines = [f"Input {data['input']}, batch {data['batch_size']}, {data['threads']} threads; seconds per explanation, "
              "median (min–max, n runs).", "",
              "| backend | depth | budget | regions | evaluations | seconds | evaluations/s (median) |",
@@ -311,60 +329,57 @@ def explain_speed(load: Load, args: str) -> str:
     for row in data["rows"]:
         lines.append(f"| {row['backend']} | {row['depth']} | {row['budget']} | {row['regions']} | {row['evaluations']} "
                      f"| {_spread(row['seconds'], 3)} | {row['evaluations'] / row['seconds']['median']:,.0f} |")
-    lines += ["", f"Provenance: {provenance_text(data)}."]
-    return "\n".join(lines + ["", source_line(path)])
+    return lines
 
 
 @generator("predict-speed")
 def predict_speed(load: Load, args: str) -> str:
     """Batch prediction, torch vs onnxruntime (benchmarks/predict_speed.py)."""
-    path = "benchmarks/results/predict_speed.json"
-    data = load(path, required=False)
-    if data is None:
-        return "\n".join([pending(path, "python benchmarks/predict_speed.py --n 200 --repeats 3"), "",
-                          source_line(path)])
+    return from_results(load, "benchmarks/results/predict_speed.json",
+                        "python benchmarks/predict_speed.py --n 200 --repeats 3", _predict_speed_lines)
+
+
+def _predict_speed_lines(data: dict) -> list[str]:
     lines = [f"{data['n_images']} images, batch {data['batch_size']}; images/s, median (min–max, n rounds).", "",
              "| runtime | images/s | ratio to torch (median) |", "|---|---|---|"]
     torch_rate = data["runtimes"]["torch"]["images_per_s"]["median"] if "torch" in data["runtimes"] else None
     for name, row in data["runtimes"].items():
         ratio = f"{row['images_per_s']['median'] / torch_rate:.2f}" if torch_rate else "—"
         lines.append(f"| {name} | {_spread(row['images_per_s'])} | {ratio} |")
-    lines += ["", f"Provenance: {provenance_text(data)}."]
-    return "\n".join(lines + ["", source_line(path)])
+    return lines
 
 
 @generator("web-latency")
 def web_latency(load: Load, args: str) -> str:
     """Web app latency (benchmarks/web_latency.py)."""
-    path = "benchmarks/results/web_latency.json"
-    data = load(path, required=False)
-    if data is None:
-        return "\n".join([pending(path, "python benchmarks/web_latency.py --requests 50 --concurrency 1 8"), "",
-                          source_line(path)])
+    return from_results(load, "benchmarks/results/web_latency.json",
+                        "python benchmarks/web_latency.py --requests 50 --concurrency 1 8", _web_latency_lines)
+
+
+def _web_latency_lines(data: dict) -> list[str]:
     lines = [f"Image {data['image']}, {data['server_slots']} server slots; first request {data['first_request_ms']:.0f} ms.",
              "", "| concurrency | requests | failures | p50 ms | p95 ms | requests/s |", "|---|---|---|---|---|---|"]
     for row in data["levels"]:
         lines.append(f"| {row['concurrency']} | {row['requests']} | {row['failures']} | {row['p50_ms']:.1f} | "
                      f"{row['p95_ms']:.1f} | {row['requests_per_s']:.1f} |")
-    lines += ["", f"Provenance: {provenance_text(data)}."]
-    return "\n".join(lines + ["", source_line(path)])
+    return lines
 
 
 @generator("model-speed")
 def model_speed(load: Load, args: str) -> str:
     """EmoNet training / inference speed per width and input (benchmarks/model_speed.py)."""
-    path = "benchmarks/results/model_speed.json"
-    data = load(path, required=False)
-    if data is None:
-        return "\n".join([pending(path, "python benchmarks/model_speed.py"), "", source_line(path)])
+    return from_results(load, "benchmarks/results/model_speed.json", "python benchmarks/model_speed.py",
+                        _model_speed_lines, provenance=False)
+
+
+def _model_speed_lines(data: dict) -> list[str]:
     lines = ["| width | input | params | train img/s | one FER2013 epoch (min) | inference img/s |",
              "|---|---|---|---|---|---|"]
     for row in data["rows"]:
         lines.append(f"| {row['width']} | {row['input_size']} px, {row['channels']} ch | {row['params'] / 1e6:.2f} M | "
                      f"{row['train_images_per_s']['median']:.0f} | {28709 / row['train_images_per_s']['median'] / 60:.1f} | "
                      f"{row['inference_images_per_s']['median']:.0f} |")
-    lines += ["", f"Medians of {data['repeats']} runs. Provenance: {provenance_text(data)}."]
-    return "\n".join(lines + ["", source_line(path)])
+    return lines + ["", f"Medians of {data['repeats']} runs. Provenance: {provenance_text(data)}."]
 
 
 @generator("server-load")
@@ -372,8 +387,5 @@ def server_load(load: Load, args: str) -> str:
     """The web server under load and faults (benchmarks/server_load.py), with its targets met or not."""
     from benchmarks.server_load import table  # numpy only, no torch
 
-    path = "benchmarks/results/server_load.json"
-    data = load(path, required=False)
-    if data is None:
-        return "\n".join([pending(path, "python benchmarks/server_load.py"), "", source_line(path)])
-    return "\n".join([table(data), "", source_line(path)])
+    return from_results(load, "benchmarks/results/server_load.json", "python benchmarks/server_load.py",
+                        lambda data: [table(data)], provenance=False)
