@@ -109,6 +109,12 @@ def test_report_without_model_uses_the_default_and_takes_a_label_map(joy_folder,
     report = json.loads((out / "report.json").read_text())
     assert report["models"][0]["metrics"]["n"] == 8 and report["data"]["label_map"] == MAPPED
     assert f"--model {tiny}" in report["command"] and f"--label-map {MAP}" in report["command"]
+    # --limit: a seeded subset of the split, said in report.json
+    assert main(["report", "--data", str(joy_folder), "--label-map", MAP, "--out", str(out), "--explain-budget",
+                 "0", "--layer-grids", "0", "--bootstrap", "10", "--faces", "0", "--no-progress", "--limit", "5"]) == 0
+    limited = json.loads((out / "report.json").read_text())
+    assert (limited["data"]["images"], limited["data"]["limit"]) == (5, 5)
+    assert 4 <= limited["models"][0]["metrics"]["n"] <= 5  # the unmapped "fear" image may be drawn
 
 
 def test_calibrate_and_embed_take_a_label_map(joy_folder, tiny, tmp_path, monkeypatch, one_thread):
@@ -137,3 +143,22 @@ def test_every_command_that_reads_a_labelled_folder_has_label_map(command):
     assert args.label_map == MAPPED
     if command in ("evaluate", "report", "embed"):
         assert args.model is None  # not required: the command uses the default model
+
+
+def test_evaluate_limit_scores_the_same_seeded_subset_and_records_each_answer(joy_folder, tmp_path):
+    """``--limit N``: N images chosen with seed 0, the same on every run, each with its key, true
+    label and prediction in metrics.json (what the faces test compares image by image)."""
+    from emoadapt.evaluate import evaluate_model
+
+    model = save_tiny_model(tmp_path / "tiny.safetensors")
+    mapping = parse_label_map(MAP)
+    first = evaluate_model(str(model), joy_folder, label_map=mapping, progress=False, limit=5, out_dir=tmp_path / "a")
+    again = evaluate_model(str(model), joy_folder, label_map=mapping, progress=False, limit=5)
+    whole = evaluate_model(str(model), joy_folder, label_map=mapping, progress=False)
+    assert first["n"] == 5 and first["keys"] == again["keys"] and len(set(first["keys"])) == 5
+    assert set(first["keys"]) < set(whole["keys"]) and first["limit"] == 5 and whole["limit"] is None
+    answers = dict(zip(whole["keys"], whole["predicted"]))
+    assert [answers[key] for key in first["keys"]] == first["predicted"]
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["labels"] == first["labels"]
+    with pytest.raises(EmoadaptError, match="at least 1"):
+        open_dataset(joy_folder).sample(0)

@@ -72,8 +72,6 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     from .errors import ImageDecodeError
     from .predictor import Predictor
 
-    if limit is not None and limit < 1:
-        raise EmoadaptError(f"--limit must be at least 1, got {limit}")
     predictor = Predictor(weights, fit=fit)
     if tta is not None:
         predictor.tta = tta
@@ -88,10 +86,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         classes = IER_CLASSES
     index = {c: i for i, c in enumerate(dataset.classes)}
     probs, labels, failed, keys = [], [], [], []
-    samples = dataset.samples
-    if limit is not None and limit < len(samples):
-        chosen = np.sort(np.random.default_rng(0).permutation(len(samples))[:limit])
-        samples = [samples[i] for i in chosen]
+    samples = dataset.sample(limit).samples
     for start in tqdm(range(0, len(samples), batch_size), desc=f"scoring {dataset.name}", unit="batch",
                       disable=not progress):
         tensors = []

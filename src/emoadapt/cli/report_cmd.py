@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--map", choices=("auto", "fer", "ier"), default="auto",
                    help="score in the model's classes (fer) or in the 4 IER classes (ier); as in evaluate")
     p.add_argument("--source", default=None, help="FER2013 folder: its Training faces join the embedding plots")
+    p.add_argument("--limit", type=_at_least(1), default=None,
+                   help="report on a seeded random subset of at most N images of the split (--seed; default: all)")
     p.add_argument("--out", required=True, help="output folder (report.html, report.json, PNGs)")
     p.add_argument("--explain-budget", type=_at_least(0), default=24,
                    help="images explained with DnCShap per model (default 24); the rest of the examples are "
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(ReportOptions(
         models=args.model, data=args.data, out=args.out, layout=args.layout, label_map=args.label_map,
         splits=[s.strip() for s in args.split.split(",") if s.strip()] if args.split else None,
-        manifest=args.manifest, source=args.source, mapping=args.map, explain_budget=args.explain_budget,
+        manifest=args.manifest, source=args.source, mapping=args.map, limit=args.limit, explain_budget=args.explain_budget,
         per_class=args.per_class, layer_grids=args.layer_grids, depth=args.depth, max_evals=args.max_evals,
         taps=args.tap or [], method=args.method, embed_images=args.embed_images, faces=args.faces,
         bootstrap=args.bootstrap, seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,

@@ -83,6 +83,18 @@ class ImageDataset:
         """A copy holding only the samples for which ``keep(sample)`` is true."""
         return replace(self, name=name or self.name, samples=[s for s in self.samples if keep(s)])
 
+    def sample(self, limit: int | None, seed: int = 0) -> "ImageDataset":
+        """A seeded random choice of at most ``limit`` samples, kept in dataset order (the same
+        ones for the same seed); the dataset itself when ``limit`` is None or not smaller."""
+        if limit is None or limit >= len(self.samples):
+            return self
+        if limit < 1:
+            raise EmoadaptError(f"a limit of images must be at least 1, got {limit}")
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(seed).permutation(len(self.samples))[:limit])
+        return replace(self, samples=[self.samples[i] for i in keep])
+
     def split(self, *names: str) -> "ImageDataset":
         """Samples whose ``split`` is one of ``names``."""
         wanted = set(names)

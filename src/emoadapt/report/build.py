@@ -35,6 +35,7 @@ class ReportOptions:
     manifest: str | None = None
     source: str | None = None
     mapping: str = "auto"
+    limit: int | None = None
     explain_budget: int = 24
     per_class: int = 3
     layer_grids: int = 2
@@ -95,9 +96,7 @@ def _faces(options: ReportOptions, mapping: str, classes: tuple[str, ...]):
     fer = open_dataset(options.source, "fer2013").split("Training")
     if len(fer) == 0:
         fer = open_dataset(options.source, "fer2013")
-    if len(fer) > options.faces:
-        keep = np.sort(np.random.default_rng(options.seed).permutation(len(fer))[:options.faces])
-        fer = replace(fer, samples=[fer.samples[i] for i in keep])
+    fer = fer.sample(options.faces, options.seed) if options.faces else replace(fer, samples=[])
     arrays = load_arrays(fer, 48, 1, cache_dir=options.cache_dir, progress=options.progress)
     names = [arrays.classes[i] if i >= 0 else None for i in arrays.labels]
     if mapping == "ier":
@@ -276,7 +275,7 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     base = select_splits(open_dataset(options.data, options.layout).with_label_map(options.label_map),
-                         options.manifest, options.splits)
+                         options.manifest, options.splits).sample(options.limit, options.seed)
     if options.source:
         open_dataset(options.source, "fer2013")  # a wrong --source fails now, not after the model passes
     sections, inputs = [], []
@@ -291,7 +290,7 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": options.command,
         "data": {"path": str(options.data), "layout": base.name, "split": _split_text(options),
-                 "manifest": options.manifest, "images": len(base), "source": options.source,
+                 "manifest": options.manifest, "images": len(base), "limit": options.limit, "source": options.source,
                  "label_map": options.label_map},
         "settings": {"explain_budget": options.explain_budget, "per_class": options.per_class,
                      "layer_grids": options.layer_grids, "depth": options.depth, "max_evals": options.max_evals,
