@@ -29,11 +29,8 @@ commit) and prints the markdown table of docs/reliability.md. Every wait is boun
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import http.client
 import json
-import os
-import platform
 import signal
 import socket
 import subprocess
@@ -47,32 +44,22 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
-from benchmarks.lib.provenance import git_commit  # noqa: E402
+from benchmarks.lib.provenance import provenance as lib_provenance, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BOUNDARY = "emoadapt-load"
 TARGETS = {"predict_p95_ms": 300, "predict_failures": 0, "shutdown_s": 10, "rss_mb": 2048}
 
 
-# --- provenance (as benchmarks/lib/provenance.py on main) ------------------------------------
+# --- provenance --------------------------------------------------------------------------
 
 def provenance(model: str) -> dict:
-    """Command, date, machine, commit, model name and weights sha256 (shipped models only)."""
+    """The provenance block of :mod:`benchmarks.lib.provenance`, with the weights sha256 of a
+    shipped model (None for a weights file)."""
     from emoadapt.models.registry import get_preset, list_models
 
     preset = get_preset(model) if model in list_models() else None
-    return {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
-            "machine": {"cores": os.cpu_count(), "platform": platform.machine(), "python": platform.python_version(),
-                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-            "model": model, "weights_sha256": preset.sha256 if preset is not None else None}
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    tmp.replace(path)
+    return lib_provenance(model, preset.sha256 if preset is not None else None)["provenance"]
 
 
 # --- HTTP helpers --------------------------------------------------------------------------

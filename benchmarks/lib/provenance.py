@@ -27,10 +27,14 @@ def git_commit() -> str:
 
 
 def machine() -> dict[str, Any]:
-    import torch
-
-    return {"cores": os.cpu_count(), "platform": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    """Cores, platform, Python, the load average when the run started (other jobs on the box skew
+    timings) and, when the benchmark uses torch, its version and threads."""
+    block = {"cores": os.cpu_count(), "platform": platform.machine(), "python": platform.python_version(),
+             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    if "torch" in sys.modules:  # a client-only benchmark (server_load) does not import it for this
+        torch = sys.modules["torch"]
+        block.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    return block
 
 
 def provenance(model: str | None = None, weights_sha256: str | None = None, **extra: Any) -> dict[str, Any]:
