@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..attribution import settings
 from ..data.labels import FER_CLASSES, fer_classes_in_ier_order
 from ..data.transforms import fit_images, uint8_to_tensor
 
@@ -70,7 +71,7 @@ def picture_of(image: np.ndarray) -> np.ndarray:
 
 def explain_examples(model: torch.nn.Module, images: np.ndarray, examples: list[dict], out_dir: Path, *,
                      budget: int, layer_grids: int, depth: int, max_evals: int | None, model_classes: Sequence[str],
-                     mapping: str, batch_size: int = 64, prefix: str = "", progress: bool = True) -> None:
+                     mapping: str, batch_size: int = settings.BATCH_SIZE, prefix: str = "", progress: bool = True) -> None:
     """Write an overlay PNG (explained, the first ``budget`` examples) or a thumbnail for every
     example, and a layer-wise grid for the first ``layer_grids`` explained ones; each example dict
     gets ``image``, ``explanation`` (or ``None``) and ``layer_grid`` (or ``None``)."""

@@ -33,7 +33,7 @@ from ..attribution import settings
 MAX_DEPTH = settings.MAX_DEPTH  #: largest DnCShap depth a client may ask for
 MAX_EVALS = settings.MAX_EVALS_LIMIT  #: largest DnCShap budget a client may ask for
 MAX_REQUEST_EVALS = 4096  #: default cap on the model evaluations of one request (depth × layers × budget)
-EXPLAIN_BATCH_SIZE = 16  #: default images per model call of the server's explanations (memory, see docs/reliability.md)
+EXPLAIN_BATCH_SIZE = settings.BATCH_SIZE  #: images per model call of the server's explanations: the one default
 LANES = ("predict", "explain")  #: the kinds of work that get their own worker threads
 EXPLAIN_NICE = 5  #: niceness added to the explain lane's threads (Linux), so predictions get the CPU first
 
