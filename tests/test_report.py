@@ -32,12 +32,13 @@ def _fixture(root: Path, per_class: int = 3) -> Path:
 
 
 def _tiny_with_temperature(path: Path) -> Path:
-    """The conftest tiny model with a temperature in its metadata (to get the after-scaling curve)."""
-    from emoadapt.models.registry import load_model
-    from emoadapt.training.checkpoint import save_weights
+    """The conftest tiny model with a calibration file beside it (temperature 1.7), as ``emoadapt
+    calibrate`` writes one: the report shows the curve before and after it."""
+    from emoadapt.models.calibration import Calibration, calibration_path_for
+    from emoadapt.models.registry import sha256
 
-    model, meta = load_model(save_tiny_model(path))
-    save_weights(path, model, model.config.to_dict(), {**meta, "temperature": 1.7})
+    save_tiny_model(path)
+    Calibration(temperature=1.7, fitted={"weights_sha256": sha256(path), "n_val": 12}).save(calibration_path_for(path))
     return path
 
 
@@ -107,7 +108,8 @@ def test_report_files_and_numbers(report_dir):
     (model,) = report["models"]
     assert model["metrics"]["n"] == 12 and model["classes"] == TINY_CLASSES
     assert [e["path"].endswith("broken.png") for e in model["errors"]] == [True]
-    assert list(model["calibration"]) == ["as trained", "temperature 1.7"]
+    assert list(model["calibration"]) == ["before calibration (T = 1)", "as predicted (T = 1.7)"]
+    assert model["temperature"] == 1.7 and all("uncertain" in e for e in model["examples"])
     assert sum(e["explanation"] is not None for e in model["examples"]) == 3
     assert sum(e["layer_grid"] is not None for e in model["examples"]) == 1
     assert report["command"].startswith("emoadapt report --model ") and "--explain-budget 3" in report["command"]

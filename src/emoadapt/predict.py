@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +54,18 @@ def predict_outputs(predictor, batch: torch.Tensor) -> dict:
         return predictor.predict_outputs(batch)
     probs = predictor.predict_tensors(batch)
     return {"probs": probs, "verdicts": [{"uncertain": False, "uncertain_reason": None}] * len(probs)}
+
+
+def outputs_of_paths(predictor, paths: Sequence[str | Path], batch_size: int = 32) -> dict[str, Any]:
+    """:func:`predict_outputs` of readable image files, batch by batch, concatenated: ``probs`` (N, K)
+    and ``verdicts`` (N dicts) — what ``emoadapt predict`` writes for them."""
+    probs, verdicts = [], []
+    for start in range(0, len(paths), batch_size):
+        out = predict_outputs(predictor, torch.stack([predictor.preprocess(p) for p in paths[start:start + batch_size]]))
+        probs.append(out["probs"])
+        verdicts += out["verdicts"]
+    width = len(predictor.classes)
+    return {"probs": np.concatenate(probs) if probs else np.zeros((0, width), np.float32), "verdicts": verdicts}
 
 
 def check_probabilities(probs: np.ndarray) -> str | None:

@@ -110,13 +110,15 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     from ..data.arrays import load_arrays
     from ..data.labels import FER_CLASSES
     from ..evaluate import ier_probs_from_fer
-    from ..models.registry import resolve_model
+    from ..predict import outputs_of_paths
+    from ..predictor import Predictor
     from .figures import save_confusion, save_reliability
     from .model_pass import default_taps, explain_examples, run_model
-    from .stats import bootstrap_metrics, calibration, select_examples, softmax
+    from .stats import bootstrap_metrics, calibration, select_examples
 
     started = time.perf_counter()
-    model, meta = resolve_model(spec)
+    predictor = Predictor(spec, runtime="torch")  # the one prediction path: the model's fit, TTA, calibration
+    model, meta = predictor.model, predictor.meta
     model_classes = tuple(meta.get("classes", ()))
     name, tag = Path(spec).name if Path(spec).exists() else spec, f"m{index + 1}-{slug(spec)}"
     dataset, classes, mapping = _prepare(base, model_classes, options.mapping)
@@ -125,7 +127,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
         raise EmoadaptError(f"{spec}: model classes {model_classes} do not match {tuple(classes)}; use --map")
     _log(options, f"{name}: {len(dataset)} images, scored in {mapping.upper()} classes")
     arrays = load_arrays(dataset, model.config.input_size, model.config.in_chans, cache_dir=options.cache_dir,
-                         progress=options.progress)
+                         progress=options.progress, fit=predictor.fit)  # each image as the model sees it
     unlabelled = int((arrays.labels < 0).sum())
     if unlabelled:  # images without a class in the scoring classes cannot be scored
         keep = np.flatnonzero(arrays.labels >= 0)
@@ -136,20 +138,23 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     taps = options.taps or default_taps(model)
     missing = [t for t in taps if t not in getattr(model, "taps", ())]
     taps = [t for t in taps if t not in missing]
-    result = run_model(model, arrays.images, taps, batch_size=options.batch_size, desc=f"predict {name}",
-                       progress=options.progress)
-    temperature = meta.get("temperature")
+    result = run_model(model, arrays.images, taps, batch_size=options.batch_size, desc=f"features {name}",
+                       progress=options.progress)  # the embedding plots' activations
 
-    def to_probs(t: float) -> np.ndarray:
-        probs = softmax(result.logits, t)
-        return ier_probs_from_fer(probs) if fer_as_ier else probs
+    def scored(calibrated: bool) -> tuple[np.ndarray, list[dict]]:
+        """Probabilities in the scoring classes and verdicts, as ``emoadapt predict`` gives them."""
+        source = predictor if calibrated else Predictor(spec, runtime="torch", calibrated=False)
+        out = outputs_of_paths(source, arrays.paths, options.batch_size)
+        return (ier_probs_from_fer(out["probs"]) if fer_as_ier else out["probs"]), out["verdicts"]
 
-    probs = to_probs(1.0)
+    probs, verdicts = scored(True)
+    temperature = predictor.calibration.temperature if predictor.calibration.calibrated else None
     metrics = bootstrap_metrics(arrays.labels, probs, classes, resamples=options.bootstrap, seed=options.seed)
-    curves = {"as trained": calibration(arrays.labels, probs, options.bins)}
-    if isinstance(temperature, (int, float)) and temperature > 0:
-        curves[f"temperature {temperature:g}"] = calibration(arrays.labels, to_probs(float(temperature)),
-                                                             options.bins)
+    curves = {}
+    if temperature is not None and temperature != 1.0:  # the same predictions before the temperature
+        curves["before calibration (T = 1)"] = calibration(arrays.labels, scored(False)[0], options.bins)
+    curves["as predicted" + (f" (T = {temperature:g})" if temperature is not None else "")] = calibration(
+        arrays.labels, probs, options.bins)
     title = f"{name} on {Path(options.data).name} ({_split_text(options)}, n={metrics['n']})"
     figures = {"confusion": save_confusion(metrics["confusion"], classes, out / f"{tag}-confusion.png",
                                            f"{title}\naccuracy {metrics['accuracy']:.1%}, "
@@ -161,7 +166,8 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
         i = e.pop("index")
         e.update(index=i, path=arrays.paths[i], true=classes[arrays.labels[i]], predicted=classes[preds[i]],
                  predicted_index=int(preds[i]), confidence=round(float(probs[i].max()), 4),
-                 p_true=round(float(probs[i, arrays.labels[i]]), 4))
+                 p_true=round(float(probs[i, arrays.labels[i]]), 4), uncertain=bool(verdicts[i]["uncertain"]),
+                 uncertain_reason=verdicts[i].get("uncertain_reason"))
         del e["class"]  # the true class, named in "true"
     affect_of_examples(spec, model, arrays.images, examples)
     (out / "examples").mkdir(parents=True, exist_ok=True)
@@ -176,7 +182,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
         "input_size": int(model.config.input_size), "in_chans": int(model.config.in_chans),
         "weights": str(weights) if weights else None,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights else None,
-        "temperature": float(temperature) if isinstance(temperature, (int, float)) else None,
+        "temperature": temperature, "fit": predictor.fit, "tta": predictor.tta,
         "metrics": metrics, "calibration": curves, "figures": figures, "examples": examples,
         "errors": [{"path": p, "reason": r} for p, r in arrays.failed], "unlabelled": unlabelled,
         "embedding_taps": taps, "missing_taps": missing, "seconds": round(time.perf_counter() - started, 1)}

@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from ..results import plain_uncertainty
 from .stats import EXAMPLE_KINDS
 
 KIND_TITLES = {"confident_correct": "most confident correct", "confident_errors": "most confident errors",
@@ -73,7 +74,8 @@ def _summary(report: dict) -> str:
             "<th>macro-F1 [95 % CI]</th><th>ECE</th><th>unreadable</th><th class='l'>classes</th></tr>"
             + "".join(rows) + "</table><p class='note'>Intervals: percentile bootstrap over images "
             f"({report['settings']['bootstrap']} resamples). ECE: {report['settings']['bins']} equal-width "
-            "confidence bins; with a model temperature, before → after it.</p>")
+            "confidence bins; with a calibration temperature, before → after it. Probabilities as "
+            "<code>emoadapt predict</code> gives them (the model's input fit, test-time flip, calibration).</p>")
 
 
 def _per_class(m: dict) -> str:
@@ -98,8 +100,8 @@ def _confusion_table(m: dict) -> str:
 def _calibration(m: dict, out: Path) -> str:
     items = "".join(f"<li>{escape(name)}: ECE {c['ece']:.3f}, mean confidence {pct(c['mean_confidence'])}, "
                     f"accuracy {pct(c['accuracy'])}</li>" for name, c in m["calibration"].items())
-    note = ("" if m["temperature"] is not None else
-            "<p class='note'>The model's metadata carries no temperature, so there is no after-scaling curve.</p>")
+    note = ("" if m["temperature"] not in (None, 1.0) else
+            "<p class='note'>The model has no calibration temperature, so there is no before-scaling curve.</p>")
     return f"<h3>Calibration</h3><ul>{items}</ul>{note}" + _img(out, m["figures"]["calibration"], "reliability diagram")
 
 
@@ -125,6 +127,8 @@ def _examples(m: dict, out: Path) -> str:
                 cost = f"; {ex['evaluations']} evaluations, {ex['seconds']:.2f} s" if ex else "; not explained"
                 caption = (f"{escape(Path(e['path']).name)}<br>true {escape(e['true'])}, predicted "
                            f"{escape(e['predicted'])} ({e['confidence']:.2f}); p(true) {e['p_true']:.2f}{cost}")
+                if e.get("uncertain"):  # the same verdict as predict, the web page and the API
+                    caption += f"<br><b>uncertain</b>: {escape(plain_uncertainty(e.get('uncertain_reason')))}"
                 if "valence" in e:  # a model with affect heads (issue #23)
                     top = max(e["distribution"], key=e["distribution"].get)
                     caption += (f"<br>valence {e['valence']:.1f}, arousal {e['arousal']:.1f} (1–9); "
