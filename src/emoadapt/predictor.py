@@ -277,6 +277,16 @@ class Predictor:
         return settings.check_target(target, self.classes)
 
 
+def replace_calibration(predictor: Predictor, calibration: Calibration) -> Predictor:
+    """A shallow copy of ``predictor`` (the same loaded model and session) with another calibration,
+    e.g. ``Calibration()`` for the same predictions before the temperature."""
+    import copy
+
+    other = copy.copy(predictor)
+    other.calibration = calibration
+    return other
+
+
 def affect_fields(predictor: Any, outputs: dict[str, np.ndarray], index: int) -> dict[str, Any]:
     """``{"valence", "arousal", "distribution": {name: p}}`` of image ``index`` of
     :meth:`Predictor.predict_outputs`, or ``{}`` for a model without affect heads."""

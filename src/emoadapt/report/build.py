@@ -111,13 +111,14 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     from ..data.labels import FER_CLASSES
     from ..evaluate import ier_probs_from_fer
     from ..predict import outputs_of_paths
-    from ..predictor import Predictor
+    from ..models.calibration import Calibration
+    from ..predictor import Predictor, replace_calibration
     from .figures import save_confusion, save_reliability
     from .model_pass import default_taps, explain_examples, run_model
     from .stats import bootstrap_metrics, calibration, select_examples
 
     started = time.perf_counter()
-    predictor = Predictor(spec, runtime="torch")  # the one prediction path: the model's fit, TTA, calibration
+    predictor = Predictor(spec)  # the one prediction path: the model's fit, TTA, calibration (onnxruntime when there)
     model, meta = predictor.model, predictor.meta
     model_classes = tuple(meta.get("classes", ()))
     name, tag = Path(spec).name if Path(spec).exists() else spec, f"m{index + 1}-{slug(spec)}"
@@ -143,7 +144,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
 
     def scored(calibrated: bool) -> tuple[np.ndarray, list[dict]]:
         """Probabilities in the scoring classes and verdicts, as ``emoadapt predict`` gives them."""
-        source = predictor if calibrated else Predictor(spec, runtime="torch", calibrated=False)
+        source = predictor if calibrated else replace_calibration(predictor, Calibration())
         out = outputs_of_paths(source, arrays.paths, options.batch_size)
         return (ier_probs_from_fer(out["probs"]) if fer_as_ier else out["probs"]), out["verdicts"]
 
@@ -171,7 +172,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
         del e["class"]  # the true class, named in "true"
     affect_of_examples(spec, model, arrays.images, examples)
     (out / "examples").mkdir(parents=True, exist_ok=True)
-    explain_examples(model, arrays.images, examples, out / "examples", budget=options.explain_budget,
+    explain_examples(predictor, arrays.images, examples, out / "examples", budget=options.explain_budget,
                      layer_grids=options.layer_grids, depth=options.depth, max_evals=options.max_evals,
                      model_classes=model_classes or classes, mapping=mapping, prefix=f"{tag}-",
                      progress=options.progress)

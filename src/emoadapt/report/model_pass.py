@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..attribution import settings
 from ..data.labels import FER_CLASSES, fer_classes_in_ier_order
 from ..data.transforms import fit_images, uint8_to_tensor
 
@@ -69,18 +68,20 @@ def picture_of(image: np.ndarray) -> np.ndarray:
     return array[:, :, 0] if array.shape[-1] == 1 else array
 
 
-def explain_examples(model: torch.nn.Module, images: np.ndarray, examples: list[dict], out_dir: Path, *,
+def explain_examples(predictor: Any, images: np.ndarray, examples: list[dict], out_dir: Path, *,
                      budget: int, layer_grids: int, depth: int, max_evals: int | None, model_classes: Sequence[str],
-                     mapping: str, batch_size: int = settings.BATCH_SIZE, prefix: str = "", progress: bool = True) -> None:
+                     mapping: str, prefix: str = "", progress: bool = True) -> None:
     """Write an overlay PNG (explained, the first ``budget`` examples) or a thumbnail for every
     example, and a layer-wise grid for the first ``layer_grids`` explained ones; each example dict
-    gets ``image``, ``explanation`` (or ``None``) and ``layer_grid`` (or ``None``)."""
-    from ..attribution import DnCShap, explain_layers, layer_taps, save_layer_grid
+    gets ``image``, ``explanation`` (or ``None``) and ``layer_grid`` (or ``None``). The explanations
+    are the predictor's (:meth:`~emoadapt.predictor.Predictor.explainer`: onnxruntime when loaded,
+    its calibration, the shared defaults), as in ``emoadapt explain`` and the web app."""
+    from ..attribution import explain_layers, layer_taps, save_layer_grid
     from .figures import save_overlay_with_scale, save_thumbnail
 
+    model = predictor.model
     images = fit_images(images, model.config.input_size, model.config.in_chans)
-    explainer = DnCShap(model, depth=depth, max_evals=max_evals, batch_size=batch_size,
-                        class_names=list(model_classes))
+    explainer = predictor.explainer(depth, max_evals=max_evals)
     grids = 0
     bar = tqdm(examples, desc=f"explain {prefix.strip('-')}", unit="img", disable=not progress)
     for n, example in enumerate(bar):
