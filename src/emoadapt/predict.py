@@ -57,15 +57,18 @@ def predict_outputs(predictor, batch: torch.Tensor) -> dict:
 
 
 def outputs_of_paths(predictor, paths: Sequence[str | Path], batch_size: int = 32) -> dict[str, Any]:
-    """:func:`predict_outputs` of readable image files, batch by batch, concatenated: ``probs`` (N, K)
-    and ``verdicts`` (N dicts) — what ``emoadapt predict`` writes for them."""
-    probs, verdicts = [], []
+    """:func:`predict_outputs` of readable image files, batch by batch, concatenated: ``probs`` (N, K),
+    ``verdicts`` (N dicts) and the other outputs — what ``emoadapt predict`` writes for them."""
+    arrays: dict[str, list[np.ndarray]] = {}
+    verdicts: list[dict] = []
     for start in range(0, len(paths), batch_size):
         out = predict_outputs(predictor, torch.stack([predictor.preprocess(p) for p in paths[start:start + batch_size]]))
-        probs.append(out["probs"])
-        verdicts += out["verdicts"]
-    width = len(predictor.classes)
-    return {"probs": np.concatenate(probs) if probs else np.zeros((0, width), np.float32), "verdicts": verdicts}
+        verdicts += out.pop("verdicts")
+        for key, value in out.items():
+            arrays.setdefault(key, []).append(np.asarray(value))
+    joined = {key: np.concatenate(parts) for key, parts in arrays.items()}
+    joined.setdefault("probs", np.zeros((0, len(predictor.classes)), np.float32))
+    return {**joined, "verdicts": verdicts}
 
 
 def check_probabilities(probs: np.ndarray) -> str | None:

@@ -118,7 +118,8 @@ class Predictor:
 
     def predict_outputs(self, batch: torch.Tensor) -> dict[str, Any]:
         """One forward pass (two with ``tta == "flip"``, averaged) of (N, C, S, S) in [0, 1]:
-        ``probs`` (N, K) float32, calibrated; ``verdicts``, one per image: ``{"uncertain": bool,
+        ``probs`` (N, K) float32, calibrated (with a temperature ≠ 1 also ``probs_uncalibrated``, the
+        same softmax before it); ``verdicts``, one per image: ``{"uncertain": bool,
         "uncertain_reason": str | None, "ood_score": float | None}`` (:meth:`Calibration.judge`);
         with affect heads ``valence`` and ``arousal`` (N,) on 1–9 and ``dist`` (N, len(affect_names))."""
         out = self._outputs(batch)
@@ -136,6 +137,8 @@ class Predictor:
         outputs of one pass."""
         raw = self.raw_outputs(batch)
         out = {"probs": self.calibration.probabilities(raw["logits"])}
+        if self.calibration.temperature != 1.0:  # the same pass before the temperature (reliability curves)
+            out["probs_uncalibrated"] = Calibration().probabilities(raw["logits"])
         scores = self.calibration.ood_scores(raw["logits"], raw.get("pre_logits"))
         if scores is not None:
             out["ood"] = scores
@@ -275,16 +278,6 @@ class Predictor:
     def target_index(self, target: int | str | None) -> int | None:
         """The class index of ``target`` (a name or index), or ``None`` for the predicted class."""
         return settings.check_target(target, self.classes)
-
-
-def replace_calibration(predictor: Predictor, calibration: Calibration) -> Predictor:
-    """A shallow copy of ``predictor`` (the same loaded model and session) with another calibration,
-    e.g. ``Calibration()`` for the same predictions before the temperature."""
-    import copy
-
-    other = copy.copy(predictor)
-    other.calibration = calibration
-    return other
 
 
 def affect_fields(predictor: Any, outputs: dict[str, np.ndarray], index: int) -> dict[str, Any]:

@@ -111,8 +111,7 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     from ..data.labels import FER_CLASSES
     from ..evaluate import ier_probs_from_fer
     from ..predict import outputs_of_paths
-    from ..models.calibration import Calibration
-    from ..predictor import Predictor, replace_calibration
+    from ..predictor import Predictor
     from .figures import save_confusion, save_reliability
     from .model_pass import default_taps, explain_examples, run_model
     from .stats import bootstrap_metrics, calibration, select_examples
@@ -142,18 +141,18 @@ def _model_section(spec: str, options: ReportOptions, base, out: Path, index: in
     result = run_model(model, arrays.images, taps, batch_size=options.batch_size, desc=f"features {name}",
                        progress=options.progress)  # the embedding plots' activations
 
-    def scored(calibrated: bool) -> tuple[np.ndarray, list[dict]]:
-        """Probabilities in the scoring classes and verdicts, as ``emoadapt predict`` gives them."""
-        source = predictor if calibrated else replace_calibration(predictor, Calibration())
-        out = outputs_of_paths(source, arrays.paths, options.batch_size)
-        return (ier_probs_from_fer(out["probs"]) if fer_as_ier else out["probs"]), out["verdicts"]
+    predicted = outputs_of_paths(predictor, arrays.paths, options.batch_size)  # as emoadapt predict gives them
 
-    probs, verdicts = scored(True)
+    def scoring(model_probs: np.ndarray) -> np.ndarray:  # in the scoring classes
+        return ier_probs_from_fer(model_probs) if fer_as_ier else model_probs
+
+    probs, verdicts = scoring(predicted["probs"]), predicted["verdicts"]
     temperature = predictor.calibration.temperature if predictor.calibration.calibrated else None
     metrics = bootstrap_metrics(arrays.labels, probs, classes, resamples=options.bootstrap, seed=options.seed)
     curves = {}
-    if temperature is not None and temperature != 1.0:  # the same predictions before the temperature
-        curves["before calibration (T = 1)"] = calibration(arrays.labels, scored(False)[0], options.bins)
+    if "probs_uncalibrated" in predicted:  # the same predictions before the calibration's temperature
+        curves["before calibration (T = 1)"] = calibration(arrays.labels, scoring(predicted["probs_uncalibrated"]),
+                                                           options.bins)
     curves["as predicted" + (f" (T = {temperature:g})" if temperature is not None else "")] = calibration(
         arrays.labels, probs, options.bins)
     title = f"{name} on {Path(options.data).name} ({_split_text(options)}, n={metrics['n']})"
