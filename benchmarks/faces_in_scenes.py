@@ -16,8 +16,10 @@ A pasted box counts as found when a detection (``read_faces`` with ``min_face`` 
 own 20 px window, at most 50 faces) overlaps it with IoU ≥ 0.4, one detection per box. Found
 faces are scored on the 4 classes as read in the scene, and the same faces read alone (the plain
 crop through the same reader: grey, the model's fit and flip) — the gap is what detection and
-pasting cost. Detections that match no pasted box are counted (Emotion6 photos have people of
-their own, so they are not all false positives).
+pasting cost. The same detections are also read with the margins of :data:`OTHER_MARGINS`
+(``accuracy_found_by_margin``: the first half of the composites to choose on, the second to
+report). Detections that match no pasted box are counted (Emotion6 photos have people of their
+own, so they are not all false positives).
 
 Readers: on ``--reader-faces`` FER2013 PrivateTest faces (mapped classes), the face branch alone
 (what ``read_faces`` uses: 7 expressions mapped to the 4 classes) against the whole model on the
@@ -47,8 +49,8 @@ from emoadapt.data import open_dataset
 from emoadapt.data.locate import dataset_path
 from emoadapt.data.labels import IER_CLASSES
 from emoadapt.faces.options import CASCADE_FILE, CASCADE_WINDOW, MARGIN
-from emoadapt.faces.detect import detect_faces
-from emoadapt.faces.read import read_crops
+from emoadapt.faces.detect import FaceBox, detect_faces
+from emoadapt.faces.read import face_crops, read_crops
 from emoadapt.models.registry import DEFAULT_MODEL
 
 from lib.provenance import provenance, write_json
@@ -58,6 +60,8 @@ SIZES = (24, 32, 48, 64, 96, 128)
 CANVAS = (640, 480)
 SOURCES = ("fer2013", "jaffe", "ckplus48")
 IOU = 0.4
+#: margins tried besides the default (:data:`emoadapt.faces.options.MARGIN`), on the same detections
+OTHER_MARGINS = (0.0, 0.25, 0.4)
 
 
 def face_pools(rng: random.Random) -> dict[tuple[str, str], dict]:
@@ -163,15 +167,41 @@ def measure_scenes(predictor: Predictor, pools, scenes, count: int, rng: random.
         found = predictor.read_faces(picture, min_face=CASCADE_WINDOW, max_faces=50)["faces"]
         matched = match(boxes, found)
         alone = read_crops(predictor, [image.convert("RGB") for _, _, image in faces])["probs"]
+        by_margin = margin_reads(predictor, picture, found)
         for k, ((source, label, _), box, j) in enumerate(zip(faces, boxes, matched)):
             records.append({"composite": index, "size": box[2], "source": source, "label": label,
                             "found": j is not None, "iou": round(iou(box, found[j]["box"]), 3) if j is not None else None,
                             "in_scene": found[j]["dominant_emotion"] if j is not None else None,
-                            "alone": predictor.classes[int(alone[k].argmax())]})
+                            "alone": predictor.classes[int(alone[k].argmax())],
+                            "in_scene_margin": {m: classes[j] for m, classes in by_margin.items()} if j is not None else None})
         records.append({"composite": index, "unmatched": len(found) - sum(j is not None for j in matched)})
         if index % 20 == 0:
             print(f"composite {index}/{count}", flush=True)
     return records
+
+
+def margin_reads(predictor: Predictor, picture: Image.Image, found: list[dict]) -> dict[str, list[str]]:
+    """The class of each detected face read with each margin of :data:`OTHER_MARGINS` (the default's
+    is ``in_scene``)."""
+    if not found:
+        return {str(m): [] for m in OTHER_MARGINS}
+    boxes = [FaceBox(*face["box"], score=face["score"]) for face in found]
+    return {str(m): [predictor.classes[int(p.argmax())] for p in read_crops(predictor, face_crops(picture, boxes, m))["probs"]]
+            for m in OTHER_MARGINS}
+
+
+def margin_summary(records: list[dict], count: int) -> dict:
+    """4-class accuracy of the found faces read with each margin, on the first half of the composites
+    (to choose on) and the second half (to report)."""
+    found = [r for r in records if r.get("found")]
+    halves = {"first_half": [r for r in found if r["composite"] < count // 2],
+              "second_half": [r for r in found if r["composite"] >= count // 2]}
+    out = {}
+    for margin in (str(MARGIN), *map(str, OTHER_MARGINS)):
+        read = (lambda r: r["in_scene"]) if margin == str(MARGIN) else (lambda r, m=margin: r["in_scene_margin"][m])
+        out[margin] = {half: round(sum(read(r) == r["label"] for r in group) / len(group), 4) if group else None
+                       for half, group in halves.items()}
+    return out
 
 
 def summary(records: list[dict]) -> dict:
@@ -283,7 +313,8 @@ def main() -> None:
     rounds = {f"{source}/{label}": pool["rounds"] for (source, label), pool in pools.items() if pool["rounds"] > 1}
     result = {"sizes_px": list(SIZES), "canvas_px": list(CANVAS), "sources": list(SOURCES), "iou_threshold": IOU,
               "detector": f"OpenCV {cv2.__version__} {CASCADE_FILE}, min face {CASCADE_WINDOW} px",
-              "margin": MARGIN, "pools_dealt_more_than_once": rounds, **summary(records), "scenes_seconds": round(time.perf_counter() - started, 1),
+              "margin": MARGIN, "pools_dealt_more_than_once": rounds, **summary(records),
+              "accuracy_found_by_margin": margin_summary(records, args.composites), "scenes_seconds": round(time.perf_counter() - started, 1),
               "timing": measure_time(predictor, pools, scenes, args.repeats, rng), "runtime": predictor.runtime,
               "readers_fer2013_privatetest": compare_readers(predictor, args.reader_faces, rng) if args.reader_faces else None}
     load = {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]}  # 1/5/15-min load (2 cores shared)

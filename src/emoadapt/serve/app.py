@@ -128,8 +128,10 @@ def create_app(predictor=None, *, model: str | None = None, max_upload_bytes: in
         faces = handlers.face_options(request, fields)
 
         def job() -> dict[str, Any]:
-            return service.predictor.analyze(service.decode(data, name), faces=faces.faces, min_face=faces.min_face,
-                                             max_faces=faces.max_faces)
+            image = service.decode(data, name)
+            if not faces.faces:  # the plain call: stand-in predictors need not know faces
+                return service.predictor.analyze(image)
+            return service.predictor.analyze(image, faces=True, min_face=faces.min_face, max_faces=faces.max_faces)
 
         result = await service.run(job, "predict")
         return dict(result, model=service.model_name, seconds=round(time.perf_counter() - start, 4))
