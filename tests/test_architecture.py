@@ -187,3 +187,24 @@ def test_no_function_of_the_product_is_long_or_takes_many_parameters():
                 if (lines > 90 or count > 14) and where not in LONG_ALLOWED:
                     too_long.append(f"{name}.{node.name}: {lines} lines, {count} parameters")
     assert too_long == []
+
+
+def test_every_module_of_the_product_is_reached_from_a_user_entry_point():
+    """No dead modules (issue #31): every module is imported, directly or not, from what users call
+    — the CLI (``emoadapt …``, ``python -m emoadapt``) and the public API of ``emoadapt/__init__.py``
+    — counting the names a package's ``__init__`` loads lazily by string (its submodules' names)."""
+    known, edges = modules(), graph()
+    for name, path in known.items():
+        if path.name == "__init__.py":  # lazy maps such as {"DnCShap": "dncshap"} name submodules by string
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and f"{name}.{node.value}" in known:
+                    edges[name].add(f"{name}.{node.value}")
+    todo, seen = ["emoadapt", "emoadapt.cli", "emoadapt.cli.__main__", "emoadapt.__main__"], set()
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in known:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(edges[module])
+    assert sorted(set(known) - seen) == []

@@ -19,7 +19,7 @@ _LAZY = {
     "DnCShap": "dncshap", "resolve_baseline": "baselines",
     "Partition": "partition", "build_partition": "partition", "content_partition": "partition",
     "max_depth": "partition",
-    "save_layer_grid": "figures", "save_overlay": "figures",
+    "save_layer_grid": "figures", "save_overlay": "figures", "deletion_insertion": "faithfulness",
     "LAYER_TAPS": "layerwise", "LayerDnCShap": "layerwise", "explain_layers": "layerwise", "layer_taps": "layerwise",
 }
 
@@ -33,6 +33,7 @@ __all__ = [
     "Partition",
     "build_partition",
     "content_partition",
+    "deletion_insertion",
     "explain_layers",
     "layer_taps",
     "max_depth",
