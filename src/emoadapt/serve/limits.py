@@ -35,7 +35,7 @@ MAX_EVALS = settings.MAX_EVALS_LIMIT  #: largest DnCShap budget a client may ask
 MAX_REQUEST_EVALS = 4096  #: default cap on the model evaluations of one request (depth × layers × budget)
 EXPLAIN_BATCH_SIZE = settings.BATCH_SIZE  #: images per model call of the server's explanations: the one default
 LANES = ("predict", "explain")  #: the kinds of work that get their own worker threads
-EXPLAIN_NICE = 5  #: niceness added to the explain lane's threads (Linux), so predictions get the CPU first
+EXPLAIN_NICE = 10  #: niceness added to the explain lane's threads (Linux), so predictions get the CPU first
 
 log = logging.getLogger("emoadapt.serve")
 
