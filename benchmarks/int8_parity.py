@@ -1,0 +1,106 @@
+"""Accuracy parity of the default model's int8 copy with fp32 (issue #33), through the product's
+evaluate path (``emoadapt.evaluate.evaluate_model``: the model's own crop, flip averaging and
+calibration), on both domains.
+
+    python benchmarks/int8_parity.py [--out benchmarks/results/explain/int8_parity.json]
+
+Splits: Emotion6 fold 0 of ``benchmarks/results/adaptation/folds.json`` — validation (fold1) and
+test (fold0) — and FER2013 PublicTest and PrivateTest faces of the four mapped classes (4-class).
+The shipped default was fitted on all 1,056 Emotion6 images, so its Emotion6 figures here are not
+held-out accuracies: they measure agreement of the two paths. Per split: accuracy and macro-F1 of
+each path, the difference in points, the share of images whose predicted class is the same, and
+max / mean |Δp| over every class probability (calibrated, flip-averaged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.int8 import FOLDS, calibration_paths, export_fp32, file_sha256, quantize_int8  # noqa: E402
+from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.speed import model_identity  # noqa: E402
+
+from emoadapt.data.locate import dataset_path  # noqa: E402
+from emoadapt.evaluate import evaluate_model  # noqa: E402
+from emoadapt.models.onnx import onnx_file_session  # noqa: E402
+from emoadapt.predictor import Predictor  # noqa: E402
+
+#: (name, dataset, manifest, split) scored by both paths
+SPLITS = (("emotion6 val (fold1)", "emotion6", FOLDS, "fold1"),
+          ("emotion6 test (fold0)", "emotion6", FOLDS, "fold0"),
+          ("fer2013 PublicTest 4-class", "fer2013", None, "PublicTest"),
+          ("fer2013 PrivateTest 4-class", "fer2013", None, "PrivateTest"))
+#: the tolerance the results are judged by: accuracy within this many points of fp32
+ACCURACY_POINTS = 0.5
+
+
+def score(predictor: Predictor, dataset: str, manifest: Path | None, split: str) -> dict:
+    """``evaluate_model``'s report (with ``probs`` (N, 4)) of ``predictor`` on one split, 4 IER classes."""
+    return evaluate_model(None, dataset_path(dataset), splits=[split], manifest=manifest, mapping="ier",
+                          predictor=predictor, with_probs=True, progress=False)
+
+
+def compare(fp32: dict, int8: dict) -> dict:
+    """Accuracy, macro-F1 and probability differences of two reports of the same images."""
+    delta = np.abs(np.asarray(int8["probs"]) - np.asarray(fp32["probs"]))
+    same = np.asarray(int8["probs"]).argmax(1) == np.asarray(fp32["probs"]).argmax(1)
+    return {"n": fp32["n"], "accuracy": {"fp32": fp32["accuracy"], "int8": int8["accuracy"]},
+            "macro_f1": {"fp32": fp32["macro_f1"], "int8": int8["macro_f1"]},
+            "accuracy_points_int8_minus_fp32": 100 * (int8["accuracy"] - fp32["accuracy"]),
+            "same_prediction": float(same.mean()), "max_abs_dp": float(delta.max()),
+            "mean_abs_dp": float(delta.mean()), "p99_abs_dp": float(np.quantile(delta, 0.99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calibration-scenes", type=int, default=150)
+    parser.add_argument("--calibration-faces", type=int, default=150)
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights")
+    parser.add_argument("--splits", nargs="+", default=[s[0] for s in SPLITS], help="names of SPLITS to score")
+    parser.add_argument("--out", default="benchmarks/results/explain/int8_parity.json")
+    args = parser.parse_args()
+
+    predictor = Predictor(None, runtime="onnx")
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        fp32 = export_fp32(predictor, Path(folder) / "fp32.onnx")
+        paths = calibration_paths(args.calibration_scenes, args.calibration_faces, seed=0)
+        int8 = quantize_int8(fp32, Path(folder) / "int8.onnx", predictor.preprocess, paths,
+                             reduce_range=args.reduce_range)
+        sessions = {"fp32": onnx_file_session(fp32), "int8": onnx_file_session(int8)}
+        digests = {name: file_sha256(path) for name, path in (("fp32", fp32), ("int8", int8))}
+        for name, dataset, manifest, split in SPLITS:
+            if name not in args.splits:
+                continue
+            reports = {}
+            for path_name, session in sessions.items():
+                predictor.session = session
+                reports[path_name] = score(predictor, dataset, manifest, split)
+            rows[name] = compare(reports["fp32"], reports["int8"])
+            row = rows[name]
+            print(f"{name}: n {row['n']}, accuracy fp32 {row['accuracy']['fp32']:.4f} int8 {row['accuracy']['int8']:.4f} "
+                  f"({row['accuracy_points_int8_minus_fp32']:+.2f} pt), same prediction {row['same_prediction']:.4f}, "
+                  f"|Δp| max {row['max_abs_dp']:.4f} mean {row['mean_abs_dp']:.5f}", flush=True)
+    within = all(abs(r["accuracy_points_int8_minus_fp32"]) <= ACCURACY_POINTS for r in rows.values())
+    model_name, sha = model_identity(None)
+    write_json(args.out, {
+        "what": "fp32 vs int8 (onnxruntime static QDQ, per-channel) of the default model through evaluate_model "
+                "(its crop, flip averaging, calibration); 4 IER classes",
+        "splits": rows, "accuracy_tolerance_points": ACCURACY_POINTS, "within_tolerance": within,
+        "onnx_sha256": digests,
+        "calibration": {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
+                        "reduce_range": args.reduce_range},
+        **provenance(model=model_name, weights_sha256=sha, split_manifest=str(FOLDS.name),
+                     split_manifest_sha256=file_sha256(FOLDS), load_average=os.getloadavg())})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
