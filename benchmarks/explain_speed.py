@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import REPO, provenance, write_json  # noqa: E402
+from benchmarks.lib.int8 import VARIANTS as INT8_VARIANTS  # noqa: E402
 from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 from emoadapt.data.decode import decode_image
@@ -107,21 +108,23 @@ def _traced_pads():
 
 
 def _candidate_files(predictor, folder: Path, args: argparse.Namespace) -> tuple[dict[str, Path], dict]:
-    """{candidate name: .onnx file}: today's export, the constant-pad export and its int8 copy; plus
-    what the int8 copy was calibrated on."""
+    """{candidate name: .onnx file}: today's export, the constant-pad export and its int8 copies
+    (``args.int8``, names of :data:`benchmarks.lib.int8.VARIANTS`); plus what they were calibrated on."""
     from emoadapt.data.locate import data_home
 
-    from benchmarks.lib.int8 import calibration_paths, export_fp32, quantize_int8
+    from benchmarks.lib.int8 import VARIANTS, calibration_paths, export_fp32, quantize_int8
 
     with _traced_pads():
         files = {"fp32 (today's export)": export_fp32(predictor, folder / "fp32-traced-pads.onnx")}
     files["fp32"] = export_fp32(predictor, folder / "fp32.onnx")
     paths = calibration_paths(args.calibration_scenes, args.calibration_faces, seed=0)
-    files["int8"] = quantize_int8(files["fp32"], folder / "int8.onnx", predictor.preprocess, paths,
-                                  reduce_range=args.reduce_range)
+    for index, name in enumerate(args.int8):
+        files[name] = quantize_int8(files["fp32"], folder / f"int8-{index}.onnx", predictor.preprocess, paths,
+                                    **VARIANTS[name])
     listed = "\n".join(os.path.relpath(p, data_home()) for p in sorted(paths))
     calibration = {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
-                   "paths_sha256": hashlib.sha256(listed.encode()).hexdigest(), "reduce_range": args.reduce_range,
+                   "paths_sha256": hashlib.sha256(listed.encode()).hexdigest(),
+                   "variants": {name: VARIANTS[name] for name in args.int8},
                    "format": "QDQ, per-channel int8 weights, uint8 activations, MinMax ranges, head kept in fp32"}
     return files, calibration
 
@@ -176,7 +179,8 @@ def compare(argv: list[str]) -> None:
     parser.add_argument("--model", default=None, help="a shipped model name (default: the default model)")
     parser.add_argument("--calibration-scenes", type=int, default=150)
     parser.add_argument("--calibration-faces", type=int, default=150)
-    parser.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights")
+    parser.add_argument("--int8", nargs="+", default=list(INT8_VARIANTS), choices=list(INT8_VARIANTS),
+                        help="int8 copies to time (benchmarks/lib/int8.py VARIANTS)")
     parser.add_argument("--repeat", type=int, default=2, help="explanations of each sample per candidate")
     parser.add_argument("--model-repeat", type=int, nargs=2, default=[20, 3], metavar=("B1", "BATCH"),
                         help="model-only runs per candidate at batch 1 and at the explainer's batch size")

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
-from benchmarks.lib.int8 import FOLDS, calibration_paths, export_fp32, file_sha256, quantize_int8  # noqa: E402
+from benchmarks.lib.int8 import (FOLDS, VARIANTS, calibration_paths, export_fp32, file_sha256,  # noqa: E402
+                                  quantize_int8)
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
 from benchmarks.lib.speed import model_identity  # noqa: E402
 
@@ -44,7 +45,7 @@ ACCURACY_POINTS = 0.5
 def score(predictor: Predictor, dataset: str, manifest: Path | None, split: str) -> dict:
     """``evaluate_model``'s report (with ``probs`` (N, 4)) of ``predictor`` on one split, 4 IER classes."""
     return evaluate_model(None, dataset_path(dataset), splits=[split], manifest=manifest, mapping="ier",
-                          predictor=predictor, with_probs=True, progress=False)
+                          predictor=predictor, with_probs=True, progress=False, batch_size=16)
 
 
 def compare(fp32: dict, int8: dict) -> dict:
@@ -62,41 +63,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calibration-scenes", type=int, default=150)
     parser.add_argument("--calibration-faces", type=int, default=150)
-    parser.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights")
+    parser.add_argument("--int8", nargs="+", default=["int8 7-bit, face fp32"], choices=list(VARIANTS),
+                        help="int8 copies to score against fp32 (benchmarks/lib/int8.py VARIANTS)")
     parser.add_argument("--splits", nargs="+", default=[s[0] for s in SPLITS], help="names of SPLITS to score")
     parser.add_argument("--out", default="benchmarks/results/explain/int8_parity.json")
     args = parser.parse_args()
 
     predictor = Predictor(None, runtime="onnx")
-    rows = {}
+    rows: dict[str, dict] = {name: {} for name in args.int8}
     with tempfile.TemporaryDirectory() as folder:
         fp32 = export_fp32(predictor, Path(folder) / "fp32.onnx")
         paths = calibration_paths(args.calibration_scenes, args.calibration_faces, seed=0)
-        int8 = quantize_int8(fp32, Path(folder) / "int8.onnx", predictor.preprocess, paths,
-                             reduce_range=args.reduce_range)
-        sessions = {"fp32": onnx_file_session(fp32), "int8": onnx_file_session(int8)}
-        digests = {name: file_sha256(path) for name, path in (("fp32", fp32), ("int8", int8))}
-        for name, dataset, manifest, split in SPLITS:
-            if name not in args.splits:
+        files = {"fp32": fp32, **{name: quantize_int8(fp32, Path(folder) / f"int8-{i}.onnx", predictor.preprocess,
+                                                      paths, **VARIANTS[name]) for i, name in enumerate(args.int8)}}
+        sessions = {name: onnx_file_session(path) for name, path in files.items()}
+        digests = {name: file_sha256(path) for name, path in files.items()}
+        for split_name, dataset, manifest, split in SPLITS:
+            if split_name not in args.splits:
                 continue
             reports = {}
-            for path_name, session in sessions.items():
+            for name, session in sessions.items():
                 predictor.session = session
-                reports[path_name] = score(predictor, dataset, manifest, split)
-            rows[name] = compare(reports["fp32"], reports["int8"])
-            row = rows[name]
-            print(f"{name}: n {row['n']}, accuracy fp32 {row['accuracy']['fp32']:.4f} int8 {row['accuracy']['int8']:.4f} "
-                  f"({row['accuracy_points_int8_minus_fp32']:+.2f} pt), same prediction {row['same_prediction']:.4f}, "
-                  f"|Δp| max {row['max_abs_dp']:.4f} mean {row['mean_abs_dp']:.5f}", flush=True)
-    within = all(abs(r["accuracy_points_int8_minus_fp32"]) <= ACCURACY_POINTS for r in rows.values())
+                reports[name] = score(predictor, dataset, manifest, split)
+            for name in args.int8:
+                row = rows[name][split_name] = compare(reports["fp32"], reports[name])
+                print(f"{name} | {split_name}: n {row['n']}, accuracy fp32 {row['accuracy']['fp32']:.4f} int8 "
+                      f"{row['accuracy']['int8']:.4f} ({row['accuracy_points_int8_minus_fp32']:+.2f} pt), same "
+                      f"prediction {row['same_prediction']:.4f}, |Δp| max {row['max_abs_dp']:.4f} mean "
+                      f"{row['mean_abs_dp']:.5f}", flush=True)
+    within = {name: all(abs(r["accuracy_points_int8_minus_fp32"]) <= ACCURACY_POINTS for r in splits.values())
+              for name, splits in rows.items()}
     model_name, sha = model_identity(None)
     write_json(args.out, {
         "what": "fp32 vs int8 (onnxruntime static QDQ, per-channel) of the default model through evaluate_model "
                 "(its crop, flip averaging, calibration); 4 IER classes",
-        "splits": rows, "accuracy_tolerance_points": ACCURACY_POINTS, "within_tolerance": within,
+        "variants": rows, "accuracy_tolerance_points": ACCURACY_POINTS, "within_tolerance": within,
         "onnx_sha256": digests,
         "calibration": {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
-                        "reduce_range": args.reduce_range},
+                        "variants": {name: VARIANTS[name] for name in args.int8}},
         **provenance(model=model_name, weights_sha256=sha, split_manifest=str(FOLDS.name),
                      split_manifest_sha256=file_sha256(FOLDS), load_average=os.getloadavg())})
     print(f"wrote {args.out}")

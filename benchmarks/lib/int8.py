@@ -24,6 +24,15 @@ FOLDS = REPO / "benchmarks" / "results" / "adaptation" / "folds.json"
 TRAIN_FOLDS = ("fold2", "fold3", "fold4")
 
 
+#: the int8 copies the benchmarks compare: name → options of :func:`emoadapt.models.int8.quantize_int8`
+#: (all: QDQ, per-channel weights, uint8 activations, MinMax ranges, the head in fp32)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "int8": {},
+    "int8 7-bit": {"reduce_range": True},  # no u8s8 saturation on AVX2 without VNNI
+    "int8 7-bit, face fp32": {"reduce_range": True, "resized_fp32": True},  # the 96 px face branch in fp32
+}
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -47,8 +56,9 @@ def calibration_paths(scenes: int, faces: int, seed: int = 0) -> list[str]:
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, preprocess: Callable[[str], Any], paths: Sequence[str],
-                  reduce_range: bool = False) -> Path:
-    """``fp32``'s int8 copy at ``out``, calibrated on ``paths`` read through ``preprocess``."""
+                  **options: Any) -> Path:
+    """``fp32``'s int8 copy at ``out``, calibrated on ``paths`` read through ``preprocess``; ``options``
+    of :func:`emoadapt.models.int8.quantize_int8` (``reduce_range``, ``resized_fp32``, ``method``)."""
     from emoadapt.models.int8 import image_batches, quantize_int8 as quantize
 
-    return quantize(fp32, out, image_batches(paths, preprocess), reduce_range=reduce_range)
+    return quantize(fp32, out, image_batches(paths, preprocess), **options)

@@ -62,12 +62,14 @@ class _Reader:
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, batches: Iterator[np.ndarray], *, exclude_head: bool = True,
-                  reduce_range: bool = False, method: str = "minmax") -> Path:
+                  resized_fp32: bool = False, reduce_range: bool = False, method: str = "minmax") -> Path:
     """Write ``out``: the ``fp32`` ONNX file statically quantised by onnxruntime (QDQ, per-channel
     int8 weights, uint8 activations), activation ranges calibrated on ``batches`` (N, C, S, S).
 
     Args:
         exclude_head: keep the nodes downstream of the global poolings (:func:`head_nodes`) in fp32.
+        resized_fp32: keep the branch that reads a resized input (:func:`resized_branch_nodes`: the
+            fusion model's face branch at 96 px, ~1/5 of its multiply-adds) in fp32 too.
         reduce_range: 7-bit weights (onnxruntime's advice for u8s8 on CPUs without VNNI, if
             accuracy suffers from saturation).
         method: ``minmax``, ``percentile`` or ``entropy`` activation ranges.
@@ -83,10 +85,10 @@ def quantize_int8(fp32: str | Path, out: str | Path, batches: Iterator[np.ndarra
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         reader = _Reader(model.graph.input[0].name, batches)
+        excluded = (head_nodes(model) if exclude_head else []) + (resized_branch_nodes(model) if resized_fp32 else [])
         quantize_static(str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                        nodes_to_exclude=head_nodes(model) if exclude_head else [],
-                        calibrate_method=methods[method])
+                        nodes_to_exclude=excluded, calibrate_method=methods[method])
     return Path(out)
 
 
@@ -95,30 +97,42 @@ def head_nodes(model: Any) -> list[str]:
     of an ONNX model: the head (EfficientNet-Lite has no squeeze-excite, so these are the branches'
     last poolings only)."""
     pools = [n for n in model.graph.node if n.op_type in ("ReduceMean", "GlobalAveragePool")]
+    return _downstream(model, pools, set())
+
+
+def _downstream(model: Any, starts: list[Any], stop: set[str]) -> list[str]:
+    """Names of the nodes fed, directly or not, by the outputs of ``starts``, not going past ``stop``."""
     consumers: dict[str, list[Any]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     seen: set[str] = set()
-    frontier = [t for n in pools for t in n.output]
+    frontier = [t for n in starts for t in n.output]
     while frontier:
         for node in consumers.get(frontier.pop(), []):
-            if node.name not in seen:
+            if node.name not in seen and node.name not in stop:
                 seen.add(node.name)
                 frontier.extend(node.output)
     return sorted(seen)
 
 
+def resized_branch_nodes(model: Any) -> list[str]:
+    """Names of the nodes between a ``Resize`` of the input and the head (:func:`head_nodes`): the
+    branch of a fusion model that reads the image at its own, smaller size (the face branch)."""
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+    return _downstream(model, resizes, set(head_nodes(model)))
+
+
 def build_int8(model: Any, out: str | Path, preprocess: Callable[[str], Any], paths: Sequence[str], *,
-               taps: tuple[str, ...] = ("logits",), metadata: dict | None = None, reduce_range: bool = False) -> Path:
+               taps: tuple[str, ...] = ("logits",), metadata: dict | None = None, **options: Any) -> Path:
     """Export torch ``model`` to fp32 ONNX (outputs ``taps``) in a temporary folder and write its
-    int8 copy to ``out`` (:func:`quantize_int8`, calibrated on ``paths`` through ``preprocess``),
-    with ``metadata`` stored as the fp32 export stores it."""
+    int8 copy to ``out`` (:func:`quantize_int8` with ``options``, calibrated on ``paths`` through
+    ``preprocess``), with ``metadata`` stored as the fp32 export stores it."""
     from .onnx import add_metadata, export_onnx
 
     with tempfile.TemporaryDirectory() as folder:
         fp32 = export_onnx(model, Path(folder) / "fp32.onnx", taps=taps)
-        quantize_int8(fp32, out, image_batches(paths, preprocess), reduce_range=reduce_range)
+        quantize_int8(fp32, out, image_batches(paths, preprocess), **options)
     if metadata:
         add_metadata(Path(out), metadata)
     return Path(out)
