@@ -1,16 +1,19 @@
-"""The int8 path (issue #33): constant pads in the ONNX export, static quantisation of a tiny
-model (head kept in fp32, outputs close to fp32), the Predictor's ``precision`` option. Fast."""
+"""The faster model pass (issue #33): constant pads in the ONNX export; the benchmarks' int8
+quantisation (benchmarks/lib/int8.py) of a tiny model keeps its head in fp32 and stays close. Fast."""
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from emoadapt.errors import EmoadaptError
 from emoadapt.models.efficientnet_lite import Conv2dSame
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -46,12 +49,12 @@ def test_same_pads_export_as_constants(tmp_path):
 
 
 def test_int8_copy_keeps_the_head_in_fp32_and_stays_close(tmp_path):
-    from emoadapt.models.int8 import head_nodes, quantize_int8
+    from benchmarks.lib.int8 import head_nodes, quantize_int8
 
     fp32 = _export(tmp_path)
     rng = np.random.default_rng(0)
-    batches = iter([rng.random((4, 3, 16, 16), dtype=np.float32) for _ in range(3)])
-    int8 = quantize_int8(fp32, tmp_path / "tiny.int8.onnx", batches)
+    images = {str(i): torch.from_numpy(rng.random((3, 16, 16), dtype=np.float32)) for i in range(12)}
+    int8 = quantize_int8(fp32, tmp_path / "tiny.int8.onnx", images.__getitem__, list(images))
     model = onnx.load(str(int8))
     head = set(head_nodes(model))
     gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
@@ -62,12 +65,3 @@ def test_int8_copy_keeps_the_head_in_fp32_and_stays_close(tmp_path):
     a = ort.InferenceSession(str(fp32)).run(None, {"images": x})[0]
     b = ort.InferenceSession(str(int8)).run(None, {"images": x})[0]
     assert np.abs(a - b).max() < 0.05 * (np.abs(a).max() + 1e-6) + 0.02
-
-
-def test_precision_is_checked():
-    from emoadapt.predictor import Predictor
-
-    with pytest.raises(EmoadaptError, match="precision"):
-        Predictor("fer-cpu", precision="int4")
-    with pytest.raises(EmoadaptError, match="int8"):
-        Predictor("fer-cpu", precision="int8")  # no int8 copy in its registry entry

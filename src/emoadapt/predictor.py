@@ -18,11 +18,7 @@ from .explain import settings
 from .explaining import TemperatureScaled, build_explainer, explain_images
 from .models.calibration import Calibration, load_calibration
 from .models.onnx import onnx_file_meta, onnx_file_session, onnx_input_shape
-from .models.registry import resolve_affect, resolve_model, shipped_int8
-
-#: what ``precision`` may be: ``auto`` runs a shipped model's int8 copy on onnxruntime when the
-#: registry names one (issue #33), ``fp32`` never does, ``int8`` requires it
-PRECISIONS = ("auto", "fp32", "int8")
+from .models.registry import resolve_affect, resolve_model
 
 ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
 
@@ -49,8 +45,7 @@ class Predictor:
     ``.onnx`` file written by ``emoadapt export`` (then onnxruntime only, no layer-wise
     explanations); ``fit`` how an image becomes the square input (default: the model's own, from
     its metadata; ``squash``: the whole image; ``pad``; ``centre``; ``crop``: 87.5 % centre crop); ``calibrated=False`` ignores the model's
-    calibration file (plain softmax; what ``emoadapt calibrate`` refits from); ``precision`` one of
-    :data:`PRECISIONS` (the int8 copy runs on onnxruntime only; ``auto``: when there is one).
+    calibration file (plain softmax; what ``emoadapt calibrate`` refits from).
 
     Attributes:
         model: the torch model (kept for layer-wise explanations even with the ONNX runtime;
@@ -58,15 +53,12 @@ class Predictor:
         classes: output class names.
         input_size, channels: what :meth:`preprocess` produces.
         calibration: temperature, OOD score and thresholds behind ``uncertain``.
-        precision: ``int8`` when the onnxruntime session runs the shipped int8 copy, else ``fp32``.
     """
 
     def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None,
-                 fit: str | None = None, calibrated: bool = True, precision: str = "auto"):
+                 fit: str | None = None, calibrated: bool = True):
         if runtime not in ("auto", "torch", "onnx"):
             raise EmoadaptError(f"runtime must be auto, torch or onnx, got {runtime!r}")
-        if precision not in PRECISIONS:
-            raise EmoadaptError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if fit is not None and fit not in FITS:
             raise EmoadaptError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         runtime = default_runtime() if runtime == "auto" else runtime
@@ -100,15 +92,6 @@ class Predictor:
         self.affect = resolve_affect(model) if self.model is not None else None
         #: the distribution's class names (``dist_<name>``); empty without affect heads
         self.affect_names: tuple[str, ...] = tuple(self.affect.config.names) if self.affect is not None else ()
-        self.precision = "fp32"
-        int8 = shipped_int8(meta) if self.model is not None and precision != "fp32" else None
-        if precision == "int8" and (int8 is None or runtime != "onnx"):
-            raise EmoadaptError(f"{meta.get('name')}: no shipped int8 copy to run"
-                                + ("" if int8 is None else " with the torch runtime (int8 runs on onnxruntime)"))
-        if runtime == "onnx" and self.session is None and int8 is not None:
-            self.session, self.precision = onnx_file_session(int8, threads), "int8"
-            if set(self._taps()) - set(self._session_outputs()):  # an older int8 file: the fp32 path has them
-                self.session, self.precision = None, "fp32"
         if runtime == "onnx" and self.session is None:
             from .models.onnx import onnx_session
 

@@ -45,12 +45,11 @@ def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17,
                           dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in taps}},
                           opset_version=opset, dynamo=False)
         if metadata:
-            add_metadata(tmp, metadata)
+            _add_metadata(tmp, metadata)
     return Path(path)
 
 
-def add_metadata(path: Path, metadata: dict) -> None:
-    """Store ``metadata`` as JSON under the ONNX file's ``emoadapt`` metadata key (in place)."""
+def _add_metadata(path: Path, metadata: dict) -> None:
     import json
 
     import onnx

@@ -197,7 +197,7 @@ def register_shipped(path: Path = REGISTRY_FILE) -> None:
 
     for name, entry in json.loads(path.read_text()).items():
         extra = dict(entry.get("extra", {}))
-        for key in ("calibration", "affect_sha256", "command", "recipe_file", "int8"):
+        for key in ("calibration", "affect_sha256", "command", "recipe_file"):
             if entry.get(key):
                 extra[key] = entry[key]
         register(Preset(name, entry["config"], tuple(entry["classes"]), weights=entry["weights"],
@@ -207,21 +207,6 @@ def register_shipped(path: Path = REGISTRY_FILE) -> None:
 
 
 register_shipped()
-
-
-def shipped_int8(meta: dict[str, Any]) -> Path | None:
-    """The shipped int8 ONNX file a model's metadata names (``meta["int8"]``: ``{"file", "sha256"}``,
-    from its registry entry; built by ``emoadapt export --int8``), after checking its sha256; ``None``
-    when the model has none or the file is absent from the package."""
-    entry = meta.get("int8")
-    if not entry:
-        return None
-    path = Path(str(resources.files("emoadapt") / "weights" / entry["file"]))
-    if not path.exists():
-        return None
-    stat = path.stat()
-    _verified(str(path), stat.st_mtime_ns, stat.st_size, entry["sha256"])
-    return path
 
 
 def resolve_affect(spec: str | Path | None = None) -> Any:
@@ -262,8 +247,6 @@ def resolve_model(spec: str | Path | None = None) -> tuple[torch.nn.Module, dict
         raise CheckpointError(f"model {spec!r} has no shipped weights; pass a .safetensors file")
     model, meta = load_model(shipped_weights(preset))
     meta = dict(meta, name=preset.name, weights_sha256=preset.sha256)
-    if preset.extra.get("int8"):
-        meta["int8"] = preset.extra["int8"]
     calibration = preset.extra.get("calibration")
     if calibration:  # missing (e.g. not fitted yet after a retrain): predictions say "no calibration"
         path = Path(str(resources.files("emoadapt") / "weights" / calibration))
