@@ -42,6 +42,26 @@ SPLITS = (("emotion6 val (fold1)", "emotion6", FOLDS, "fold1"),
 ACCURACY_POINTS = 0.5
 
 
+def fer_manifest(folder: Path, every: int) -> Path | None:
+    """A split manifest of FER2013 that keeps every ``every``-th image (sorted by path) of PublicTest
+    and PrivateTest under its split name and calls the rest ``unused``; ``None`` when ``every`` is 1."""
+    if every == 1:
+        return None
+    from emoadapt.data import open_dataset
+    from emoadapt.data.splits import SplitManifest, sample_key, write_manifest
+
+    root = dataset_path("fer2013")
+    samples = sorted(open_dataset(root, "auto").samples, key=lambda s: s.path)
+    seen: dict[str, int] = {}
+    assignments = {}
+    for sample in samples:
+        index = seen[sample.split] = seen.get(sample.split, -1) + 1
+        keep = sample.split in ("PublicTest", "PrivateTest") and index % every == 0
+        assignments[sample_key(sample, root)] = sample.split if keep else "unused"
+    manifest = SplitManifest(assignments=assignments, seed=0, group="none", dataset="fer2013", root=str(root))
+    return write_manifest(manifest, folder / f"fer2013-every{every}.json")
+
+
 def score(predictor: Predictor, dataset: str, manifest: Path | None, split: str) -> dict:
     """``evaluate_model``'s report (with ``probs`` (N, 4)) of ``predictor`` on one split, 4 IER classes."""
     return evaluate_model(None, dataset_path(dataset), splits=[split], manifest=manifest, mapping="ier",
@@ -66,6 +86,8 @@ def main() -> None:
     parser.add_argument("--int8", nargs="+", default=["int8 7-bit, face fp32"], choices=list(VARIANTS),
                         help="int8 copies to score against fp32 (benchmarks/lib/int8.py VARIANTS)")
     parser.add_argument("--splits", nargs="+", default=[s[0] for s in SPLITS], help="names of SPLITS to score")
+    parser.add_argument("--fer-every", type=int, default=1,
+                        help="score every N-th image of FER2013 PublicTest / PrivateTest (1: all)")
     parser.add_argument("--out", default="benchmarks/results/explain/int8_parity.json")
     args = parser.parse_args()
 
@@ -78,9 +100,11 @@ def main() -> None:
                                                       paths, **VARIANTS[name]) for i, name in enumerate(args.int8)}}
         sessions = {name: onnx_file_session(path) for name, path in files.items()}
         digests = {name: file_sha256(path) for name, path in files.items()}
+        fer = fer_manifest(Path(folder), args.fer_every)
         for split_name, dataset, manifest, split in SPLITS:
             if split_name not in args.splits:
                 continue
+            manifest = fer if dataset == "fer2013" else manifest
             reports = {}
             for name, session in sessions.items():
                 predictor.session = session
@@ -98,6 +122,7 @@ def main() -> None:
         "what": "fp32 vs int8 (onnxruntime static QDQ, per-channel) of the default model through evaluate_model "
                 "(its crop, flip averaging, calibration); 4 IER classes",
         "variants": rows, "accuracy_tolerance_points": ACCURACY_POINTS, "within_tolerance": within,
+        "fer_every": args.fer_every,
         "onnx_sha256": digests,
         "calibration": {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
                         "variants": {name: VARIANTS[name] for name in args.int8}},
