@@ -187,13 +187,11 @@ def compare(argv: list[str]) -> None:
     parser.add_argument("--out", default="benchmarks/results/explain/speed_int8.json")
     args = parser.parse_args(argv)
 
-    import onnxruntime as ort
-
     from emoadapt.explain import settings
     from emoadapt.models.onnx import onnx_file_session
     from emoadapt.predictor import Predictor
 
-    from benchmarks.lib.int8 import FOLDS, file_sha256
+    from benchmarks.lib.int8 import file_sha256
 
     predictor = Predictor(args.model, runtime="onnx")
     load = {"before": os.getloadavg()}
@@ -209,21 +207,38 @@ def compare(argv: list[str]) -> None:
         model_only = {size: _model_only(sessions, batch, repeat)
                       for (size, batch), repeat in zip(batches.items(), args.model_repeat)}
         load["after_model_only"] = os.getloadavg()
-        seconds, agreement = _explanations(predictor, sessions, samples, args.repeat)
-        load["after_explanations"] = os.getloadavg()
-    today = "fp32 (today's export)"
-    rows = {name: {"onnx_bytes": sizes[name], "onnx_sha256": digests[name],
+        seconds: dict[str, list[float]] = {name: [] for name in sessions}
+        for done in range(1, args.repeat + 1):  # a results file after every round: what is done is kept
+            more, agreement = _explanations(predictor, sessions, samples, 1)
+            for name in sessions:
+                seconds[name] += more[name]
+            load["after_explanations"] = os.getloadavg()
+            _report(args, {"sizes": sizes, "digests": digests, "model_only": model_only, "seconds": seconds,
+                           "agreement": agreement, "calibration": calibration, "samples": samples, "load": load,
+                           "rounds": done})
+
+
+def _report(args: argparse.Namespace, measured: dict[str, Any]) -> None:
+    """Print the table and write ``args.out`` from what :func:`compare` ``measured`` so far."""
+    import onnxruntime as ort
+
+    from emoadapt.explain import settings
+
+    from benchmarks.lib.int8 import FOLDS, file_sha256
+
+    today, model_only, seconds = "fp32 (today's export)", measured["model_only"], measured["seconds"]
+    rows = {name: {"onnx_bytes": measured["sizes"][name], "onnx_sha256": measured["digests"][name],
                    "model_only_images_per_s": {f"batch{size}": spread(rates[name]) for size, rates in model_only.items()},
                    "explain_seconds": spread(seconds[name]),
                    "explain_speedup_vs_today": statistics.median(seconds[today]) / statistics.median(seconds[name]),
                    "model_only_speedup_vs_today": {
                        f"batch{size}": statistics.median(rates[name]) / statistics.median(rates[today])
                        for size, rates in model_only.items()},
-                   "agreement_with_fp32": agreement[name]} for name in sessions}
+                   "agreement_with_fp32": measured["agreement"][name]} for name in seconds}
     print("| candidate | img/s batch 1 | img/s batch 64 | explain s, median (min–max) | × today |")
     print("|---|---|---|---|---|")
     for name, row in rows.items():
-        rate1, rate64 = (row["model_only_images_per_s"][f"batch{s}"]["median"] for s in batches)
+        rate1, rate64 = (row["model_only_images_per_s"][f"batch{s}"]["median"] for s in model_only)
         time_ = row["explain_seconds"]
         print(f"| {name} | {rate1:.1f} | {rate64:.1f} | {time_['median']:.2f} ({time_['min']:.2f}–{time_['max']:.2f}) "
               f"| {row['explain_speedup_vs_today']:.2f} |")
@@ -232,10 +247,11 @@ def compare(argv: list[str]) -> None:
         "what": "default model's onnxruntime paths side by side, interleaved in one run (issue #33): model-only "
                 "images/s on the bundled samples (tiled to the batch) and wall seconds of Predictor.explain(path) "
                 "with the defaults (flip-averaged prediction + DnCShap) on each bundled sample × repeat",
-        "candidates": rows, "calibration": calibration,
+        "candidates": rows, "calibration": measured["calibration"],
         "explain_defaults": {"depth": settings.DEPTH, "context": settings.CONTEXT, "max_evals": settings.MAX_EVALS,
                              "batch_size": settings.BATCH_SIZE},
-        "samples": [p.name for p in samples], "repeats": args.repeat, "load_average": load,
+        "samples": [p.name for p in measured["samples"]], "repeats": measured["rounds"],
+        "complete": measured["rounds"] == args.repeat, "load_average": measured["load"],
         **provenance(model=model_name, weights_sha256=sha, onnxruntime=ort.__version__, cpu_flags=_cpu_flags(),
                      calibration_manifest=str(FOLDS.relative_to(REPO)), calibration_manifest_sha256=file_sha256(FOLDS))})
     print(f"\nwrote {args.out}")

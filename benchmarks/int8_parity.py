@@ -115,17 +115,22 @@ def main() -> None:
                       f"{row['accuracy']['int8']:.4f} ({row['accuracy_points_int8_minus_fp32']:+.2f} pt), same "
                       f"prediction {row['same_prediction']:.4f}, |Δp| max {row['max_abs_dp']:.4f} mean "
                       f"{row['mean_abs_dp']:.5f}", flush=True)
+            write(args, rows, digests, len(paths))  # after every split: what is done is kept
+
+
+def write(args: argparse.Namespace, rows: dict, digests: dict, calibration_images: int) -> None:
+    """Write the results file with the splits scored so far (``complete`` once all of ``args.splits`` are)."""
     within = {name: all(abs(r["accuracy_points_int8_minus_fp32"]) <= ACCURACY_POINTS for r in splits.values())
               for name, splits in rows.items()}
+    done = {split for splits in rows.values() for split in splits}
     model_name, sha = model_identity(None)
     write_json(args.out, {
         "what": "fp32 vs int8 (onnxruntime static QDQ, per-channel) of the default model through evaluate_model "
                 "(its crop, flip averaging, calibration); 4 IER classes",
         "variants": rows, "accuracy_tolerance_points": ACCURACY_POINTS, "within_tolerance": within,
-        "fer_every": args.fer_every,
-        "onnx_sha256": digests,
-        "calibration": {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
-                        "variants": {name: VARIANTS[name] for name in args.int8}},
+        "complete": done >= set(args.splits), "fer_every": args.fer_every, "onnx_sha256": digests,
+        "calibration": {"scenes": args.calibration_scenes, "faces": args.calibration_faces,
+                        "images": calibration_images, "variants": {name: VARIANTS[name] for name in args.int8}},
         **provenance(model=model_name, weights_sha256=sha, split_manifest=str(FOLDS.name),
                      split_manifest_sha256=file_sha256(FOLDS), load_average=os.getloadavg())})
     print(f"wrote {args.out}")
