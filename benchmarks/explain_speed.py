@@ -4,6 +4,13 @@
     python benchmarks/explain_speed.py --weights emoadapt-ier --depths 8 10 --max-evals full 128
     python benchmarks/explain_speed.py --preset fer-cpu          # random weights, for a smoke run
 
+    python benchmarks/explain_speed.py compare --out benchmarks/results/explain/speed_int8.json
+
+``compare`` (issue #33) times the default model's candidate onnxruntime paths side by side in one
+run, interleaved: today's export (per-conv pad arithmetic), the export with constant pads, and its
+int8 copy (benchmarks/lib/int8.py) — model-only images/s at batch 1 and at the explainer's batch
+size, and the wall time of ``Predictor.explain`` with the defaults on the bundled samples.
+
 Prints a markdown table: backend, depth, budget (``--max-evals``; ``full``: the whole tree),
 regions, model evaluations, seconds (median and min–max of ``--repeat`` runs), evaluations per second;
 ``--out FILE.json`` also writes every run's seconds with the provenance (model name, weights sha256;
@@ -14,17 +21,24 @@ needs the ``onnx`` package but not ``onnxscript``); install with ``pip install -
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import math
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
-from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.provenance import REPO, provenance, write_json  # noqa: E402
+from benchmarks.lib.int8 import VARIANTS as INT8_VARIANTS  # noqa: E402
 from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 from emoadapt.data.decode import decode_image
@@ -65,7 +79,187 @@ def _time(forward, image: torch.Tensor, depth: int, max_evals: int | None, batch
     return len(runs[0].values), runs[0].evaluations, [r.seconds for r in runs]
 
 
+# ------------------------------------------------------------------------------------ compare (issue #33)
+
+SAMPLES = REPO / "src" / "emoadapt" / "samples"
+
+
+def _traced_pads_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """``Conv2dSame.forward`` before issue #33: pads computed from the traced shape, so the ONNX
+    export carries shape arithmetic and a ``Pad`` per conv (today's default export)."""
+    pads = []
+    for side in (x.shape[-1], x.shape[-2]):
+        total = max((math.ceil(side / self.stride[0]) - 1) * self.stride[0] + self.kernel_size[0] - side, 0)
+        pads += [total // 2, total - total // 2]
+    return torch.nn.Conv2d.forward(self, torch.nn.functional.pad(x, pads))
+
+
+@contextlib.contextmanager
+def _traced_pads():
+    """Export as before issue #33 inside the block."""
+    from emoadapt.models.efficientnet_lite import Conv2dSame
+
+    kept = Conv2dSame.forward
+    Conv2dSame.forward = _traced_pads_forward
+    try:
+        yield
+    finally:
+        Conv2dSame.forward = kept
+
+
+def _candidate_files(predictor, folder: Path, args: argparse.Namespace) -> tuple[dict[str, Path], dict]:
+    """{candidate name: .onnx file}: today's export, the constant-pad export and its int8 copies
+    (``args.int8``, names of :data:`benchmarks.lib.int8.VARIANTS`); plus what they were calibrated on."""
+    from emoadapt.data.locate import data_home
+
+    from benchmarks.lib.int8 import VARIANTS, calibration_paths, export_fp32, quantize_int8
+
+    with _traced_pads():
+        files = {"fp32 (today's export)": export_fp32(predictor, folder / "fp32-traced-pads.onnx")}
+    files["fp32"] = export_fp32(predictor, folder / "fp32.onnx")
+    paths = calibration_paths(args.calibration_scenes, args.calibration_faces, seed=0)
+    for index, name in enumerate(args.int8):
+        files[name] = quantize_int8(files["fp32"], folder / f"int8-{index}.onnx", predictor.preprocess, paths,
+                                    **VARIANTS[name])
+    listed = "\n".join(os.path.relpath(p, data_home()) for p in sorted(paths))
+    calibration = {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
+                   "paths_sha256": hashlib.sha256(listed.encode()).hexdigest(),
+                   "variants": {name: VARIANTS[name] for name in args.int8},
+                   "format": "QDQ, per-channel int8 weights, uint8 activations, MinMax ranges, head kept in fp32"}
+    return files, calibration
+
+
+def _model_only(sessions: dict, batch: np.ndarray, repeat: int) -> dict[str, list[float]]:
+    """{candidate: images/s of each of ``repeat`` runs of ``batch``}, candidates interleaved."""
+    rates: dict[str, list[float]] = {name: [] for name in sessions}
+    for session in sessions.values():  # warm-up
+        session.run(None, {"images": batch})
+    for _ in range(repeat):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, {"images": batch})
+            rates[name].append(len(batch) / (time.perf_counter() - start))
+    return rates
+
+
+def _explanations(predictor, sessions: dict, samples: list[Path], repeat: int) -> tuple[dict, dict]:
+    """({candidate: wall seconds of each ``Predictor.explain(path)`` with the defaults}, {candidate:
+    agreement with "fp32" per sample: same target, correlation of region values}), interleaved."""
+    seconds: dict[str, list[float]] = {name: [] for name in sessions}
+    first: dict[tuple[str, str], Any] = {}
+    for _ in range(repeat):
+        for sample in samples:
+            for name, session in sessions.items():
+                predictor.session = session
+                start = time.perf_counter()
+                explanation = predictor.explain(str(sample))
+                seconds[name].append(time.perf_counter() - start)
+                first.setdefault((name, sample.name), explanation)
+    agreement = {name: [{"sample": sample.name,
+                         "same_target": first[(name, sample.name)].target == first[("fp32", sample.name)].target,
+                         "values_correlation": float(np.corrcoef(first[(name, sample.name)].values,
+                                                                 first[("fp32", sample.name)].values)[0, 1]),
+                         "evaluations": first[(name, sample.name)].evaluations}
+                        for sample in samples] for name in sessions}
+    return seconds, agreement
+
+
+def _cpu_flags() -> dict[str, bool]:
+    """Which int8-relevant instruction sets /proc/cpuinfo lists."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return {}
+    return {flag: flag in flags for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}
+
+
+def compare(argv: list[str]) -> None:
+    """``explain_speed.py compare``: fp32 vs int8 (and today's export), side by side."""
+    parser = argparse.ArgumentParser(prog="explain_speed.py compare", description=compare.__doc__)
+    parser.add_argument("--model", default=None, help="a shipped model name (default: the default model)")
+    parser.add_argument("--calibration-scenes", type=int, default=150)
+    parser.add_argument("--calibration-faces", type=int, default=150)
+    parser.add_argument("--int8", nargs="+", default=list(INT8_VARIANTS), choices=list(INT8_VARIANTS),
+                        help="int8 copies to time (benchmarks/lib/int8.py VARIANTS)")
+    parser.add_argument("--repeat", type=int, default=2, help="explanations of each sample per candidate")
+    parser.add_argument("--model-repeat", type=int, nargs=2, default=[20, 3], metavar=("B1", "BATCH"),
+                        help="model-only runs per candidate at batch 1 and at the explainer's batch size")
+    parser.add_argument("--out", default="benchmarks/results/explain/speed_int8.json")
+    args = parser.parse_args(argv)
+
+    from emoadapt.attribution import settings
+    from emoadapt.models.onnx import onnx_file_session
+    from emoadapt.predictor import Predictor
+
+    from benchmarks.lib.int8 import file_sha256
+
+    predictor = Predictor(args.model, runtime="onnx")
+    load = {"before": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as folder:
+        files, calibration = _candidate_files(predictor, Path(folder), args)
+        sessions = {name: onnx_file_session(path) for name, path in files.items()}
+        sizes = {name: path.stat().st_size for name, path in files.items()}
+        digests = {name: file_sha256(path) for name, path in files.items()}
+        samples = sorted(SAMPLES.glob("*.jpg"))
+        pictures = torch.stack([predictor.preprocess(str(p)) for p in samples]).numpy()
+        load["after_export"] = os.getloadavg()
+        batches = {1: pictures[:1], settings.BATCH_SIZE: np.resize(pictures, (settings.BATCH_SIZE, *pictures.shape[1:]))}
+        model_only = {size: _model_only(sessions, batch, repeat)
+                      for (size, batch), repeat in zip(batches.items(), args.model_repeat)}
+        load["after_model_only"] = os.getloadavg()
+        seconds: dict[str, list[float]] = {name: [] for name in sessions}
+        for done in range(1, args.repeat + 1):  # a results file after every round: what is done is kept
+            more, agreement = _explanations(predictor, sessions, samples, 1)
+            for name in sessions:
+                seconds[name] += more[name]
+            load["after_explanations"] = os.getloadavg()
+            _report(args, {"sizes": sizes, "digests": digests, "model_only": model_only, "seconds": seconds,
+                           "agreement": agreement, "calibration": calibration, "samples": samples, "load": load,
+                           "rounds": done})
+
+
+def _report(args: argparse.Namespace, measured: dict[str, Any]) -> None:
+    """Print the table and write ``args.out`` from what :func:`compare` ``measured`` so far."""
+    import onnxruntime as ort
+
+    from emoadapt.attribution import settings
+
+    from benchmarks.lib.int8 import FOLDS, file_sha256
+
+    today, model_only, seconds = "fp32 (today's export)", measured["model_only"], measured["seconds"]
+    rows = {name: {"onnx_bytes": measured["sizes"][name], "onnx_sha256": measured["digests"][name],
+                   "model_only_images_per_s": {f"batch{size}": spread(rates[name]) for size, rates in model_only.items()},
+                   "explain_seconds": spread(seconds[name]),
+                   "explain_speedup_vs_today": statistics.median(seconds[today]) / statistics.median(seconds[name]),
+                   "model_only_speedup_vs_today": {
+                       f"batch{size}": statistics.median(rates[name]) / statistics.median(rates[today])
+                       for size, rates in model_only.items()},
+                   "agreement_with_fp32": measured["agreement"][name]} for name in seconds}
+    print("| candidate | img/s batch 1 | img/s batch 64 | explain s, median (min–max) | × today |")
+    print("|---|---|---|---|---|")
+    for name, row in rows.items():
+        rate1, rate64 = (row["model_only_images_per_s"][f"batch{s}"]["median"] for s in model_only)
+        time_ = row["explain_seconds"]
+        print(f"| {name} | {rate1:.1f} | {rate64:.1f} | {time_['median']:.2f} ({time_['min']:.2f}–{time_['max']:.2f}) "
+              f"| {row['explain_speedup_vs_today']:.2f} |")
+    model_name, sha = model_identity(args.model)
+    write_json(args.out, {
+        "what": "default model's onnxruntime paths side by side, interleaved in one run (issue #33): model-only "
+                "images/s on the bundled samples (tiled to the batch) and wall seconds of Predictor.explain(path) "
+                "with the defaults (flip-averaged prediction + DnCShap) on each bundled sample × repeat",
+        "candidates": rows, "calibration": measured["calibration"],
+        "explain_defaults": {"depth": settings.DEPTH, "context": settings.CONTEXT, "max_evals": settings.MAX_EVALS,
+                             "batch_size": settings.BATCH_SIZE},
+        "samples": [p.name for p in measured["samples"]], "repeats": measured["rounds"],
+        "complete": measured["rounds"] == args.repeat, "load_average": measured["load"],
+        **provenance(model=model_name, weights_sha256=sha, onnxruntime=ort.__version__, cpu_flags=_cpu_flags(),
+                     calibration_manifest=str(FOLDS.relative_to(REPO)), calibration_manifest_sha256=file_sha256(FOLDS))})
+    print(f"\nwrote {args.out}")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["compare"]:
+        return compare(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="a .safetensors weights file or a shipped model name")

@@ -54,7 +54,8 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
                    mapping: str = "auto", tta: str | None = None, out_dir: str | Path | None = None,
                    progress: bool = True, fit: str | None = None, label_map: dict[str, str] | None = None,
-                   batch_size: int = 32, limit: int | None = None) -> dict[str, Any]:
+                   batch_size: int = 32, limit: int | None = None, predictor: Any = None,
+                   with_probs: bool = False) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset,
     scored exactly as ``emoadapt predict`` scores (the one prediction path,
     :class:`~emoadapt.predictor.Predictor`: the model's own input fit, test-time augmentation and
@@ -64,15 +65,18 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     ``splits`` selects. ``label_map`` (dataset label → IER class) maps a dataset whose labels have
     no IER map of their own. ``limit``: score a seeded random subset of at most that many images
     (seed 0: the same images on every run, in dataset order). The report holds every scored image's
-    ``keys`` (path relative to the dataset folder), true ``labels`` and ``predicted`` class indices, so that a later
-    run on a subset can be compared image by image. Writes ``metrics.json`` and ``confusion.png``
-    to ``out_dir`` when given."""
+    ``keys`` (path relative to the dataset folder), true ``labels`` and ``predicted`` class indices,
+    so that a later run on a subset can be compared image by image. Writes ``metrics.json`` and
+    ``confusion.png`` to ``out_dir`` when given. ``predictor``: an already loaded
+    :class:`~emoadapt.predictor.Predictor` to score instead of loading ``weights`` (e.g. one whose
+    onnxruntime session is an int8 copy; ``fit`` is then its own); ``with_probs``: the returned
+    report also holds ``probs``, the (N, K) scored probabilities (not written to ``metrics.json``)."""
     from tqdm import tqdm
 
     from .errors import ImageDecodeError
     from .predictor import Predictor
 
-    predictor = Predictor(weights, fit=fit)
+    predictor = predictor if predictor is not None else Predictor(weights, fit=fit)
     if tta is not None:
         predictor.tta = tta
     model_classes = predictor.classes
@@ -116,4 +120,4 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
         atomic_write_json(out / "metrics.json", report)
         save_confusion_png(report, out / "confusion.png", title=f"{Path(data).name} {report['split']}: "
                            f"accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}")
-    return report
+    return dict(report, probs=probs) if with_probs else report

@@ -61,16 +61,23 @@ class EfficientNetLiteConfig:
 
 
 class Conv2dSame(nn.Conv2d):
-    """A bias-free conv with TensorFlow "same" padding: output side = ceil(input side / stride)."""
+    """A bias-free conv with TensorFlow "same" padding: output side = ceil(input side / stride).
+
+    The padding is computed from the input's side as plain ints, so an ONNX export (fixed input
+    size) holds constant pads: the conv's own where they are symmetric, else one constant ``Pad``
+    — no shape arithmetic per conv, which onnxruntime could not fold and which kept every int8
+    conv's input in float for its ``Pad`` (issue #33)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for side in (x.shape[-1], x.shape[-2]):  # F.pad order: last dim first
+        for side in (int(x.shape[-1]), int(x.shape[-2])):  # F.pad order: last dim first
             total = max((math.ceil(side / self.stride[0]) - 1) * self.stride[0] + self.kernel_size[0] - side, 0)
             pads += [total // 2, total - total // 2]
+        if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric (every stride-1 conv): the conv pads itself
+            return F.conv2d(x, self.weight, None, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
         return super().forward(F.pad(x, pads))
 
 

@@ -13,6 +13,11 @@ from ..errors import EmoadaptError
 from ..fileio import atomic_path
 
 
+#: Bumped when the exported graph of the same weights changes, so cached exports are redone
+#: (2: constant "same" pads, issue #33).
+EXPORT_VERSION = 2
+
+
 class _Taps(torch.nn.Module):
     """``model`` with the named taps as its outputs, for export."""
 
@@ -70,6 +75,7 @@ def onnx_session(model: torch.nn.Module, threads: int | None = None, cache_dir: 
     torch.save(model.state_dict(), buffer)
     digest.update(buffer.getvalue())
     digest.update(repr(model.config).encode())
+    digest.update(f"export {EXPORT_VERSION}".encode())
     if taps != ("logits",):
         digest.update(repr(taps).encode())
     path = Path(cache_dir or DEFAULT_CACHE) / "onnx" / f"{digest.hexdigest()[:16]}.onnx"
