@@ -64,8 +64,8 @@ def fer_manifest(folder: Path, every: int) -> Path | None:
 
 def score(predictor: Predictor, dataset: str, manifest: Path | None, split: str) -> dict:
     """``evaluate_model``'s report (with ``probs`` (N, 4)) of ``predictor`` on one split, 4 IER classes."""
-    return evaluate_model(None, dataset_path(dataset), splits=[split], manifest=manifest, mapping="ier",
-                          predictor=predictor, with_probs=True, progress=False, batch_size=16)
+    return evaluate_model(predictor, dataset_path(dataset), splits=[split], manifest=manifest, mapping="ier",
+                          with_probs=True, progress=False, batch_size=16)
 
 
 def compare(fp32: dict, int8: dict) -> dict:

@@ -113,7 +113,8 @@ _HOSTILE_TEXT = st.sampled_from(["", " ", "²", "٣", "１６", "-1", "999999999
 def _field(schema: dict) -> st.SearchStrategy:
     kind = schema.get("type")
     if kind == "integer":
-        low, high = schema.get("minimum", -10), schema.get("maximum", 10)
+        low = schema.get("minimum", -10)
+        high = schema.get("maximum", max(low, 0) + 20)  # e.g. min_face: at least 20 px, no upper bound
         return st.one_of(st.integers(low - 3, high + 3).map(str), _HOSTILE_TEXT)
     if kind == "boolean":
         return st.one_of(st.sampled_from(["true", "false", "1", "0", "yes", "maybe"]), _HOSTILE_TEXT)

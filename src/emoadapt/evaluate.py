@@ -50,12 +50,11 @@ def choose_mapping(model_classes: Sequence[str], dataset: ImageDataset) -> str:
     return "fer" if fer_model and len(labels & set(FER_CLASSES)) >= 2 else "ier"
 
 
-def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str = "auto",
+def evaluate_model(weights: Any, data: str | Path, *, layout: str = "auto",
                    splits: Sequence[str] | None = None, manifest: str | Path | None = None,
                    mapping: str = "auto", tta: str | None = None, out_dir: str | Path | None = None,
                    progress: bool = True, fit: str | None = None, label_map: dict[str, str] | None = None,
-                   batch_size: int = 32, limit: int | None = None, predictor: Any = None,
-                   with_probs: bool = False) -> dict[str, Any]:
+                   batch_size: int = 32, limit: int | None = None, with_probs: bool = False) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix of a model on a dataset,
     scored exactly as ``emoadapt predict`` scores (the one prediction path,
     :class:`~emoadapt.predictor.Predictor`: the model's own input fit, test-time augmentation and
@@ -67,16 +66,17 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     (seed 0: the same images on every run, in dataset order). The report holds every scored image's
     ``keys`` (path relative to the dataset folder), true ``labels`` and ``predicted`` class indices,
     so that a later run on a subset can be compared image by image. Writes ``metrics.json`` and
-    ``confusion.png`` to ``out_dir`` when given. ``predictor``: an already loaded
-    :class:`~emoadapt.predictor.Predictor` to score instead of loading ``weights`` (e.g. one whose
-    onnxruntime session is an int8 copy; ``fit`` is then its own); ``with_probs``: the returned
+    ``confusion.png`` to ``out_dir`` when given. ``weights``: a weights file, a shipped model name,
+    None (the default model) or an already loaded :class:`~emoadapt.predictor.Predictor` (e.g. one
+    whose onnxruntime session is an int8 copy; ``fit`` is then its own); ``with_probs``: the returned
     report also holds ``probs``, the (N, K) scored probabilities (not written to ``metrics.json``)."""
     from tqdm import tqdm
 
     from .errors import ImageDecodeError
     from .predictor import Predictor
 
-    predictor = predictor if predictor is not None else Predictor(weights, fit=fit)
+    loaded = hasattr(weights, "predict_outputs")  # a Predictor given instead of a weights file
+    predictor = weights if loaded else Predictor(weights, fit=fit)
     if tta is not None:
         predictor.tta = tta
     model_classes = predictor.classes
@@ -111,7 +111,7 @@ def evaluate_model(weights: str | Path | None, data: str | Path, *, layout: str 
     report = classification_report(np.array(labels, dtype=np.int64), probs, classes)
     report.update({"dataset": str(data), "layout": dataset.name, "split": ",".join(splits) if splits else "all",
                    "mapping": mapping, "tta": predictor.tta, "fit": predictor.fit,
-                   "weights": str(weights if weights is not None else predictor.meta.get("name", "")),
+                   "weights": str(weights if weights is not None and not loaded else predictor.meta.get("name", "")),
                    "model": predictor.meta.get("name"), "weights_sha256": predictor.meta.get("weights_sha256"),
                    "calibrated": predictor.calibration.calibrated, "failed": failed, "limit": limit,
                    "keys": keys, "labels": labels, "predicted": probs.argmax(1).tolist()})
