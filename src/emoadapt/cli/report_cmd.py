@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "shown as thumbnails")
     p.add_argument("--per-class", type=_at_least(1), default=3,
                    help="examples per class and kind (confident correct, confident errors, least confident)")
-    p.add_argument("--layer-grids", type=_at_least(0), default=2, help="explained examples that also get a "
-                                                                       "layer-wise grid (default 2)")
+    p.add_argument("--layer-grids", type=_at_least(0), default=1,
+                   help="explained examples that also get a layer-wise grid, one explanation per spatial layer "
+                        "(default 1)")
     p.add_argument("--depth", type=_at_least(0), default=settings.DEPTH,
                    help=f"DnCShap partition depth (default {settings.DEPTH}, as everywhere)")
     p.add_argument("--max-evals", type=_at_least(2), default=None, help="DnCShap evaluation budget per image")

@@ -38,7 +38,7 @@ class ReportOptions:
     limit: int | None = None
     explain_budget: int = 24
     per_class: int = 3
-    layer_grids: int = 2
+    layer_grids: int = 1
     depth: int = settings.DEPTH  # the explanation defaults every surface shares (attribution/settings.py)
     max_evals: int | None = settings.MAX_EVALS
     taps: list[str] = field(default_factory=list)
