@@ -190,6 +190,23 @@ def open_results(output: str | os.PathLike, predictor: Any, resume: bool, *, vid
                      faces=faces), done
 
 
+def open_rows(output: Path, columns: list[str], append: bool):
+    """Open a results file for rows: ``(handle, csv.DictWriter or None for JSONL)``; a new (or empty)
+    CSV gets its header. ``append`` continues the file. An ``OSError`` becomes one ``EmoadaptError`` line."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not (append and output.exists() and output.stat().st_size > 0)
+        handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
+        writer = None if output.suffix == ".jsonl" else csv.DictWriter(handle, fieldnames=columns,
+                                                                        extrasaction="ignore")
+        if writer is not None and new_file:
+            writer.writeheader()
+            handle.flush()
+    except OSError as exc:
+        raise EmoadaptError(f"cannot write {output}: {exc.strerror or exc}") from None
+    return handle, writer
+
+
 class RowWriter:
     """Appends rows to a CSV (header once) or JSONL file, flushing after every batch. Any
     ``OSError`` (a directory, no permission, a full disk) becomes a one-line ``EmoadaptError``."""
@@ -200,15 +217,7 @@ class RowWriter:
         self.jsonl = output.suffix == ".jsonl"
         if output.is_dir():
             raise EmoadaptError(f"--out {output} is a directory; give a .csv or .jsonl file name")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            new_file = not (append and output.exists() and output.stat().st_size > 0)
-            self.handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise EmoadaptError(f"cannot write {output}: {exc.strerror or exc}") from None
-        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
-        if self.csv is not None and new_file:
-            self._guarded(self.csv.writeheader)
+        self.handle, self.csv = open_rows(output, self.columns, append)
 
     def key(self, path: str | os.PathLike) -> str:
         """How ``path`` appears in this file's ``path`` column (what :func:`completed_paths` returns)."""
@@ -269,15 +278,7 @@ class FaceRowWriter:
         output = check_output(output)
         self.output, self.jsonl = output, output.suffix == ".jsonl"
         self.columns = face_columns(classes, expressions, video)
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            new_file = not (append and output.exists() and output.stat().st_size > 0)
-            self.handle = open(output, "a" if append else "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise EmoadaptError(f"cannot write {output}: {exc.strerror or exc}") from None
-        self.csv = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
-        if self.csv is not None and new_file:
-            self.csv.writeheader()
+        self.handle, self.csv = open_rows(output, self.columns, append)
 
     def write(self, path: str, faces: dict, time: float | None = None) -> None:
         """The rows of image ``path``'s faces (the object of :meth:`emoadapt.predictor.Predictor.read_faces`);
