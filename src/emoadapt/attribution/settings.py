@@ -25,7 +25,7 @@ MAX_EVALS: int | None = None
 #: Largest budget the web app lets a client ask for.
 MAX_EVALS_LIMIT = 4 * 2 ** MAX_DEPTH
 #: Images per model call, everywhere (explainers, faithfulness curves, CLI, web). 16, not 64: the same speed on a
-#: CPU, and `emoadapt demo` (`make run`) peaks at 1.36 GB instead of 3.56 GB (2026-12-07, docs/reliability.md).
+#: CPU at a third of the peak memory (make run's: benchmarks/results/run_memory.json, docs/reliability.md).
 BATCH_SIZE = 16
 #: What absent pixels become: a name, a number or a tensor (see ``resolve_baseline``).
 BASELINES = ("zero", "mean", "blur")
