@@ -96,6 +96,9 @@ def test_evaluate_without_model_scores_the_default_model(joy_folder, tmp_path):
     assert main(["evaluate", str(joy_folder), "--label-map", MAP, "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["weights"] == "emoadapt-ier" and metrics["n"] == 8
+    run = metrics["run"]  # where the figures came from (issue #32)
+    assert run["command"] == f"emoadapt evaluate {joy_folder} --label-map {MAP} --out {tmp_path / 'eval'}"
+    assert {"command", "date", "emoadapt", "torch", "cores"} <= set(run) and run["date"].endswith("UTC")
 
 
 def test_report_without_model_uses_the_default_and_takes_a_label_map(joy_folder, tiny, tmp_path, monkeypatch,

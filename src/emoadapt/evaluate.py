@@ -26,6 +26,7 @@ from .data.records import ImageDataset
 from .data.splits import sample_key, select_splits
 from .errors import EmoadaptError
 from .fileio import atomic_write_json
+from .provenance import run_record
 from .training.metrics import classification_report, save_confusion_png
 
 
@@ -66,7 +67,7 @@ def evaluate_model(weights: Any, data: str | Path, *, layout: str = "auto",
     (seed 0: the same images on every run, in dataset order). The report holds every scored image's
     ``keys`` (path relative to the dataset folder), true ``labels`` and ``predicted`` class indices,
     so that a later run on a subset can be compared image by image. Writes ``metrics.json`` and
-    ``confusion.png`` to ``out_dir`` when given. ``weights``: a weights file, a shipped model name,
+    ``confusion.png`` to ``out_dir`` when given (with ``run``: the command, date, versions and cores). ``weights``: a weights file, a shipped model name,
     None (the default model) or an already loaded :class:`~emoadapt.predictor.Predictor` (e.g. one
     whose onnxruntime session is an int8 copy; ``fit`` is then its own); ``with_probs``: the returned
     report also holds ``probs``, the (N, K) scored probabilities (not written to ``metrics.json``)."""
@@ -114,7 +115,7 @@ def evaluate_model(weights: Any, data: str | Path, *, layout: str = "auto",
                    "weights": str(weights if weights is not None and not loaded else predictor.meta.get("name", "")),
                    "model": predictor.meta.get("name"), "weights_sha256": predictor.meta.get("weights_sha256"),
                    "calibrated": predictor.calibration.calibrated, "failed": failed, "limit": limit,
-                   "keys": keys, "labels": labels, "predicted": probs.argmax(1).tolist()})
+                   "keys": keys, "labels": labels, "predicted": probs.argmax(1).tolist(), "run": run_record()})
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_json(out / "metrics.json", report)

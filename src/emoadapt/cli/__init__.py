@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from typing import Sequence
 
@@ -40,7 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=_command_in(argv))
     args = parser.parse_args(argv)
+    from .. import provenance
     from ..errors import EmoadaptError
+
+    provenance.COMMAND = shlex.join(["emoadapt", *argv])  # what results files record as their command
 
     try:
         return int(args.run(args) or 0)
