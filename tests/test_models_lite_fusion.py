@@ -74,14 +74,16 @@ def test_imagenet_port_recognises_the_bundled_coffee_cup(one_thread):
     assert int(probs.argmax()) == 967 and float(probs[967]) > 0.5
 
 
-def _tiny_fusion() -> FusionNet:
+def _tiny_fusion(scene_stages: tuple[int, ...] = (), experts: bool = False) -> FusionNet:
     face = EfficientNetLiteConfig(input_size=48).to_dict()
     scene = EfficientNetLiteConfig(input_size=64).to_dict()
-    return FusionNet(FusionConfig(face=face, scene=scene, hidden=16, num_classes=4, input_size=64)).eval()
+    return FusionNet(FusionConfig(face=face, scene=scene, hidden=0 if experts else 16, num_classes=4, input_size=64,
+                                  scene_stages=scene_stages, experts=experts)).eval()
 
 
-def test_fusion_forward_from_any_branch_tap_reproduces_forward(one_thread):
-    model = _tiny_fusion()
+@pytest.mark.parametrize("scene_stages", [(), (3, 6, 7)])
+def test_fusion_forward_from_any_branch_tap_reproduces_forward(scene_stages, one_thread):
+    model = _tiny_fusion(scene_stages)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         taps = model.forward_taps(x)
@@ -91,6 +93,30 @@ def test_fusion_forward_from_any_branch_tap_reproduces_forward(one_thread):
             torch.testing.assert_close(model.forward_from(tap, taps[tap], taps), logits)
             if tap != "pre_logits":
                 torch.testing.assert_close(model.forward_to(tap, x), taps[tap])
+
+
+def test_fusion_scene_stages_append_each_stage_mean_to_the_scene_features(one_thread):
+    """scene_stages (6, 7): the scene features are [mean of the last map, mean of stage 6's output,
+    mean of stage 7's output] — 1280 + 192 + 320 for Lite0 — computed as a plain forward would."""
+    model = _tiny_fusion((6, 7), experts=True)
+    assert model.widths == {"face": 1280, "scene": 1280 + 192 + 320} and model.feature_channels == 3072
+    scene = model.branches["scene"]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        h, means = (x - scene.mean) / scene.std, []
+        for index, layer in enumerate(scene.features):
+            h = layer(h)
+            if index + 1 in (scene.block_stages[6][0], scene.block_stages[7][0]):
+                means.append(h.mean((2, 3)))
+        expected = torch.cat([h.mean((2, 3))] + means, 1)
+        torch.testing.assert_close(model.split_features(model.forward_features(x)[:, :, 0, 0])["scene"], expected)
+        assert model.expert_heads["scene"].in_features == 1792
+        # an edit after stage 7 (the head conv, s5) keeps the unedited stage 6/7 means from the context
+        taps = model.forward_taps(x)
+        edited = model.forward_from("s5", torch.zeros_like(taps["s5"]), taps)
+        assert torch.isfinite(edited).all()
+    with pytest.raises(CheckpointError, match="increasing"):
+        _tiny_fusion((7, 6))
 
 
 def test_fusion_round_trips_through_a_weights_file(tmp_path, one_thread):

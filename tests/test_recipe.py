@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import write_image
+from emoadapt.models.registry import load_model
 from emoadapt.recipe import RecipeError, load_recipe, recipe_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,9 @@ def test_shipped_recipes_load():
     ({"head": {"discrepancy": "kl"}}, "discrepancy must be one of"),
     ({"data": {"source": ""}, "head": {"alpha": 0.5}}, "alpha and lam need source faces"),
     ({"output": {"fit": "stretch"}}, "fit must be one of"),
+    ({"scene": {"stages": [7, 6]}}, "stages must be increasing"),
+    ({"scene": {"stages": [8]}}, "stages must be increasing"),
+    ({"scene": {"stages": "6,7"}}, "expected a list of integers"),
 ])
 def test_recipe_errors_say_what_is_wrong(data, message):
     with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -54,7 +58,8 @@ def _tiny_face(path: Path) -> Path:
 
 
 def _write_recipe(path: Path, face: Path, target: Path, **tables) -> Path:
-    lines = ['name = "tiny"', "[face]", f'source = "{face}"', "[scene]", "input_size = 32", "[data]",
+    scene = [f"{key} = {json.dumps(value)}" for key, value in tables.pop("scene", {}).items()]
+    lines = ['name = "tiny"', "[face]", f'source = "{face}"', "[scene]", "input_size = 32", *scene, "[data]",
              f'target = "{target}"', 'layout = "folder"', 'folds = ""']
     for table, values in tables.items():
         if table != "data":
@@ -76,11 +81,13 @@ def test_tiny_run_with_own_classes_trains_ships_and_predicts(tmp_path, one_threa
             write_image(tmp_path / "images" / label / f"{i}.png", rng, size=40)
     recipe = _write_recipe(tmp_path / "r.toml", _tiny_face(tmp_path / "face.safetensors"), tmp_path / "images",
                            data={"source": ""}, head={"alpha": 0.0, "epochs": 1, "views": 3, "batch_size": 4},
-                           output={"affect": False})
+                           output={"affect": False}, scene={"stages": [6, 7]})
     out = tmp_path / "run"
     assert main(["train", "--config", str(recipe), "--out", str(out), "--cv", "--ship"]) == 0
     cv = json.loads((out / "cv.json").read_text())
     assert len(cv["folds"]) == 5 and cv["classes"] == ["calm", "joyful", "tense"]
+    model, _ = load_model(out / "model.safetensors")
+    assert model.config.scene_stages == (6, 7) and model.widths["scene"] == 1280 + 192 + 320
     assert sum(row["n_test"] for row in cv["folds"].values()) == 15  # every image tested once
     card = (out / "model.md").read_text()
     assert "emoadapt train --config" in card and json.loads((out / "model.json").read_text())["sha256"] in card

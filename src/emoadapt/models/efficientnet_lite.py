@@ -147,6 +147,8 @@ class EfficientNetLite(MobileNetV2):
         features.append(_ConvBNReLU6(cin, 1280, 1, 1, "_conv_head", "_bn1"))
         self.features = nn.Sequential(*features)
         self.stage_ends = _stage_ends(repeats)
+        #: EfficientNet stage k (1–7) -> (``features`` index where its blocks end, its output channels)
+        self.block_stages = {k + 1: (1 + sum(repeats[:k + 1]), channels[k]) for k in range(len(repeats))}
         self._build_head(1280, config)
 
 

@@ -59,6 +59,7 @@ class FusionConfig:
     dropout: float = 0.3
     input_dropout: float = 0.0
     experts: bool = False
+    scene_stages: tuple[int, ...] = ()
     arch: str = field(default="fusion", init=False)
 
     def to_dict(self) -> dict:
@@ -72,7 +73,18 @@ class FusionNet(nn.Module):
         super().__init__()
         self.config = config
         self.branches = nn.ModuleDict({name: build_branch(getattr(config, name)) for name in BRANCHES})
-        width = sum(self.branches[name].feature_channels for name in BRANCHES)
+        #: per branch, the ``features`` indices after which an extra stage output is pooled, in order
+        self.extra_ends = {"face": (), "scene": self._stage_ends(config.scene_stages)}
+        #: per branch, (first column, width) of each extra stage inside its pooled features
+        self.extra_slices = {name: [] for name in BRANCHES}
+        first = self.branches["scene"].feature_channels
+        for k in config.scene_stages:
+            self.extra_slices["scene"].append((first, self.branches["scene"].block_stages[k][1]))
+            first += self.extra_slices["scene"][-1][1]
+        #: per branch, the width of its pooled features (last map, then the extra stages)
+        self.widths = {name: self.branches[name].feature_channels + sum(w for _, w in self.extra_slices[name])
+                       for name in BRANCHES}
+        width = sum(self.widths.values())
         #: channels of :meth:`forward_features` (the concatenated pooled branch features)
         self.feature_channels = width
         self.register_buffer("feature_mean", torch.zeros(width))
@@ -85,14 +97,50 @@ class FusionNet(nn.Module):
         if config.experts:
             if config.hidden:
                 raise CheckpointError("a FusionNet with experts has a linear head: set hidden = 0")
-            self.expert_heads = nn.ModuleDict({name: nn.Linear(self.branches[name].feature_channels,
-                                                               config.num_classes) for name in BRANCHES})
+            self.expert_heads = nn.ModuleDict({name: nn.Linear(self.widths[name], config.num_classes)
+                                               for name in BRANCHES})
             self.gate = nn.Linear(width, 1 + len(BRANCHES))
         self.branch_taps = {name: tuple(f"{PREFIX[name]}{t[1:]}" for t in self.branches[name].stage_ends)
                             for name in BRANCHES}
         self.taps = self.branch_taps["face"] + self.branch_taps["scene"] + ("pre_logits", "logits")
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _stage_ends(self, stages: tuple[int, ...]) -> tuple[int, ...]:
+        scene = self.branches["scene"]
+        if stages and not hasattr(scene, "block_stages"):
+            raise CheckpointError("scene_stages needs an EfficientNet-Lite scene branch")
+        unknown = [k for k in stages if k not in getattr(scene, "block_stages", {})]
+        if unknown or list(stages) != sorted(set(stages)):
+            raise CheckpointError(f"scene_stages must be increasing EfficientNet stages 1–7, got {list(stages)}")
+        return tuple(scene.block_stages[k][0] for k in stages)
+
+    def split_features(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{branch: (N, width)}`` from concatenated pooled features (N, C) (face first)."""
+        return dict(zip(BRANCHES, flat.split([self.widths[name] for name in BRANCHES], dim=1)))
+
+    def walk(self, name: str, h: torch.Tensor, start: int = 0, stage_ends: dict[str, int] | None = None,
+             known: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run branch ``name``'s feature layers from index ``start`` on ``h`` (the input of
+        ``features[start]``; for ``start = 0`` the normalised image). Returns its pooled features
+        (N, width) — the last map's mean, then each extra stage's mean; an extra stage that ends at
+        or before ``start`` is taken from ``known`` (the same image's pooled features, unedited) —
+        and ``{tap: map}`` for the ``stage_ends`` it passes (e.g. ``{"s1": 2, …}``)."""
+        branch = self.branches[name]
+        ends = self.extra_ends[name]
+        extras: dict[int, torch.Tensor] = {}
+        maps: dict[str, torch.Tensor] = {}
+        at_end = {end: tap for tap, end in (stage_ends or {}).items()}
+        for index in range(start, len(branch.features)):
+            h = branch.features[index](h)
+            if index + 1 in ends:
+                extras[index + 1] = h.mean(dim=(2, 3))
+            if index + 1 in at_end:
+                maps[at_end[index + 1]] = h
+        for end, (first, width) in zip(ends, self.extra_slices[name]):
+            if end <= start:  # before the edited layer: the unedited image's value
+                extras[end] = known[:, first:first + width].expand(h.shape[0], -1)
+        return torch.cat([h.mean(dim=(2, 3))] + [extras[end] for end in ends], dim=1), maps
+
     def _split_tap(self, tap: str) -> tuple[str, str]:
         """``"f3"`` → ``("face", "s3")``: the branch and its own stage name."""
         for name in BRANCHES:
@@ -107,8 +155,12 @@ class FusionNet(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{branch: (N, C)}`` pooled last feature maps of images ``x`` (N, 3, S, S) in [0, 1]."""
-        return {name: self.branches[name].forward_features(self.branch_input(name, x)).mean(dim=(2, 3))
-                for name in BRANCHES}
+        return {name: self.walk(name, self.normalised(name, x))[0] for name in BRANCHES}
+
+    def normalised(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Images ``x`` as branch ``name``'s first layer takes them: resized, then normalised."""
+        branch = self.branches[name]
+        return (self.branch_input(name, x) - branch.mean) / branch.std
 
     def fuse(self, pooled: dict[str, torch.Tensor]) -> torch.Tensor:
         """(N, C_face + C_scene) the standardised concatenation of the branches' pooled features."""
@@ -124,8 +176,7 @@ class FusionNet(nn.Module):
         of the gate-weighted mixture of the shared, scene and face experts' probabilities."""
         if not self.config.experts:
             return self.classifier(h)
-        widths = [self.branches[name].feature_channels for name in BRANCHES]
-        parts = dict(zip(BRANCHES, h.split(widths, dim=1)))
+        parts = self.split_features(h)
         experts = [self.classifier(h)] + [self.expert_heads[name](parts[name]) for name in BRANCHES]
         log_probs = torch.stack([logits.log_softmax(1) for logits in experts], dim=1)  # (N, E, K)
         log_gate = self.gate(h).log_softmax(1)[:, :, None]  # (N, E, 1)
@@ -152,18 +203,15 @@ class FusionNet(nn.Module):
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Logits (or the ``pre_logits`` layer) from :meth:`forward_features`' output."""
         flat = features.mean(dim=(2, 3)) if features.dim() == 4 else features
-        widths = [self.branches[name].feature_channels for name in BRANCHES]
-        return self.head(dict(zip(BRANCHES, flat.split(widths, dim=1))), pre_logits=pre_logits)
+        return self.head(self.split_features(flat), pre_logits=pre_logits)
 
     def forward_taps(self, x: torch.Tensor, taps: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         taps = self.taps if taps is None else taps
         out: dict[str, Any] = {}
         pooled = {}
         for name in BRANCHES:
-            branch = self.branches[name]
-            maps = branch.forward_taps(self.branch_input(name, x), tuple(branch.stage_ends))
+            pooled[name], maps = self.walk(name, self.normalised(name, x), stage_ends=self.branches[name].stage_ends)
             out.update({f"{PREFIX[name]}{t[1:]}": v for t, v in maps.items()})
-            pooled[name] = maps["s5"].mean(dim=(2, 3))
         out["features"] = torch.cat([pooled[name] for name in BRANCHES], dim=1)  # not listed: forward_features, flat
         out["fused"] = self.fuse(pooled)  # not a listed tap: what affect heads may read (models/affect.py)
         out["pre_logits"] = self.dense(self.input_dropout(out["fused"]))
@@ -182,7 +230,8 @@ class FusionNet(nn.Module):
             raise ValueError("FusionNet.forward_from needs the context of forward_taps (the other branch)")
         name, stage = self._split_tap(tap)
         pooled = {other: context[f"pooled_{other}"].expand(activation.shape[0], -1) for other in BRANCHES}
-        pooled[name] = self.branches[name].features_from(stage, activation).mean(dim=(2, 3))
+        pooled[name] = self.walk(name, activation, self.branches[name].stage_ends[stage],
+                                 known=context[f"pooled_{name}"])[0]
         return self.head(pooled)
 
     def forward_to(self, tap: str, x: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,8 @@ def start_model(recipe: Recipe, face_path: Path, classes: tuple[str, ...]):
     head = recipe.head
     config = FusionConfig(face=face.config.to_dict(), scene=scene.config.to_dict(), hidden=head.hidden,
                           num_classes=len(classes), input_size=recipe.scene.input_size, dropout=head.dropout,
-                          input_dropout=head.input_dropout, experts=head.experts)
+                          input_dropout=head.input_dropout, experts=head.experts,
+                          scene_stages=recipe.scene.stages)
     model = FusionNet(config)
     model.branches["face"].load_state_dict(face.state_dict())
     model.branches["scene"].load_state_dict(scene.state_dict())
@@ -61,8 +62,11 @@ def start_model(recipe: Recipe, face_path: Path, classes: tuple[str, ...]):
 
 
 def branches_digest(model) -> str:
-    """A short hash of the branches' weights (what the feature cache depends on)."""
+    """A short hash of the branches' weights and of which stages are pooled (what the feature cache
+    depends on)."""
     digest = hashlib.sha256()
+    if model.config.scene_stages:  # wider features: not the cache of the last map alone
+        digest.update(f"scene_stages={list(model.config.scene_stages)}".encode())
     for name, value in sorted(model.branches.state_dict().items()):
         if ".classifier." in name or ".dense." in name:  # the branches' own heads: unused by the features
             continue

@@ -49,6 +49,7 @@ class FaceSpec:
 class SceneSpec:
     variant: str = "lite0"  # ImageNet EfficientNet-Lite: lite0, lite1 or lite2
     input_size: int = 224
+    stages: tuple[int, ...] = ()  # EfficientNet stages (1-7) whose mean-pooled outputs join the last map's
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ def _build(cls, values: dict[str, Any], where: str):
     out = {}
     for name, value in values.items():
         default = getattr(cls(), name)
+        if isinstance(default, tuple):  # a list of integers in TOML
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise RecipeError(f"{where}.{name}: expected a list of integers, got {value!r}")
+            out[name] = tuple(value)
+            continue
         if isinstance(default, bool) != isinstance(value, bool) or (
                 not isinstance(default, bool) and isinstance(default, (int, float)) and
                 not isinstance(value, (int, float))) or (isinstance(default, str) and not isinstance(value, str)):
@@ -154,6 +160,9 @@ def check(recipe: Recipe) -> None:
     head, output = recipe.head, recipe.output
     if recipe.scene.variant not in ("lite0", "lite1", "lite2"):
         raise RecipeError(f"[scene] variant must be lite0, lite1 or lite2, got {recipe.scene.variant!r}")
+    stages = recipe.scene.stages
+    if list(stages) != sorted(set(stages)) or not all(1 <= k <= 7 for k in stages):
+        raise RecipeError(f"[scene] stages must be increasing EfficientNet stages from 1 to 7, got {list(stages)}")
     if head.discrepancy not in DISCREPANCY_NAMES:
         raise RecipeError(f"[head] discrepancy must be one of {', '.join(DISCREPANCY_NAMES)}, got {head.discrepancy!r}")
     if not recipe.data.source and (head.alpha > 0 or (head.discrepancy != "none" and head.lam > 0)):

@@ -97,11 +97,10 @@ def fit_domain_experts(model, target: np.ndarray, target_labels: np.ndarray, fac
     if faces is None:
         raise RecipeError("[head] experts need source faces ([data] source = \"fer2013\", alpha > 0)")
     torch.manual_seed(head.seed)
-    widths = [model.branches[name].feature_channels for name in BRANCHES]
     z_t = (torch.from_numpy(target).float() - model.feature_mean) / model.feature_std
     z_s = (torch.from_numpy(faces).float() - model.feature_mean) / model.feature_std
     y_t, y_s = torch.from_numpy(target_labels).long(), torch.from_numpy(face_labels).long()
-    parts_t, parts_s = dict(zip(BRANCHES, z_t.split(widths, 1))), dict(zip(BRANCHES, z_s.split(widths, 1)))
+    parts_t, parts_s = model.split_features(z_t), model.split_features(z_s)
     smooth = head.label_smoothing
     lbfgs_fit(model.expert_heads["scene"], lambda l: F.cross_entropy(l(parts_t["scene"]), y_t, label_smoothing=smooth),
               head.l2)

@@ -109,8 +109,7 @@ def fit_affect(recipe: Recipe, out: Path, model, say: Progress = print_progress)
         with torch.inference_mode():
             for view, suffix in ((0, ""), (1, "_flip")):
                 pooled = torch.from_numpy(raw[view])
-                fused = model.fuse(dict(zip(("face", "scene"), pooled.split(
-                    [model.branches[n].feature_channels for n in ("face", "scene")], dim=1))))
+                fused = model.fuse(model.split_features(pooled))
                 cache["fused" + suffix] = fused.numpy().astype(np.float32)
                 cache["pre_logits" + suffix] = model.dense(fused).numpy().astype(np.float32)
         with atomic_path(cache_file, suffix=".npz") as tmp:
