@@ -33,7 +33,7 @@ RECIPE = ROOT.parent / "configs" / "emoadapt-ier.toml"
 RUNS = ROOT.parent / "runs" / "table"
 OUT = ROOT / "results" / "scenes" / "table.json"
 
-#: row name -> changes to the shipped recipe's [head] / [output] tables
+#: row name -> changes to the shipped recipe's [scene] / [head] / [output] tables
 ROWS = {
     "shipped recipe (select)": {},
     "AdamW linear head, 4 views, smoothing 0.1, 30 epochs": {"head": {"solver": "adamw", "train_views": 0,
@@ -57,11 +57,14 @@ ROWS = {
     "domain-gated experts (scene-only and face-only heads, gate)": {"head": {"experts": True}},
     **{f"domain-gated experts, lbfgs, l2 {l2}": {"head": {"solver": "lbfgs", "l2": l2, "experts": True}}
        for l2 in (0.03, 0.1, 0.3)},
+    # session 15: mid-level scene statistics (benchmarks/scene_layers.py: stages 5-7 by its validation column)
+    **{f"scene stages 5-7, l2 {l2}": {"scene": {"stages": (5, 6, 7)}, "head": {"l2": l2}} for l2 in (0.1, 0.3, 1.0)},
+    "scene stages 5-7, l2 0.3, 4 training views": {"scene": {"stages": (5, 6, 7)}, "head": {"train_views": 4}},
 }
 
 
 def variant(base, changes: dict):
-    """The recipe with some [head] / [output] keys changed."""
+    """The recipe with some [scene] / [head] / [output] keys changed."""
     for table, values in changes.items():
         base = replace(base, **{table: replace(getattr(base, table), **values)})
     return base
