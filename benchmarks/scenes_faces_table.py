@@ -60,6 +60,11 @@ ROWS = {
     # session 15: mid-level scene statistics (benchmarks/scene_layers.py: stages 5-7 by its validation column)
     **{f"scene stages 5-7, l2 {l2}": {"scene": {"stages": (5, 6, 7)}, "head": {"l2": l2}} for l2 in (0.1, 0.3, 1.0)},
     "scene stages 5-7, l2 0.3, 4 training views": {"scene": {"stages": (5, 6, 7)}, "head": {"train_views": 4}},
+    **{f"scene stages 5-7, l2 {l2}, 4 training views": {"scene": {"stages": (5, 6, 7)},
+                                                       "head": {"l2": l2, "train_views": 4}} for l2 in (1.0, 3.0)},
+    **{f"scene stages 5-7, l2 {l2}, 8 training views": {"scene": {"stages": (5, 6, 7)},
+                                                       "head": {"l2": l2, "views": 8, "train_views": 8}}
+       for l2 in (0.3, 1.0)},
 }
 
 
