@@ -146,8 +146,8 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
              f"{recipe.scene.input_size} px RGB in [0, 1] (emoadapt.data.transforms.FITS); test-time "
              f"`{recipe.output.tta}` averaging |",
              f"| architecture | FusionNet: face branch (`{recipe.face.source}`) ⊕ ImageNet EfficientNet-"
-             f"{recipe.scene.variant.capitalize()} scene branch, both frozen; pooled features concatenated and "
-             f"standardised, then {head_words(head)} |",
+             f"{recipe.scene.variant.capitalize()} scene branch, both frozen; pooled features (each branch's last "
+             f"map{stage_words(recipe.scene.stages)}) concatenated and standardised, then {head_words(head)} |",
              f"| objective | {objective_words(head)} |",
              f"| training data | {entry['training_data']} |",
              f"| calibration | temperature {calibration.temperature:.3f}, {recipe.output.ood} OOD threshold "
@@ -178,6 +178,13 @@ def model_card(recipe: Recipe, entry: dict[str, Any], cv: dict[str, Any], affect
               "Research on image emotion (what a picture is likely to evoke), not a judgement about people. "
               "Inherits the research-only terms of its training data."]
     return "\n".join(lines) + "\n"
+
+
+def stage_words(stages: tuple[int, ...]) -> str:
+    """The scene branch's extra pooled stages, in words (for the card)."""
+    if not stages:
+        return ""
+    return f", and the scene branch's stage{'s' if len(stages) > 1 else ''} {', '.join(map(str, stages))} outputs"
 
 
 def head_words(head) -> str:
