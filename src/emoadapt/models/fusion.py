@@ -154,7 +154,8 @@ class FusionNet(nn.Module):
         return resize_to(x, self.branches[name].config.input_size)
 
     def pooled(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{branch: (N, C)}`` pooled last feature maps of images ``x`` (N, 3, S, S) in [0, 1]."""
+        """``{branch: (N, width)}`` pooled features of images ``x`` (N, 3, S, S) in [0, 1]: each
+        branch's last map averaged over positions, then (scene) the averaged outputs of ``scene_stages``."""
         return {name: self.walk(name, self.normalised(name, x))[0] for name in BRANCHES}
 
     def normalised(self, name: str, x: torch.Tensor) -> torch.Tensor:
