@@ -16,7 +16,7 @@ SRC = ROOT / "src" / "emoadapt"
 
 #: Layer of each top-level module or package of ``emoadapt`` (lower numbers are lower layers).
 LAYERS = {
-    "errors": 0, "fileio": 0,
+    "errors": 0, "fileio": 0, "provenance": 0,
     "data": 1,
     "models": 2,
     "training": 3,
