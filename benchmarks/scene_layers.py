@@ -34,7 +34,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
-from benchmarks.scene_probe import C_GRID, build, crop, probe_fit, scene_samples, short_side  # noqa: E402
+from benchmarks.scene_probe import (C_GRID, build, crop, onnx_function, probe_fit, scene_samples,  # noqa: E402
+                                    short_side)
 
 ROOT = Path(__file__).resolve().parent
 CACHE = ROOT.parent / ".cache" / "features" / "layers"
@@ -69,20 +70,7 @@ def widths() -> dict[str, int]:
 
 
 def session(threads: int):
-    import io
-    import warnings
-
-    import onnxruntime as ort
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(LayerFeatures(build("lite0")), torch.rand(2, 3, 224, 224), buffer, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    ort_session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    return lambda x: ort_session.run(None, {"x": x})[0]
+    return onnx_function(LayerFeatures(build("lite0")), threads)
 
 
 def random_crops(image: Image.Image, count: int, seed: int) -> list[Image.Image]:

@@ -102,6 +102,11 @@ class PooledFeatures(torch.nn.Module):
 
 def feature_session(backbone: str, threads: int):
     """The backbone's pooled features as an onnxruntime session (2.4x torch eager on this CPU)."""
+    return onnx_function(PooledFeatures(build(backbone)), threads)
+
+
+def onnx_function(module: torch.nn.Module, threads: int):
+    """``module`` (images (N, 3, S, S) in [0, 1] -> (N, D)) exported to onnxruntime, as a function."""
     import io
     import warnings
 
@@ -110,7 +115,7 @@ def feature_session(backbone: str, threads: int):
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(PooledFeatures(build(backbone)), torch.rand(2, 3, 224, 224), buffer, input_names=["x"],
+        torch.onnx.export(module, torch.rand(2, 3, 224, 224), buffer, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
