@@ -67,7 +67,8 @@ def evaluate_model(weights: Any, data: str | Path, *, layout: str = "auto",
     (seed 0: the same images on every run, in dataset order). The report holds every scored image's
     ``keys`` (path relative to the dataset folder), true ``labels`` and ``predicted`` class indices,
     so that a later run on a subset can be compared image by image. Writes ``metrics.json`` and
-    ``confusion.png`` to ``out_dir`` when given (with ``run``: the command, date, versions and cores). ``weights``: a weights file, a shipped model name,
+    ``confusion.png`` to ``out_dir`` when given (with ``run``: the command, date, versions and
+    cores). ``weights``: a weights file, a shipped model name,
     None (the default model) or an already loaded :class:`~emoadapt.predictor.Predictor` (e.g. one
     whose onnxruntime session is an int8 copy; ``fit`` is then its own); ``with_probs``: the returned
     report also holds ``probs``, the (N, K) scored probabilities (not written to ``metrics.json``)."""

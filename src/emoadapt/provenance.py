@@ -16,8 +16,8 @@ COMMAND: str | None = None
 
 def run_record() -> dict[str, Any]:
     """``{"command", "date", "emoadapt", "torch", "python", "cores"}``: the command line (``emoadapt
-    evaluate …`` from the CLI, else the program's own arguments), the UTC date, the versions and the CPU cores, so that a
-    figure quoted from the file can be traced and rerun."""
+    evaluate …`` from the CLI, else the program's own arguments), the UTC date, the versions and
+    the CPU cores, so that a figure quoted from the file can be traced and rerun."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
