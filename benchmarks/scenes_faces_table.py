@@ -65,6 +65,7 @@ ROWS = {
     **{f"scene stages 5-7, l2 {l2}, 8 training views": {"scene": {"stages": (5, 6, 7)},
                                                        "head": {"l2": l2, "views": 8, "train_views": 8}}
        for l2 in (0.3, 1.0)},
+    "no scene stages, l2 1.0, 4 training views": {"scene": {"stages": ()}, "head": {"l2": 1.0, "train_views": 4}},
 }
 
 
