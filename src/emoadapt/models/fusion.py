@@ -73,16 +73,11 @@ class FusionNet(nn.Module):
         super().__init__()
         self.config = config
         self.branches = nn.ModuleDict({name: build_branch(getattr(config, name)) for name in BRANCHES})
-        #: per branch, the ``features`` indices after which an extra stage output is pooled, in order
-        self.extra_ends = {"face": (), "scene": self._stage_ends(config.scene_stages)}
-        #: per branch, (first column, width) of each extra stage inside its pooled features
-        self.extra_slices = {name: [] for name in BRANCHES}
-        first = self.branches["scene"].feature_channels
-        for k in config.scene_stages:
-            self.extra_slices["scene"].append((first, self.branches["scene"].block_stages[k][1]))
-            first += self.extra_slices["scene"][-1][1]
+        #: per branch, each extra pooled stage in order: (``features`` index after which it is pooled,
+        #: its first column inside the branch's pooled features, its width)
+        self.extras = {"face": [], "scene": self._scene_extras(config.scene_stages)}
         #: per branch, the width of its pooled features (last map, then the extra stages)
-        self.widths = {name: self.branches[name].feature_channels + sum(w for _, w in self.extra_slices[name])
+        self.widths = {name: self.branches[name].feature_channels + sum(w for _, _, w in self.extras[name])
                        for name in BRANCHES}
         width = sum(self.widths.values())
         #: channels of :meth:`forward_features` (the concatenated pooled branch features)
@@ -105,14 +100,19 @@ class FusionNet(nn.Module):
         self.taps = self.branch_taps["face"] + self.branch_taps["scene"] + ("pre_logits", "logits")
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _stage_ends(self, stages: tuple[int, ...]) -> tuple[int, ...]:
+    def _scene_extras(self, stages: tuple[int, ...]) -> list[tuple[int, int, int]]:
         scene = self.branches["scene"]
         if stages and not hasattr(scene, "block_stages"):
             raise CheckpointError("scene_stages needs an EfficientNet-Lite scene branch")
         unknown = [k for k in stages if k not in getattr(scene, "block_stages", {})]
         if unknown or list(stages) != sorted(set(stages)):
             raise CheckpointError(f"scene_stages must be increasing EfficientNet stages 1–7, got {list(stages)}")
-        return tuple(scene.block_stages[k][0] for k in stages)
+        extras, first = [], scene.feature_channels
+        for k in stages:
+            end, width = scene.block_stages[k]
+            extras.append((end, first, width))
+            first += width
+        return extras
 
     def split_features(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{branch: (N, width)}`` from concatenated pooled features (N, C) (face first)."""
@@ -126,7 +126,7 @@ class FusionNet(nn.Module):
         or before ``start`` is taken from ``known`` (the same image's pooled features, unedited) —
         and ``{tap: map}`` for the ``stage_ends`` it passes (e.g. ``{"s1": 2, …}``)."""
         branch = self.branches[name]
-        ends = self.extra_ends[name]
+        ends = [end for end, _, _ in self.extras[name]]
         extras: dict[int, torch.Tensor] = {}
         maps: dict[str, torch.Tensor] = {}
         at_end = {end: tap for tap, end in (stage_ends or {}).items()}
@@ -136,7 +136,7 @@ class FusionNet(nn.Module):
                 extras[index + 1] = h.mean(dim=(2, 3))
             if index + 1 in at_end:
                 maps[at_end[index + 1]] = h
-        for end, (first, width) in zip(ends, self.extra_slices[name]):
+        for end, first, width in self.extras[name]:
             if end <= start:  # before the edited layer: the unedited image's value
                 extras[end] = known[:, first:first + width].expand(h.shape[0], -1)
         return torch.cat([h.mean(dim=(2, 3))] + [extras[end] for end in ends], dim=1), maps
