@@ -39,9 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import shlex
-    import sys
 
+    from .. import provenance
     from ..predictor import Predictor
     from ..calibrate import fit_calibration, split_images
     from ..errors import EmoadaptError
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, runtime="torch", threads=args.threads or None, calibrated=False)
     train = split_images(args.data, args.manifest, "train", predictor.classes, args.layout, args.label_map)
     val = split_images(args.data, args.manifest, "val", predictor.classes, args.layout, args.label_map)
-    command = "emoadapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [NAME] else ""
+    command = provenance.COMMAND or ""  # the emoadapt command as typed (set by the CLI's main)
     calibration = fit_calibration(predictor, train, val, ood=args.ood, ood_quantile=args.ood_quantile,
                                   min_confidence=args.min_confidence, command=command)
     calibration.save(args.out)
