@@ -7,7 +7,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ..fileio import atomic_path
 
@@ -53,6 +52,8 @@ def classification_report(labels: np.ndarray, probs: np.ndarray, classes: Sequen
         labels: (N,) true class indices.
         probs: (N, K) probabilities (or scores) over ``classes``.
     """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support  # 2 s to import: lazily
+
     preds = probs.argmax(1)
     k = len(classes)
     precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=range(k), zero_division=0)
