@@ -71,6 +71,9 @@ def test_readme_results_are_what_the_comments_say(readme_namespace):
     assert explanation.values.shape == (2 ** settings.DEPTH,)
     assert np.isclose(explanation.values.sum(), explanation.full_value - explanation.base_value, atol=1e-4)
     assert ns["probs"].shape == (2, 4)
-    assert isinstance(ns["layers"], dict) and ns["layers"]
+    assert list(ns["layers"]) == ["s4", "s5"]  # the taps the example names
+    for layer in ns["layers"].values():  # the default depth, or less where the layer's map is too small to split
+        assert 1 <= layer.depth <= settings.DEPTH and layer.values.shape == (2 ** layer.depth,)
+        assert np.isclose(layer.values.sum(), layer.full_value - layer.base_value, atol=1e-4)
     text = README.read_text()
     assert f"depth {settings.DEPTH}" in text and f"{2 ** settings.DEPTH} regions" in text
