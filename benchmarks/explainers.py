@@ -35,8 +35,10 @@ import torch
 
 from emoadapt.attribution.faithfulness import deletion_insertion
 from emoadapt.fileio import atomic_write_json
+from emoadapt.models.registry import get_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.provenance import provenance  # noqa: E402
 from benchmarks.lib.explain_methods import (ALL_BUDGETS, BUDGETS, DEFAULT, METHODS, PEER,  # noqa: E402
                                             VARIANTS, Model, region_tree)
 HERE = Path(__file__).resolve().parent
@@ -52,13 +54,14 @@ def sample_images(count: int) -> list[str]:
     return [str(p) for p in sorted(Path(str(resources.files("emoadapt") / "samples")).glob("*.jpg"))[:count]]
 
 
-def test_images(model: str, count: int, split: str) -> list[str]:
-    """Every ``len // count``-th image of the split, so the classes are all present."""
+def test_images(model: str, count: int, split: str, kind: str = "auto") -> list[str]:
+    """Every ``len // count``-th image of the split, so the classes are all present: FER2013 faces
+    (``kind`` "faces", or "auto" for a fer-* model) or Emotion6 scenes (split.json)."""
     from emoadapt.data import open_dataset
     from emoadapt.data.locate import dataset_path
     from emoadapt.data.splits import select_splits
 
-    if model.startswith("fer"):
+    if kind == "faces" or (kind == "auto" and model.startswith("fer")):
         name = {"test": "PrivateTest", "val": "PublicTest"}[split]
         paths = [s.path for s in open_dataset(dataset_path("fer2013"), "fer2013").split(name).samples]
     else:
@@ -273,6 +276,8 @@ def main() -> None:
     parser.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     parser.add_argument("--methods", default=None, help="comma-separated subset (default: all; see VARIANTS too)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="val: for tuning, test: to report")
+    parser.add_argument("--images-of", default="auto", choices=("auto", "scenes", "faces"),
+                        help="which test images: FER2013 faces or Emotion6 scenes (auto: faces for fer-* models)")
     parser.add_argument("--sanity", type=int, default=5, help="images for the model-randomisation check (0: none)")
     parser.add_argument("--overlays", default="samples", choices=("samples", "test", "none"),
                         help="images of the side-by-side overlay figure: the bundled public-domain samples "
@@ -315,7 +320,7 @@ def main() -> None:
                      methods, out)
         return
     for name in args.models.split(","):
-        paths = test_images(name, args.images, args.split)
+        paths = test_images(name, args.images, args.split, args.images_of)
         done = list(rows)
         rows += run_model(name, paths, methods, budgets, args.peer_images, args.budget_images, args.exact_images,
                           lambda new: atomic_write_json(out.with_suffix(".partial.json"), {
@@ -330,7 +335,10 @@ def main() -> None:
     for c in checks:
         print(f"sanity {c['model']} {c['method']}: Spearman trained vs randomised {c['spearman']:.2f} ± {c['spearman_se']:.2f}")
     atomic_write_json(out, {"command": command(args, parser), "date": now(), "machine": machine(),
-                            "seconds": time.time() - started, "summary": summary, "sanity": checks, "rows": rows})
+                            "seconds": time.time() - started, "summary": summary, "sanity": checks, "rows": rows,
+                            **provenance(weights_sha256={name: get_preset(name).sha256
+                                                         for name in args.models.split(",")},
+                                         images_of=args.images_of, split=args.split)})
     plots(summary, out)
 
 
