@@ -1,12 +1,14 @@
 """Worker of tests/test_distributed.py, run by torchrun: a tiny DDP training on the toy problem
 (``toy_data``, ``CONFIG``; test_training.py trains on the same) (gloo, CPU).
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_toy.py OUT EPOCHS full|die|resume
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_toy.py OUT EPOCHS first|resume
 
-Writes OUT/rank<r>.json with a digest of that rank's final weights (and buffers). ``die`` stops
-after the first epoch's checkpoint and leaves with ``os._exit`` (no teardown, as under a kill).
-``full`` then also adapts a tiny FER network with the joint trainer (OUT/adapt) and records the
-digest of its adapted weights as ``adapt``."""
+``first``: trains OUT/full to the end, adapts a tiny FER network with the joint trainer (OUT/full/adapt)
+and writes OUT/full/rank<r>.json (the digests of that rank's final weights and buffers, ``digest``, and
+of its adapted weights, ``adapt``); then starts the same training in OUT/killed and, after its first
+epoch's checkpoint, leaves with ``os._exit`` (no teardown, as under a kill). ``resume``: resumes
+OUT/killed to the end and writes OUT/killed/rank<r>.json. (One launch does both the uninterrupted
+run and the killed one: each torchrun start costs seconds of imports.)"""
 
 from __future__ import annotations
 
@@ -44,22 +46,29 @@ def digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def main() -> None:
-    out, epochs, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    torch.set_num_threads(1)
-    d = setup("cpu")
+def train(out: Path, epochs: int, d, *, resume: bool = False, stop_after_epochs: int | None = None) -> EmoNet:
+    """The toy DDP training into ``out``; each rank starts from its own random weights."""
     torch.manual_seed(123 + 1000 * d.rank)  # ranks start apart: DDP must give them rank 0's weights
     model = EmoNet(CONFIG)
     x, y = toy_data()
     cfg = TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, warmup_epochs=0.5, augment=True, seed=7, threads=1)
-    fit(model, x, y, x[:16], y[:16], ("a", "b"), cfg, out, model_config=CONFIG.to_dict(), resume=mode == "resume",
-        stop_after_epochs=1 if mode == "die" else None, progress=False, dist=d)
-    if mode == "die":
+    fit(model, x, y, x[:16], y[:16], ("a", "b"), cfg, out, model_config=CONFIG.to_dict(), resume=resume,
+        stop_after_epochs=stop_after_epochs, progress=False, dist=d)
+    return model
+
+
+def main() -> None:
+    out, epochs, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    torch.set_num_threads(1)
+    d = setup("cpu")
+    if mode == "first":
+        model = train(out / "full", epochs, d)
+        record = {"digest": digest(model), "world": d.world, "adapt": adapt_joint(out / "full" / "adapt", d)}
+        (out / "full" / f"rank{d.rank}.json").write_text(json.dumps(record))
+        train(out / "killed", epochs, d, stop_after_epochs=1)
         os._exit(9)
-    record = {"digest": digest(model), "world": d.world}
-    if mode == "full":
-        record["adapt"] = adapt_joint(out / "adapt", d)
-    (out / f"rank{d.rank}.json").write_text(json.dumps(record))
+    model = train(out / "killed", epochs, d, resume=True)
+    (out / "killed" / f"rank{d.rank}.json").write_text(json.dumps({"digest": digest(model), "world": d.world}))
     teardown(d)
 
 

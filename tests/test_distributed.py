@@ -29,19 +29,19 @@ def _digests(out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_cpu_ranks_train_identical_weights_and_resume_after_a_kill(tmp_path):
-    full = _torchrun(str(tmp_path / "full"), "2", "full")
-    assert full.returncode == 0, full.stderr[-3000:]
-    a, b = _digests(tmp_path / "full")
+    first = _torchrun(str(tmp_path), "2", "first")  # the uninterrupted run, then one killed after epoch 1
+    assert first.returncode != 0, "the killed run's processes should have vanished"
+    assert all((tmp_path / "full" / f"rank{r}.json").exists() for r in (0, 1)), first.stderr[-3000:]
+    a, b = _digests(tmp_path / "full")  # written before the killed run started
     assert a == b  # DDP: rank 1 started from other weights and ends equal to rank 0
     adapted = [json.loads((tmp_path / "full" / f"rank{r}.json").read_text())["adapt"] for r in (0, 1)]
     assert adapted[0] == adapted[1] and (tmp_path / "full" / "adapt" / "best.safetensors").exists()
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
+    assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 1  # died after epoch 1's checkpoint
+    assert not (tmp_path / "killed" / "rank0.json").exists()
 
-    killed = _torchrun(str(tmp_path / "killed"), "2", "die")
-    assert killed.returncode != 0  # the processes vanished after epoch 1's checkpoint
-    assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 1
-    resumed = _torchrun(str(tmp_path / "killed"), "2", "resume")
+    resumed = _torchrun(str(tmp_path), "2", "resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _digests(tmp_path / "killed") == [a, a]
     assert [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()] == [1, 2]

@@ -104,13 +104,13 @@ def _agreement(cfg, run_dir, val) -> float:
 @pytest.fixture(scope="module")
 def plain_agreement(tmp_path_factory):
     """The baseline both distillation modes must beat: the same student trained on the labels alone
-    (6 epochs, no teacher), trained once for the bank and the online test."""
+    (4 epochs, no teacher), trained once for the bank and the online test."""
     root = tmp_path_factory.mktemp("plain")
     torch.manual_seed(0)  # the fer_checkpoint fixture's network, saved once for this module
     save_weights(root / "fer.safetensors", EmoNet(FER_TINY).eval(), FER_TINY.to_dict(),
                  extra={"classes": list(FER_CLASSES)})
     train, val, source = _follow_data()
-    cfg = _config(root / "fer.safetensors", epochs=6, discrepancy="none", alpha=0.0)
+    cfg = _config(root / "fer.safetensors", epochs=4, discrepancy="none", alpha=0.0)
     _train(train, val, source, cfg, root / "run")
     return _agreement(cfg, root / "run", val)
 
@@ -119,7 +119,7 @@ def test_the_student_follows_the_teacher_when_distillation_weighs_more(tmp_path,
     path, _ = fer_checkpoint
     train, val, source = _follow_data()
     bank = distillation_bank(BandTeacher(PERMUTATION), train[0], val[0], views=2, seed=0, student_size=32)
-    cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=8.0, teacher="band")
+    cfg = _config(path, epochs=4, discrepancy="none", alpha=0.0, kd_weight=8.0, teacher="band")
     _train(train, val, source, cfg, tmp_path / "kd", bank)
     agreement = {"plain": plain_agreement, "kd": _agreement(cfg, tmp_path / "kd", val)}
     assert agreement["kd"] > agreement["plain"] + 0.3, agreement
@@ -212,7 +212,7 @@ def test_the_student_follows_an_online_teacher_that_disagrees_with_every_label(t
     train, val, source = _follow_data()
     band = BandTeacher(PERMUTATION)
     teacher = OnlineTeacher(lambda x: band.forward_taps(x, ("pre_logits", "logits")), 32, train[0], val[0])
-    cfg = _config(path, epochs=6, discrepancy="none", alpha=0.0, kd_weight=8.0, teacher="band", kd_mode="online",
+    cfg = _config(path, epochs=4, discrepancy="none", alpha=0.0, kd_weight=8.0, teacher="band", kd_mode="online",
                   mixup=0.0)
     _train(train, val, source, cfg, tmp_path / "kd", teacher)
     agreement = {"plain": plain_agreement, "kd": _agreement(cfg, tmp_path / "kd", val)}
