@@ -284,14 +284,17 @@ def shipped_sha(root: Path = ROOT) -> dict[str, str]:
     return dict(re.findall(r'"name":\s*"([\w.-]+)".*?"sha256":\s*"([0-9a-f]{64})"', text, re.S))
 
 
-def declared_sha(data: Any) -> tuple[str | None, str | None]:
-    """(model, weights sha256) that a results file declares, if any."""
+def declared_shas(data: Any) -> list[tuple[str, str]]:
+    """[(model, weights sha256)] that a results file declares: ``model`` + ``weights_sha256`` strings,
+    or ``weights_sha256`` as {model: sha256} for a run over several models."""
     if not isinstance(data, dict):
-        return None, None
+        return []
     block = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
     model = block.get("model") or data.get("model")
     sha = block.get("weights_sha256") or data.get("weights_sha256")
-    return (model if isinstance(model, str) else None), sha
+    if isinstance(sha, dict):
+        return [(name, value) for name, value in sha.items() if isinstance(value, str)]
+    return [(model, sha)] if isinstance(model, str) and isinstance(sha, str) else []
 
 
 def sha_mismatches(root: Path = ROOT, superseded: set[str] | None = None) -> list[str]:
@@ -307,11 +310,11 @@ def sha_mismatches(root: Path = ROOT, superseded: set[str] | None = None) -> lis
             data = json.loads(path.read_text())
         except ValueError:
             continue
-        model, sha = declared_sha(data)
-        if model in shipped and sha and sha != shipped[model]:
-            problems.append(f"{rel}: declares {model} weights {sha[:12]}…, the shipped {model} is "
-                            f"{shipped[model][:12]}… (rerun it, or move its figures to docs/history.md and list "
-                            f"the file in benchmarks/docnumbers.py SUPERSEDED)")
+        for model, sha in declared_shas(data):
+            if model in shipped and sha != shipped[model]:
+                problems.append(f"{rel}: declares {model} weights {sha[:12]}…, the shipped {model} is "
+                                f"{shipped[model][:12]}… (rerun it, or move its figures to docs/history.md and list "
+                                f"the file in benchmarks/docnumbers.py SUPERSEDED)")
     return problems
 
 

@@ -114,6 +114,16 @@ def test_results_of_other_weights_under_a_shipped_name_are_reported(copy: Path):
     assert not docnumbers.sha_mismatches(copy, superseded=docnumbers.SUPERSEDED | {"benchmarks/results/speed_check.json"})
 
 
+def test_a_run_over_several_models_is_checked_model_by_model(copy: Path):
+    shipped = docnumbers.shipped_sha(copy)
+    path = copy / "benchmarks" / "results" / "two_models.json"
+    path.write_text(json.dumps({"provenance": {"weights_sha256": {"fer-cpu": shipped["fer-cpu"], "emoadapt-ier": "0" * 64}}}))
+    problems = docnumbers.sha_mismatches(copy)
+    assert len(problems) == 1 and "two_models.json" in problems[0] and "emoadapt-ier" in problems[0]
+    path.write_text(json.dumps({"provenance": {"weights_sha256": {name: shipped[name] for name in ("fer-cpu", "emoadapt-ier")}}}))
+    assert not docnumbers.sha_mismatches(copy)
+
+
 def test_formats():
     assert docnumbers.fmt_value(0.82466, "pct1") == "82.5 %"
     assert docnumbers.fmt_value(0.82466, "p1") == "82.5"
