@@ -97,11 +97,14 @@ def weights_file(model: str) -> Path:
 
 
 def cache_path(model: str) -> Path:
-    """The feature cache of ``model``'s weights under the default input fit (a change of either
-    gives a new file)."""
+    """The feature cache of ``model``'s weights under the input fit the model reads with (its
+    metadata's ``fit``, else the default; a change of either gives a new file)."""
     from emoadapt.data.transforms import DEFAULT_FIT
+    from emoadapt.models.weights import read_metadata
 
-    return CACHE / f"features-{sha256(weights_file(model))[:16]}-{DEFAULT_FIT}.npz"
+    weights = weights_file(model)
+    fit = read_metadata(weights).get("extra", {}).get("fit") or DEFAULT_FIT
+    return CACHE / f"features-{sha256(weights)[:16]}-{fit}.npz"
 
 
 @torch.inference_mode()

@@ -234,7 +234,14 @@ def current_default_summary(load: Load, args: str) -> str:
 # ---------------------------------------------------------------------------------------------- affect
 
 
-AFFECT_CV = "benchmarks/results/affect/cv.json@192b6d6"  # the previous default (fb0e62af…): not rerun for aee3f79a yet
+AFFECT_CV = "benchmarks/results/affect/cv.json"
+
+
+def affect_source(args: str) -> tuple[str, list[str]]:
+    """The affect CV file a table reads (``@REV`` among ``args``: as committed at REV) and the other args."""
+    words = args.split()
+    revs = [w for w in words if w.startswith("@")]
+    return AFFECT_CV + (revs[0] if revs else ""), [w for w in words if not w.startswith("@")]
 AFFECT_ROWS = {"heads": "heads (shipped recipe)", "ridge": "linear probe (ridge)", "train_mean": "training mean",
                "uniform": "uniform distribution"}
 AFFECT_COLS = ("valence_r", "valence_mae", "arousal_r", "arousal_mae", "kl", "bc")
@@ -242,9 +249,11 @@ AFFECT_COLS = ("valence_r", "valence_mae", "arousal_r", "arousal_mae", "kl", "bc
 
 @generator("affect-cv")
 def affect_cv(load: Load, args: str) -> str:
-    """5-fold CV of the affect heads (all test images, or ``unseen``): mean ± sample sd over folds."""
-    data = load(AFFECT_CV)
-    suffix = "_unseen" if args == "unseen" else ""
+    """5-fold CV of the affect heads (all test images, or ``unseen``; ``@REV``: the file at REV):
+    mean ± sample sd over folds."""
+    source, words = affect_source(args)
+    data = load(source)
+    suffix = "_unseen" if "unseen" in words else ""
     lines = ["| method | valence r | valence MAE | arousal r | arousal MAE | KL(votes ‖ pred) | Bhattacharyya |",
              "|---|---|---|---|---|---|---|"]
     for key, label in AFFECT_ROWS.items():
@@ -255,13 +264,13 @@ def affect_cv(load: Load, args: str) -> str:
             trivial = (key == "train_mean" and col.endswith("_r")) or (key == "uniform" and col not in ("kl", "bc"))
             cells.append("–" if trivial else f"{v['mean']:.3f} ± {v['sd']:.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", source_line(AFFECT_CV)])
+    return "\n".join(lines + ["", source_line(source)])
 
 
 @generator("affect-choice")
 def affect_choice(load: Load, args: str) -> str:
-    """What each CV fold chose for the affect heads (features, head, weight decay)."""
-    data = load(AFFECT_CV)
+    """What each CV fold chose for the affect heads (features, head, weight decay; ``@REV``: the file at REV)."""
+    data = load(affect_source(args)[0])
     choices = [f"`{c['source']}` {'MLP ' + str(c['hidden']) if c['hidden'] else 'linear'}, wd {c['weight_decay']:g}"
                for c in data["chosen_per_fold"]]
     common = max(set(choices), key=choices.count)
