@@ -55,9 +55,6 @@ TABLE_RE = re.compile(r"<!-- table: (?P<name>[\w.-]+)(?P<args>(?: [^ >][^>]*?)?)
 
 #: results files of models that are no longer shipped under the name they declare (quoted from docs/history.md only)
 SUPERSEDED: set[str] = {
-    # measured on the previous default (fb0e62af…, 2026-12-03); the default of 2026-12-07 (issue #30) has
-    # not been rerun through them yet: quoted as the previous default's figures
-    "benchmarks/results/affect/cv.json",
     # measured on the default of 2026-12-07 morning (aee3f79a…), replaced the same evening by the one with
     # scene stages 5-7 (issue #30, session 15); quoted as FILE@e75c5ad with that said beside them. The
     # faces study reads faces with the face branch, whose weights the new default kept unchanged.
