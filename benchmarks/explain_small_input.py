@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.explainers import test_images  # noqa: E402
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "explain"
 
@@ -76,7 +77,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 def paired(rows: list[dict], key: str, name: str) -> dict:
     """Mean ± SE over images of ``name``'s ``key`` minus the default's."""
     diffs = np.array([r[name][key] - r["default"][key] for r in rows])
-    return {"mean": float(diffs.mean()), "se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0}
+    return {"mean": float(diffs.mean()), "se": standard_error(diffs) if len(diffs) > 1 else 0.0}
 
 
 def summarise(rows: list[dict], names: list[str]) -> dict:

@@ -39,6 +39,7 @@ from emoadapt.models.registry import get_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 from benchmarks.lib.explain_methods import (ALL_BUDGETS, BUDGETS, DEFAULT, METHODS, PEER,  # noqa: E402
                                             VARIANTS, Model, region_tree)
 HERE = Path(__file__).resolve().parent
@@ -119,7 +120,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         for field in ("deletion", "insertion", "evaluations", "seconds"):
             values = np.array([r[field] for r in mine], dtype=np.float64)
             entry[field] = float(values.mean())
-            entry[field + "_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+            entry[field + "_se"] = standard_error(values) if len(values) > 1 else None
         entry["all_zero_maps"] = sum(r["all_zero"] for r in mine)
         peer_budget = budget or 128
         pairs = [(r, by.get((model, PEER, peer_budget, r["index"])), by.get((model, DEFAULT, peer_budget, r["index"])))
@@ -128,7 +129,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             diffs = np.array([r[field] - p[field] for r, p, _ in pairs if p is not None])
             if len(diffs) > 1 and method != PEER:
                 entry[f"{field}_minus_shap"] = float(diffs.mean())
-                entry[f"{field}_minus_shap_se"] = float(diffs.std(ddof=1) / np.sqrt(len(diffs)))
+                entry[f"{field}_minus_shap_se"] = standard_error(diffs)
         ratios = [r["seconds"] / d["seconds"] for r, _, d in pairs if d is not None]
         entry["time_vs_dncshap"] = float(np.median(ratios)) if ratios else None
         out.append(entry)

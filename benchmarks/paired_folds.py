@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import REPO, provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 
 SCENES = Path("benchmarks/results/scenes")
 CV = SCENES / "emoadapt-ier-cv.json"
@@ -40,7 +41,7 @@ def paired(a: list[float], b: list[float]) -> dict:
     """Per-fold a − b in points, with the mean and its standard error."""
     diffs = 100 * (np.asarray(a) - np.asarray(b))
     return {"per_fold": [round(float(d), 2) for d in diffs], "mean": float(diffs.mean()),
-            "se": float(diffs.std(ddof=1) / np.sqrt(len(diffs)))}
+            "se": standard_error(diffs)}
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 from benchmarks.scene_probe import scene_samples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,10 +70,10 @@ def main() -> None:
                      "recipe": str(RECIPE.relative_to(ROOT)), "folds": rows, "mean": float(np.mean(scores)),
                      "sd_folds": float(np.std(scores, ddof=1)), "probe_mean": probe["mean"],
                      "minus_probe_mean": float(diffs.mean()),
-                     "minus_probe_se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))),
+                     "minus_probe_se": standard_error(diffs),
                      **provenance(model=DEFAULT_MODEL, weights_sha256=get_preset(DEFAULT_MODEL).sha256)})
     print(f"recipe {100 * np.mean(scores):.1f} ± {100 * np.std(scores, ddof=1):.1f}; probe {100 * probe['mean']:.1f}; "
-          f"paired {100 * diffs.mean():+.1f} ± {100 * diffs.std(ddof=1) / np.sqrt(len(diffs)):.1f}")
+          f"paired {100 * diffs.mean():+.1f} ± {100 * standard_error(diffs):.1f}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "emoadapt-ier.toml"
@@ -211,7 +212,7 @@ def paired_test(final: dict, faces: list[dict], labels: np.ndarray, variant: str
     diffs = np.array([mixed[n] - plain[n] for n in final])
     return {"plain": plain, "with_faces": mixed, "plain_mean": float(np.mean(list(plain.values()))),
             "with_faces_mean": float(np.mean(list(mixed.values()))), "diff_mean": float(diffs.mean()),
-            "diff_se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))),
+            "diff_se": standard_error(diffs),
             "images_changed": int(sum(changed(row, faces, variant, w) for row in final.values()))}
 
 

@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 from benchmarks.scene_face_evidence import product_cv, softmax  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +113,7 @@ def paired(acc: dict[str, dict[str, float]], chosen: str, base: str = "flip") ->
     diffs = np.array([acc[chosen][n] - acc[base][n] for n in acc[base]])
     return {base: acc[base], chosen: acc[chosen], f"{base}_mean": float(np.mean(list(acc[base].values()))),
             f"{chosen}_mean": float(np.mean(list(acc[chosen].values()))), "diff_mean": float(diffs.mean()),
-            "diff_se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))), "diffs": diffs.tolist()}
+            "diff_se": standard_error(diffs), "diffs": diffs.tolist()}
 
 
 def reproduction_gap(folds: dict, labels: np.ndarray) -> float:
