@@ -51,6 +51,9 @@ def write_skf_manifest(seed: int, path: Path) -> Path:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # no options: --help only
     from emoadapt.models.registry import DEFAULT_MODEL, get_preset
     from emoadapt.recipe import cross_validate, load_recipe
 
