@@ -190,6 +190,37 @@ def runs_mean(load: Load, args: str) -> str:
     return pct(statistics.mean(values))
 
 
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+DATA_SUMMARY = "benchmarks/results/data/summary.json"
+
+
+@generator("data-example")
+def data_example(load: Load, args: str) -> str:
+    """``summary NAME``: what ``emoadapt data summary`` prints for a shared dataset; ``manifest NAME``: the
+    head of the manifest ``emoadapt data split`` writes with its defaults (benchmarks/data_summary.py)."""
+    kind, name = args.split()
+    entry = load(DATA_SUMMARY)["datasets"][name]
+    root = entry["summary"]["root"]
+    if kind == "summary":
+        lines = ["```console", f"$ emoadapt data summary {root.split('/' + name + '/')[0]}/{name}", entry["printed"], "```"]
+    else:
+        split = entry["split_seed0"]
+        path, where = split["first_assignment"]
+
+        def js(value: Any) -> str:
+            if isinstance(value, dict):
+                return "{" + ", ".join(f'"{k}": {js(v)}' for k, v in value.items()) + "}"
+            return "null" if value is None else f'"{value}"' if isinstance(value, str) else str(value)
+
+        fields = {"format": "emoadapt-split-manifest", "version": 1, "dataset": name, "root": f"/path/to/{root}",
+                  **{k: split[k] for k in ("kind", "seed", "fractions", "folds", "group", "counts")}}
+        lines = ["```json", "{", *[f'  "{k}": {js(v)},' for k, v in fields.items()],
+                 f'  "assignments": {{"{path}": "{where}", "...": "..."}}', "}", "```"]
+    return "\n".join(lines + ["", source_line(DATA_SUMMARY)])
+
+
 # ---------------------------------------------------------------------------------------------- the current default
 
 
