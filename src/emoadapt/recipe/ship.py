@@ -122,7 +122,8 @@ def fit_affect(recipe: Recipe, out: Path, model, say: Progress = print_progress)
     val[rng.permutation(len(dataset))[:round(0.15 * len(dataset))]] = True
     heads, choice = choose_and_fit(cache, y, {"train": ~val, "val": val})
     val_scores = scores(subset(y, val), head_predict(heads, cache, val))
-    return heads, {"choice": {k: v for k, v in choice.items() if k != "grid"},
+    # every grid point's validation loss is kept beside the choice (docs quote the points not chosen)
+    return heads, {"choice": {k: v for k, v in choice.items() if k != "grid"}, "grid_val_loss": choice["grid"],
                    "validation": {k: round(v, 4) for k, v in val_scores.items()},
                    "n_train": int((~val).sum()), "n_val": int(val.sum())}
 
