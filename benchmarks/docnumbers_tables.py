@@ -422,6 +422,50 @@ def _model_speed_lines(data: dict) -> list[str]:
     return lines + ["", f"Medians of {data['repeats']} runs. Provenance: {provenance_text(data)}."]
 
 
+@generator("cost-1m")
+def cost_1m(load: Load, args: str) -> str:
+    """CPU and wall time for 1 M images, from the measured end-to-end predict rate and explanation time
+    (pipeline_speed.json, explain_speed.json), assuming the per-core rate holds on more cores."""
+    pipeline_path, explain_path = "benchmarks/results/pipeline_speed.json", "benchmarks/results/explain_speed.json"
+    pipeline, explain = load(pipeline_path, required=False), load(explain_path, required=False)
+    if pipeline is None or explain is None:
+        return "\n".join([pending(pipeline_path if pipeline is None else explain_path, "the commands of speed.md"),
+                          "", source_line(pipeline_path, explain_path)])
+    row = next(v for k, v in pipeline["throughput"].items() if "(default)" in k)
+    cores = pipeline["provenance"]["machine"]["cores"]
+    per_core = row["images_per_s"]["median"] / cores
+    first = next((v["median"] for k, v in pipeline.get("startup", {}).items() if "first result" in k), None)
+    explain_row = explain["rows"][0]
+    explain_core_s = explain_row["seconds"]["median"] * explain["threads"]
+    predict_core_s = 1e6 / per_core
+    explain_total = 1e6 * explain_core_s
+
+    def rounded(x: float) -> str:  # 3 significant digits: these are estimates
+        return f"{float(f'{x:.3g}'):,.0f}"
+
+    def hours(seconds: float) -> str:
+        return f"{seconds / 3600:,.1f} h" if seconds < 36000 else f"{seconds / 3600:,.0f} h"
+
+    def minutes(seconds: float) -> str:
+        return f"{seconds / 60:,.1f} min" if seconds < 6000 else hours(seconds)
+
+    start = f" + {first:.1f} s start-up per shard" if first is not None else ""
+    lines = [f"`predict` end to end with the default decode thread: {row['images_per_s']['median']:.1f} images/s on "
+             f"{cores} cores, i.e. **{per_core:.1f} images/s per core** (load average "
+             f"{pipeline['provenance']['machine']['load_average_at_start'][0]:.1f} at the start of the run); "
+             f"a DnCShap explanation at depth {explain_row['depth']} ({explain_row['evaluations']} model evaluations): "
+             f"{explain_row['seconds']['median']:.2f} s on {explain['threads']} threads, i.e. "
+             f"**{explain_core_s:.1f} core-s per image**.", "",
+             "| 1 M images | CPU time | wall time |", "|---|---|---|",
+             f"| `predict` (default model, onnxruntime) | 1e6 / {per_core:.1f} ≈ {rounded(predict_core_s)} core-s ≈ "
+             f"**{predict_core_s / 3600:,.0f} core-hours** | this {cores}-core box: ≈ {hours(predict_core_s / cores)}; "
+             f"100 shards of 8 cores (800 cores): ≈ {minutes(predict_core_s / 800)}{start} + merge |",
+             f"| `predict --explain` / `explain` (DnCShap, {explain_row['evaluations']} model evaluations per image) | "
+             f"1e6 × {explain_core_s:.1f} ≈ {rounded(explain_total)} core-s ≈ **{rounded(explain_total / 3600)} core-hours** | "
+             f"100 shards of 8 cores: ≈ {hours(explain_total / 800)}; use `--max-evals` or a lower `--depth` to cut it |"]
+    return "\n".join(lines + ["", source_line(pipeline_path, explain_path)])
+
+
 @generator("server-load")
 def server_load(load: Load, args: str) -> str:
     """The web server under load and faults (benchmarks/server_load.py), with its targets met or not."""
