@@ -221,6 +221,74 @@ def data_example(load: Load, args: str) -> str:
     return "\n".join(lines + ["", source_line(DATA_SUMMARY)])
 
 
+# ---------------------------------------------------------------------------------------------- paper-structure students
+
+
+ADAPTATION = "benchmarks/results/adaptation/"
+
+
+def _only_run(data: dict) -> dict:
+    (config,) = data["configs"].values()  # one configuration, one seed per file
+    (run,) = config["runs"]
+    return run
+
+
+@generator("distill-seeds")
+def distill_seeds(load: Load, args: str) -> str:
+    """``PATTERN COLUMNS``: one row per seed of the online-distillation runs in
+    ``benchmarks/results/adaptation/PATTERN`` (``{s}`` = 0, 1, 2), then mean ± sample sd. COLUMNS, comma-separated:
+    ``ema`` (the EMA weights' best epoch, val, test), ``tta`` (EMA test with flip TTA), ``raw`` (the trained
+    weights' val and test) or ``rawepoch`` (their best epoch / val, and test), ``agree`` (student = teacher on
+    val / test), ``prev=PATTERN2`` (the same seed's EMA test in other runs)."""
+    pattern, columns = args.split()
+    files = [ADAPTATION + pattern.replace("{s}", str(seed)) for seed in range(3)]
+    runs = [_only_run(load(f)) for f in files]
+    header, cells, means = ["run"], [[f"seed {r['seed']}"] for r in runs], ["**3 seeds**"]
+
+    def add(title: str, values: list[str], mean: str) -> None:
+        header.append(title)
+        for row, value in zip(cells, values):
+            row.append(value)
+        means.append(mean)
+
+    def stat(values: list[float], bold: bool = False) -> str:
+        text = f"{pct(statistics.mean(values))} ± {pct(statistics.stdev(values))}"
+        return f"**{text}**" if bold else text
+
+    prev_files: list[str] = []  # read through load (so listed as sources); the source line shows the patterns
+    for column in columns.split(","):
+        if column == "ema":
+            add("EMA: best epoch", [str(r["best_epoch"]) for r in runs], "")
+            add("EMA: val", [pct(r["val_acc"]) for r in runs], stat([r["val_acc"] for r in runs]))
+            add("EMA: **test**", [pct(r["test"]["accuracy"]) for r in runs], stat([r["test"]["accuracy"] for r in runs], True))
+        elif column == "tta":
+            add("EMA: test, flip TTA", [pct(r["test_flip_tta"]) for r in runs], stat([r["test_flip_tta"] for r in runs]))
+        elif column in ("raw", "rawepoch"):
+            val = [r["raw"]["val_acc_raw"] for r in runs]
+            if column == "raw":
+                add("trained weights: val", [pct(v) for v in val], stat(val))
+            else:
+                add("trained weights: best epoch / val", [f"{r['raw']['epoch']} / {pct(v)}" for r, v in zip(runs, val)],
+                    stat(val))
+            test = [r["raw"]["test"]["accuracy"] for r in runs]
+            add("trained weights: test", [pct(v) for v in test], stat(test))
+        elif column == "agree":
+            add("student = teacher on val / test", [f"{pct(r['teacher_agreement']['val'])} / "
+                                                    f"{pct(r['teacher_agreement']['test'])} %" for r in runs], "—")
+        elif column.startswith("prev="):
+            prev_files = [ADAPTATION + column[5:].replace("{s}", str(seed)) for seed in range(3)]
+            prev = [_only_run(load(f))["test"]["accuracy"] for f in prev_files]
+            add("same seed, previous recipe: EMA test", [pct(v) for v in prev], stat(prev))
+        else:
+            raise KeyError(f"unknown column {column!r}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells] + ["| " + " | ".join(means) + " |"]
+    shown = [ADAPTATION + pattern.replace("{s}", "{0,1,2}")]
+    if prev_files:
+        shown.append(ADAPTATION + columns.split("prev=")[1].split(",")[0].replace("{s}", "{0,1,2}"))
+    return "\n".join(lines + ["", source_line(*shown)])
+
+
 # ---------------------------------------------------------------------------------------------- the current default
 
 
