@@ -97,6 +97,19 @@ def test_a_changed_results_file_is_reported(copy: Path):
     assert any("uncertain_share.emotion6_test" in f.marker and f.expected == "50.0 %" for f in changed)
 
 
+def test_derived_figures_follow_their_results_files(copy: Path):
+    """The 1 M-image cost model of scaling.md is computed from the measured rates, not typed."""
+    path = copy / "benchmarks" / "results" / "pipeline_speed.json"
+    data = json.loads(path.read_text())
+    row = data["throughput"]["predict, 1 decode thread (default)"]["images_per_s"]
+    row["median"] = 2 * data["provenance"]["machine"]["cores"] * 10.0  # 20 images/s per core
+    path.write_text(json.dumps(data))
+    doc = copy / "docs" / "scaling.md"
+    changed, _ = docnumbers.run(copy, write=False, files=[doc])
+    cost = [f for f in changed if f.marker == "table: cost-1m"]
+    assert len(cost) == 1 and "1e6 / 20.0 ≈ 50,000 core-s ≈ **14 core-hours**" in cost[0].expected
+
+
 def test_a_missing_key_or_file_is_an_error(copy: Path):
     doc = copy / "docs" / "results" / "calibration.md"
     doc.write_text(doc.read_text() + "\n<!-- number: benchmarks/results/confidence.json#no.such.key -->1<!-- /number -->"
