@@ -137,13 +137,15 @@ def markdown(data: dict[str, Any]) -> str:
 
 def model_provenance(model: str | None, weights: Path) -> dict[str, Any]:
     """``model`` and ``weights_sha256`` for :func:`benchmarks.lib.provenance.provenance`: a shipped model by
-    its name and registry sha256, a weights file by its path and sha256, the tiny random model by description."""
+    its name and registry sha256, a weights file by its path and sha256, the tiny random model by description only
+    (it is drawn again on every run, with a fixed seed; its file's bytes are not stable)."""
     from emoadapt.models.registry import get_preset, list_models
 
+    if model is None:
+        return {"model": TINY_MODEL}
     if model in list_models():
         return {"model": model, "weights_sha256": get_preset(model).sha256}
-    return {"model": TINY_MODEL if model is None else model,
-            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None}
+    return {"model": model, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
 
 
 def main() -> None:
