@@ -541,3 +541,20 @@ def server_load(load: Load, args: str) -> str:
 
     return from_results(load, "benchmarks/results/server_load.json", "python benchmarks/server_load.py",
                         lambda data: [table(data)], provenance=False)
+
+
+# ---------------------------------------------------------------------------------------------- reliability
+
+
+RELIABILITY = "benchmarks/results/reliability.json"
+
+
+@generator("reliability")
+def reliability(load: Load, args: str) -> str:
+    """``surfaces`` (the per-surface counts, with the run's provenance) or ``kinds`` (each corpus file's outcome
+    on each surface) of benchmarks/reliability.py, rendered by that script's own functions (no torch)."""
+    from benchmarks.reliability import kinds_table, surfaces_table
+
+    render = {"surfaces": surfaces_table, "kinds": kinds_table}[args]
+    return from_results(load, RELIABILITY, "python benchmarks/reliability.py --cuts 40 --kills 3",
+                        lambda data: [render(data)], provenance=args == "surfaces")
