@@ -143,3 +143,19 @@ def test_formats():
     assert docnumbers.fmt_value(-0.0123, "+p1") == "−1.2"
     assert docnumbers.fmt_value(1233879, "int") == "1,233,879"
     assert docnumbers.lookup({"a": {"b.c": [1, {"d": 2}]}}, "a.b.c.1.d") == 2
+
+
+def test_a_reliability_failure_shows_in_the_generated_tables(copy: Path):
+    """docs/reliability.md's tables are rendered from reliability.json: a crash recorded there marks its cell."""
+    path = copy / "benchmarks" / "results" / "reliability.json"
+    data = json.loads(path.read_text())
+    data["kinds"][0]["outcomes"]["web"].update(result="crash: 500", crash=True)
+    data["per_surface"]["web"]["crashes"] = data["totals"]["crashes"] = 1
+    path.write_text(json.dumps(data))
+    changed, _ = docnumbers.run(copy, write=False, files=[copy / "docs" / "reliability.md"])
+    by_marker = {f.marker: f for f in changed}
+    assert "| crash: 500 **✗** |" in by_marker["table: reliability kinds"].expected
+    web = data["per_surface"]["web"]
+    row = " | ".join(str(web[k]) for k in ("cases_tried", "results", "error_rows", "not_applicable", "crashes"))
+    assert f"| web | {row} | " in by_marker["table: reliability surfaces"].expected
+    assert by_marker["number: benchmarks/results/reliability.json#totals.crashes"].expected == "1"
