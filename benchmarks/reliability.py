@@ -17,7 +17,6 @@ handling, not accuracy); ``--model emoadapt-ier`` runs the shipped one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import signal
 import subprocess
@@ -135,17 +134,13 @@ def markdown(data: dict[str, Any]) -> str:
                       f"{data['corpus']['files']} corpus files, {data['seconds']['total']:.0f} s"])
 
 
-def model_provenance(model: str | None, weights: Path) -> dict[str, Any]:
+def model_provenance(model: str | None) -> dict[str, Any]:
     """``model`` and ``weights_sha256`` for :func:`benchmarks.lib.provenance.provenance`: a shipped model by
     its name and registry sha256, a weights file by its path and sha256, the tiny random model by description only
     (it is drawn again on every run, with a fixed seed; its file's bytes are not stable)."""
-    from emoadapt.models.registry import get_preset, list_models
+    from benchmarks.lib.provenance import weights_identity
 
-    if model is None:
-        return {"model": TINY_MODEL}
-    if model in list_models():
-        return {"model": model, "weights_sha256": get_preset(model).sha256}
-    return {"model": model, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    return {"model": TINY_MODEL} if model is None else weights_identity(model)
 
 
 def main() -> None:
@@ -175,7 +170,7 @@ def main() -> None:
             weights = save_tiny_model(work / "tiny.safetensors", seed=SEED)
         else:
             weights = Path(args.model)  # a path or a shipped model name: both are passed on as text
-        made = provenance(**model_provenance(args.model, weights), seed=SEED)  # the load average at the start
+        made = provenance(**model_provenance(args.model), seed=SEED)  # the load average at the start
         started = time.perf_counter()
         outcomes = corpus.run_surfaces(cases, folder, weights, work / "out")
         surfaces_done = time.perf_counter()

@@ -50,6 +50,19 @@ def provenance(model: str | None = None, weights_sha256: str | None = None, **ex
     return {"provenance": block}
 
 
+def weights_identity(spec: str | Path) -> dict[str, str]:
+    """``model`` and ``weights_sha256`` for :func:`provenance`: a shipped model by its name and the
+    registry's sha256, a weights file by its path and the sha256 of its bytes."""
+    import hashlib
+
+    from emoadapt.models.registry import get_preset, list_models
+
+    name = str(spec)
+    if name in list_models():
+        return {"model": name, "weights_sha256": get_preset(name).sha256}
+    return {"model": name, "weights_sha256": hashlib.sha256(Path(name).read_bytes()).hexdigest()}
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` atomically (a temporary file beside it, then a rename)."""
     path = Path(path)
