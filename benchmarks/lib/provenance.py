@@ -26,11 +26,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (machines of the same kind differ: timings from two
+    of them are not comparable), or ``"unknown"``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def machine() -> dict[str, Any]:
-    """Cores, platform, Python, the load average when the run started (other jobs on the box skew
-    timings) and, when the benchmark uses torch, its version and threads."""
-    block = {"cores": os.cpu_count(), "platform": platform.machine(), "python": platform.python_version(),
-             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    """Cores, processor, platform, Python, the load average when the run started (other jobs on the
+    box skew timings) and, when the benchmark uses torch, its version and threads."""
+    block = {"cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.machine(),
+             "python": platform.python_version(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     if "torch" in sys.modules:  # a client-only benchmark (server_load) does not import it for this
         torch = sys.modules["torch"]
         block.update(torch=torch.__version__, torch_threads=torch.get_num_threads())

@@ -33,8 +33,8 @@ def to_pil(image: ImageLike) -> Image.Image:
 
 
 def default_runtime() -> str:
-    """``onnx`` when onnxruntime is installed (4–7× faster for the default MobileNetV2 on a 2-core
-    CPU, see docs/benchmarks.md; probabilities agree with torch within 1e-4), else ``torch``."""
+    """``onnx`` when onnxruntime is installed (faster than torch on a CPU, measured in
+    docs/results/speed.md; probabilities agree with torch within 1e-4), else ``torch``."""
     import importlib.util
 
     return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
