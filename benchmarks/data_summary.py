@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import REPO, provenance, write_json  # noqa: E402
 
-from emoadapt.cli.data_cmd import format_summary  # noqa: E402
+from emoadapt.data.summary_text import format_summary  # noqa: E402
 from emoadapt.data import ImageDecodeError, decode_image, open_dataset, split_dataset, summarize  # noqa: E402
 from emoadapt.data.locate import data_home, dataset_path  # noqa: E402
 from emoadapt.data.splits import sample_key, split_sort_key  # noqa: E402
