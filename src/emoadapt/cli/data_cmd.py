@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data.summary_text import class_split_table, format_summary
-
 NAME = "data"
 HELP = "inspect datasets and make repeatable splits"
 
@@ -42,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_summary(args: argparse.Namespace) -> int:
     from ..data import open_dataset, summarize
+    from ..data.summary_text import format_summary
 
     dataset = open_dataset(args.path, args.layout)
     summary = summarize(dataset, sizes=args.sizes)
@@ -51,6 +50,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace) -> int:
     from ..data import apply_manifest, kfold_dataset, open_dataset, split_dataset, summarize, write_manifest
+    from ..data.summary_text import class_split_table
 
     dataset = open_dataset(args.path, args.layout)
     if args.folds:
