@@ -115,15 +115,16 @@ def all_features(model, maps: np.ndarray, views: int, batch: int = 256) -> np.nd
     return np.stack(out)
 
 
-def fit_expert(features: np.ndarray, labels: np.ndarray, train: np.ndarray, l2: float):
-    """The recipe's scene expert: standardisation over the train views, then L-BFGS logistic regression."""
+def fit_expert(features: np.ndarray, labels: np.ndarray, train: np.ndarray, l2: float, views: int = TRAIN_VIEWS):
+    """The recipe's scene expert: standardisation over the first ``views`` views of the training
+    images, then L-BFGS logistic regression on them."""
     from emoadapt.recipe.heads import lbfgs_fit
 
-    x = features[:TRAIN_VIEWS, train].reshape(-1, features.shape[-1])
+    x = features[:views, train].reshape(-1, features.shape[-1])
     mean, std = x.mean(0), x.std(0) + 1e-6
     layer = torch.nn.Linear(x.shape[1], int(labels.max()) + 1)
     z = torch.from_numpy((x - mean) / std).float()
-    y = torch.from_numpy(np.tile(labels[train], TRAIN_VIEWS)).long()
+    y = torch.from_numpy(np.tile(labels[train], views)).long()
     lbfgs_fit(layer, lambda lin: F.cross_entropy(lin(z), y), l2)
     return layer, mean, std
 
