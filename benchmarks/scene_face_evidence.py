@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
+from benchmarks.lib.fold_outputs import fold_logits, product_cv, set_probs, softmax  # noqa: E402
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
 from benchmarks.lib.stats import standard_error  # noqa: E402
 
@@ -53,6 +54,7 @@ RUNS = ROOT / "runs" / "face-evidence"
 OUT = ROOT / "benchmarks" / "results" / "scenes" / "face-evidence.json"
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(10))
 VARIANTS = ("loglinear/area", "loglinear/largest", "linear/area", "linear/largest")
+FLIP = (0, 1)  # the input fit and its mirror image
 
 
 # ---------------------------------------------------------------- faces
@@ -114,59 +116,15 @@ def face_matrix(faces_of: list[dict], how: str, k: int) -> tuple[np.ndarray, np.
 # ---------------------------------------------------------------- whole-image probabilities
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
-def view_probs(model, data: dict, index: np.ndarray, temperature: float) -> np.ndarray:
-    """(len(index), K): the calibrated softmax of the head on the input fit and its mirror image,
-    averaged (:meth:`Predictor.predict_outputs` with ``tta = "flip"``)."""
-    import torch
-
-    from emoadapt.recipe.heads import as_maps
-
-    with torch.inference_mode():
-        logits = [model.forward_head(as_maps(data["target"][v, index])).double().numpy() for v in (0, 1)]
-    return (softmax(logits[0] / temperature) + softmax(logits[1] / temperature)) / 2
-
-
-def out_of_fold(run: Path, mode: str, data: dict, temperature: float) -> dict[str, dict[str, np.ndarray]]:
-    """``{fold: {"test": indices, "p_test": (n, K)[, "val", "p_val"]}}`` from the fold heads of a
-    product CV run folder (``cv.json`` / ``cv-select.json`` and ``cv-<mode>/<fold>/head.safetensors``)."""
-    from emoadapt.models.registry import load_model
-
-    cv = json.loads((run / ("cv.json" if mode == "final" else "cv-select.json")).read_text())
-    names = sorted(cv["folds"])
-    assigned = np.empty(len(data["target_labels"]), dtype=object)
-    for name in names:
-        assigned[cv["folds"][name]["test_index"]] = name
+def flip_probs(folds: dict[str, dict], temperature: float) -> dict[str, dict[str, np.ndarray]]:
+    """``{fold: {"test", "p_test"[, "val", "p_val"]}}``: :func:`fold_logits`' folds with each part's
+    calibrated flip average (views 0, 1: what ``emoadapt predict`` returns with ``tta = "flip"``)."""
     out = {}
-    for k, name in enumerate(names):
-        model = load_model(run / f"cv-{mode}" / name / "head.safetensors")[0].eval()
-        test = np.array(cv["folds"][name]["test_index"])
-        row = {"test": test, "p_test": view_probs(model, data, test, temperature)}
-        if mode == "select":
-            val = np.flatnonzero(assigned == names[(k + 1) % len(names)])
-            row.update(val=val, p_val=view_probs(model, data, val, temperature))
-        out[name] = row
+    for name, row in folds.items():
+        out[name] = {"test": row["test"], "p_test": set_probs(row["l_test"], FLIP, temperature)}
+        if "val" in row:
+            out[name].update(val=row["val"], p_val=set_probs(row["l_val"], FLIP, temperature))
     return out
-
-
-def product_cv(recipe, run: Path, mode: str) -> dict:
-    """The product's CV (resumes: folds whose heads exist are read back); returns the features."""
-    from emoadapt.recipe import cross_validate
-    from emoadapt.recipe.branches import face_branch, start_model
-    from emoadapt.recipe.features import encode_all
-    from emoadapt.recipe.inputs import target_dataset
-
-    name = "cv.json" if mode == "final" else "cv-select.json"
-    if not (run / name).exists() or len(json.loads((run / name).read_text())["folds"]) < 5:
-        cross_validate(recipe, run, mode=mode)
-    dataset, classes = target_dataset(recipe)
-    start = start_model(recipe, face_branch(recipe, run), classes)
-    return encode_all(recipe, start, dataset, run, say=lambda _: None)
 
 
 # ---------------------------------------------------------------- mixing and scores
@@ -275,9 +233,9 @@ def evaluate_command(args) -> None:
     data = product_cv(recipe, args.final, "final")
     faces = [stored[k] for k in data["keys"]]
     labels, classes = data["target_labels"], predictor.classes
-    final = out_of_fold(args.final, "final", data, temperature)
+    final = flip_probs(fold_logits(args.final, "final", data["target"]), temperature)
     product_cv(recipe, RUNS / "select", "select")
-    select = out_of_fold(RUNS / "select", "select", data, temperature)
+    select = flip_probs(fold_logits(RUNS / "select", "select", data["target"]), temperature)
     grid = validation_grid(select, faces, labels)
     variant, w, val_acc = choose(grid)
     test = paired_test(final, faces, labels, variant, w)
@@ -310,7 +268,7 @@ def skf_tests(recipe, runs: Path, faces, labels, temperature, variant, w) -> dic
         run = runs / f"skf{seed}"
         seeded = replace(recipe, data=replace(recipe.data, folds=str(runs / f"skf{seed}-folds.json")))
         data = product_cv(seeded, run, "final")
-        final = out_of_fold(run, "final", data, temperature)
+        final = flip_probs(fold_logits(run, "final", data["target"]), temperature)
         out[f"seed{seed}"] = paired_test(final, faces, labels, variant, w)
         diffs += [out[f"seed{seed}"]["with_faces"][n] - out[f"seed{seed}"]["plain"][n] for n in final]
     out.update(diff_mean=float(np.mean(diffs)), diff_se=float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))))

@@ -31,7 +31,6 @@ Writes ``benchmarks/results/scenes/tta.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -42,46 +41,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
 from benchmarks.lib.stats import standard_error  # noqa: E402
-from benchmarks.scene_face_evidence import product_cv, softmax  # noqa: E402
+from benchmarks.lib.fold_outputs import fold_logits, product_cv, set_probs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "emoadapt-ier.toml"
 OUT = ROOT / "benchmarks" / "results" / "scenes" / "tta.json"
 SETS = {"fit": (0,), "flip": (0, 1), "views4": (0, 1, 2, 3), "views8": tuple(range(8))}
-
-
-def view_logits(model, features: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """(V, len(index), K) raw logits of a fold head on every cached view of the images ``index``."""
-    import torch
-
-    from emoadapt.recipe.heads import as_maps
-
-    with torch.inference_mode():
-        return np.stack([model.forward_head(as_maps(features[v, index])).double().numpy()
-                         for v in range(len(features))])
-
-
-def set_probs(logits: np.ndarray, views: tuple[int, ...], temperature: float) -> np.ndarray:
-    """(N, K): the softmax of each view's logits / temperature, averaged over ``views``."""
-    return np.mean([softmax(logits[v] / temperature) for v in views], axis=0)
-
-
-def fold_logits(run: Path, mode: str, features: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """``{fold: {"test", "l_test"[, "val", "l_val"]}}``: indices and (V, n, K) logits of a product
-    CV run folder's fold heads (``cv.json`` / ``cv-select.json``, ``cv-<mode>/<fold>/head.safetensors``)."""
-    from emoadapt.models.registry import load_model
-
-    cv = json.loads((run / ("cv.json" if mode == "final" else "cv-select.json")).read_text())
-    names = sorted(cv["folds"])
-    out = {}
-    for k, name in enumerate(names):
-        model = load_model(run / f"cv-{mode}" / name / "head.safetensors")[0].eval()
-        test = np.array(cv["folds"][name]["test_index"])
-        out[name] = {"test": test, "l_test": view_logits(model, features, test), "cv_test": cv["folds"][name]["test"]}
-        if mode == "select":
-            val = np.array(cv["folds"][names[(k + 1) % len(names)]]["test_index"])
-            out[name].update(val=val, l_val=view_logits(model, features, val))
-    return out
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
