@@ -20,8 +20,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import standard_error  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "lpft"
@@ -54,6 +57,18 @@ def collect() -> dict:
     return folds
 
 
+def summary(folds: dict) -> dict:
+    """Means over the folds of the best validation epoch (chosen on validation itself: an optimistic
+    figure for LP-FT), the last epoch and the shipped recipe, and the paired best − recipe difference."""
+    best = np.array([row["best_val"] for row in folds.values()])
+    last = np.array([row["epochs"][-1]["val_acc"] for row in folds.values()])
+    recipe = np.array([row["shipped_recipe_val"] for row in folds.values()])
+    return {"n_folds": len(best), "best_val_mean": float(best.mean()), "last_val_mean": float(last.mean()),
+            "shipped_recipe_val_mean": float(recipe.mean()),
+            "best_minus_recipe": {"mean": float((best - recipe).mean()),
+                                  "se": standard_error(best - recipe) if len(best) > 1 else None}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--command", type=int, metavar="FOLD", help="print the emoadapt adapt command of FOLD")
@@ -64,8 +79,11 @@ def main() -> None:
     if args.command is not None:
         print(command(args.command))
     if args.collect:
-        folds = collect()
-        write_json(args.out, {**provenance("lpft"), "what": __doc__.split("\n\n")[0], "folds": folds})
+        # folds measured on another machine (their runs/ folder is not here) stay as the results file has them
+        kept = json.loads(Path(args.out).read_text())["folds"] if Path(args.out).exists() else {}
+        folds = dict(sorted({**kept, **collect()}.items()))
+        write_json(args.out, {**provenance("lpft"), "what": __doc__.split("\n\n")[0], "folds": folds,
+                              "summary": summary(folds)})
         for name, row in folds.items():
             print(f"{name}: best val {row['best_val']:.3f} (epoch {row['best_epoch']}/{row['epochs_run']}), "
                   f"shipped recipe val {row['shipped_recipe_val']:.3f}")
