@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
 from benchmarks.lib.stats import standard_error  # noqa: E402
 from benchmarks.recipe_skf import RECIPE, write_skf_manifest  # noqa: E402
+from benchmarks.scene_partial_ft import expert_accuracy, fit_expert  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "gate-check"
@@ -50,27 +51,6 @@ def face_gate_share(model, features: np.ndarray) -> float:
     z = (torch.from_numpy(features[0]).float() - model.feature_mean) / model.feature_std
     gate = model.gate(z).softmax(1)[:, 1 + BRANCHES.index("face")]
     return float((gate > 0.5).float().mean())
-
-
-def refit_scene_only(model, data: dict, train: np.ndarray, l2: float, views: int):
-    """A scene expert standardised over the labelled training images only (L-BFGS, same l2 and views)."""
-    from torch.nn import functional as F
-
-    from emoadapt.recipe.heads import lbfgs_fit
-
-    width = model.widths["face"]
-    x = data["target"][:views, train].reshape(-1, data["target"].shape[-1])[:, width:]
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    layer = torch.nn.Linear(x.shape[1], model.config.num_classes)
-    z = torch.from_numpy((x - mean) / std).float()
-    y = torch.from_numpy(np.tile(data["target_labels"][train], views)).long()
-    lbfgs_fit(layer, lambda lin: F.cross_entropy(lin(z), y), l2)
-
-    @torch.no_grad()
-    def probs(features: np.ndarray) -> np.ndarray:
-        return sum(layer(torch.from_numpy((features[v][:, width:] - mean) / std).float()).softmax(1)
-                   for v in (0, 1)).numpy() / 2
-    return probs
 
 
 def main() -> None:
@@ -101,11 +81,13 @@ def main() -> None:
                                out / f"select-fold{k}", classes)
             product = head_logits(model, data["target"][:, val], recipe.output.tta).argmax(1)
             expert = scene_expert_probs(model, data["target"][:, val]).argmax(1)
-            refit = refit_scene_only(model, data, train, recipe.head.l2, recipe.head.train_views)
-            alone = refit(data["target"][:, val]).argmax(1)
+            # (c): the scene columns alone, standardised over the labelled training views (scene_partial_ft's expert)
+            scene = data["target"][..., model.widths["face"]:]
+            alone = expert_accuracy(fit_expert(scene, labels, train, recipe.head.l2, recipe.head.train_views),
+                                    scene, labels, val)
             rows[f"seed{seed} fold{k}"] = {"product": float((product == labels[val]).mean()),
                                            "scene_expert": float((expert == labels[val]).mean()),
-                                           "scene_only_standardised": float((alone == labels[val]).mean()),
+                                           "scene_only_standardised": alone,
                                            "face_gate_share": face_gate_share(model, data["target"][:, val]),
                                            "n_val": int(len(val))}
             print(f"seed {seed} fold {k}: " + ", ".join(f"{key} {value:.4f}" for key, value in rows[f'seed{seed} fold{k}'].items()), flush=True)
