@@ -425,7 +425,7 @@ def explain_speed(load: Load, args: str) -> str:
     """Seconds per DnCShap explanation (benchmarks/explain_speed.py --out …)."""
     path = args or "benchmarks/results/explain_speed.json"
     return from_results(load, path, "python benchmarks/explain_speed.py --weights emoadapt-ier --depths 5 --image "
-                        f"src/emoadapt/samples/chelsea.jpg --repeat 15 --backends onnxruntime --out {path}",
+                        f"src/emoadapt/samples/chelsea.jpg --repeat 15 --backends onnxruntime 'onnxruntime int8' --out {path}",
                         _explain_speed_lines)
 
 

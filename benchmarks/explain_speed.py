@@ -7,9 +7,12 @@
     python benchmarks/explain_speed.py compare --out benchmarks/results/explain/speed_int8.json
 
 ``compare`` (issue #33) times the default model's candidate onnxruntime paths side by side in one
-run, interleaved: today's export (per-conv pad arithmetic), the export with constant pads, and its
-int8 copy (benchmarks/lib/int8.py) — model-only images/s at batch 1 and at the explainer's batch
-size, and the wall time of ``Predictor.explain`` with the defaults on the bundled samples.
+run, interleaved: the export of the day the issue was filed (per-conv pad arithmetic), the export
+with constant pads (session 15), the product's export (those pads folded into the convs) and int8
+copies (benchmarks/lib/int8.py; by default the shipped one) — model-only images/s at batch 1 and
+at the explainer's batch size, and the wall time of ``Predictor.explain`` with the defaults on the
+bundled samples (an int8 candidate explains as the product does: prediction in fp32, masked images
+in int8).
 
 Prints a markdown table: backend, depth, budget (``--max-evals``; ``full``: the whole tree),
 regions, model evaluations, seconds (median and min–max of ``--repeat`` runs), evaluations per second;
@@ -38,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import REPO, provenance, write_json  # noqa: E402
-from benchmarks.lib.int8 import VARIANTS as INT8_VARIANTS  # noqa: E402
+from benchmarks.lib.int8 import SHIPPED as INT8_SHIPPED, VARIANTS as INT8_VARIANTS  # noqa: E402
 from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 from emoadapt.data.decode import decode_image
@@ -71,6 +74,15 @@ def _onnx_session(model: torch.nn.Module, folder: str, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _int8_session(args: argparse.Namespace):
+    """An onnxruntime session of the shipped int8 copy of ``args.weights``."""
+    from emoadapt.models.onnx import onnx_file_session
+
+    from benchmarks.lib.int8 import shipped_int8_path
+
+    return onnx_file_session(shipped_int8_path(args.weights), args.threads)
+
+
 def _time(forward, image: torch.Tensor, depth: int, max_evals: int | None, batch_size: int,
           repeat: int) -> tuple[int, int, list[float]]:
     """(regions, evaluations, wall seconds of each of ``repeat`` runs) of one explanation."""
@@ -82,6 +94,8 @@ def _time(forward, image: torch.Tensor, depth: int, max_evals: int | None, batch
 # ------------------------------------------------------------------------------------ compare (issue #33)
 
 SAMPLES = REPO / "src" / "emoadapt" / "samples"
+#: the candidates that are not int8 copies: the export of the day issue #33 was filed, session 15's
+TODAY, UNFOLDED = "fp32 (today's export)", "fp32 (constant pads, not folded)"
 
 
 def _traced_pads_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,36 +109,42 @@ def _traced_pads_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _traced_pads():
-    """Export as before issue #33 inside the block."""
+def _unfolded_pads(traced: bool):
+    """Export as in session 15 inside the block (constant ``Pad`` nodes not folded into the convs),
+    or, ``traced``, as before issue #33 (pads computed from the traced shape)."""
+    import emoadapt.models.onnx as onnx_export
     from emoadapt.models.efficientnet_lite import Conv2dSame
 
-    kept = Conv2dSame.forward
-    Conv2dSame.forward = _traced_pads_forward
+    kept, kept_fold = Conv2dSame.forward, onnx_export.fold_pads
+    Conv2dSame.forward = _traced_pads_forward if traced else kept
+    onnx_export.fold_pads = lambda path: 0
     try:
         yield
     finally:
-        Conv2dSame.forward = kept
+        Conv2dSame.forward, onnx_export.fold_pads = kept, kept_fold
 
 
 def _candidate_files(predictor, folder: Path, args: argparse.Namespace) -> tuple[dict[str, Path], dict]:
-    """{candidate name: .onnx file}: today's export, the constant-pad export and its int8 copies
-    (``args.int8``, names of :data:`benchmarks.lib.int8.VARIANTS`); plus what they were calibrated on."""
+    """{candidate name: .onnx file}: today's export, the constant-pad export (session 15), the
+    product's export and the int8 copies ``args.int8`` (names of
+    :data:`benchmarks.lib.int8.VARIANTS`); plus what they were calibrated on."""
     from emoadapt.data.locate import data_home
 
-    from benchmarks.lib.int8 import VARIANTS, calibration_paths, export_fp32, quantize_int8
+    from benchmarks.lib.int8 import CONFIG, VARIANTS, calibration_paths, export_fp32, variant_file
 
-    with _traced_pads():
-        files = {"fp32 (today's export)": export_fp32(predictor, folder / "fp32-traced-pads.onnx")}
+    with _unfolded_pads(traced=True):
+        files = {TODAY: export_fp32(predictor, folder / "fp32-traced-pads.onnx")}
+    with _unfolded_pads(traced=False):
+        files[UNFOLDED] = export_fp32(predictor, folder / "fp32-constant-pads.onnx")
     files["fp32"] = export_fp32(predictor, folder / "fp32.onnx")
-    paths = calibration_paths(args.calibration_scenes, args.calibration_faces, seed=0)
+    paths = calibration_paths()
     for index, name in enumerate(args.int8):
-        files[name] = quantize_int8(files["fp32"], folder / f"int8-{index}.onnx", predictor.preprocess, paths,
-                                    **VARIANTS[name])
+        files[name] = variant_file(name, files["fp32"], folder / f"int8-{index}.onnx", predictor.preprocess, paths,
+                                   unfolded=files[UNFOLDED])
     listed = "\n".join(os.path.relpath(p, data_home()) for p in sorted(paths))
-    calibration = {"scenes": args.calibration_scenes, "faces": args.calibration_faces, "images": len(paths),
+    calibration = {"config": str(CONFIG.relative_to(REPO)), "images": len(paths),
                    "paths_sha256": hashlib.sha256(listed.encode()).hexdigest(),
-                   "variants": {name: VARIANTS[name] for name in args.int8},
+                   "variants": {name: VARIANTS[name] or "the shipped file" for name in args.int8},
                    "format": "QDQ, per-channel int8 weights, uint8 activations, MinMax ranges, head kept in fp32"}
     return files, calibration
 
@@ -144,13 +164,17 @@ def _model_only(sessions: dict, batch: np.ndarray, repeat: int) -> dict[str, lis
 
 def _explanations(predictor, sessions: dict, samples: list[Path], repeat: int) -> tuple[dict, dict]:
     """({candidate: wall seconds of each ``Predictor.explain(path)`` with the defaults}, {candidate:
-    agreement with "fp32" per sample: same target, correlation of region values}), interleaved."""
+    agreement with "fp32" per sample: same target, correlation of region values}), interleaved. An
+    int8 candidate explains as the product does: the prediction by the fp32 session, the masked
+    images by the int8 one (``Predictor.explain_session``)."""
     seconds: dict[str, list[float]] = {name: [] for name in sessions}
     first: dict[tuple[str, str], Any] = {}
     for _ in range(repeat):
         for sample in samples:
             for name, session in sessions.items():
-                predictor.session = session
+                int8 = name in INT8_VARIANTS
+                predictor.session = sessions["fp32"] if int8 else session
+                predictor.explain_session = session if int8 else None
                 start = time.perf_counter()
                 explanation = predictor.explain(str(sample))
                 seconds[name].append(time.perf_counter() - start)
@@ -166,10 +190,9 @@ def _explanations(predictor, sessions: dict, samples: list[Path], repeat: int) -
 
 def _cpu_flags() -> dict[str, bool]:
     """Which int8-relevant instruction sets /proc/cpuinfo lists."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError):
-        return {}
+    from emoadapt.models.int8 import cpu_flags
+
+    flags = cpu_flags()
     return {flag: flag in flags for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}
 
 
@@ -177,14 +200,12 @@ def compare(argv: list[str]) -> None:
     """``explain_speed.py compare``: fp32 vs int8 (and today's export), side by side."""
     parser = argparse.ArgumentParser(prog="explain_speed.py compare", description=compare.__doc__)
     parser.add_argument("--model", default=None, help="a shipped model name (default: the default model)")
-    parser.add_argument("--calibration-scenes", type=int, default=150)
-    parser.add_argument("--calibration-faces", type=int, default=150)
-    parser.add_argument("--int8", nargs="+", default=list(INT8_VARIANTS), choices=list(INT8_VARIANTS),
+    parser.add_argument("--int8", nargs="+", default=[INT8_SHIPPED], choices=list(INT8_VARIANTS),
                         help="int8 copies to time (benchmarks/lib/int8.py VARIANTS)")
     parser.add_argument("--repeat", type=int, default=2, help="explanations of each sample per candidate")
     parser.add_argument("--model-repeat", type=int, nargs=2, default=[20, 3], metavar=("B1", "BATCH"),
                         help="model-only runs per candidate at batch 1 and at the explainer's batch size")
-    parser.add_argument("--out", default="benchmarks/results/explain/speed_int8.json")
+    parser.add_argument("--out", default="benchmarks/results/explain/speed-int8-shipped.json")
     args = parser.parse_args(argv)
 
     from emoadapt.attribution import settings
@@ -226,16 +247,17 @@ def _report(args: argparse.Namespace, measured: dict[str, Any]) -> None:
 
     from benchmarks.lib.int8 import FOLDS, file_sha256
 
-    today, model_only, seconds = "fp32 (today's export)", measured["model_only"], measured["seconds"]
+    today, model_only, seconds = TODAY, measured["model_only"], measured["seconds"]
     rows = {name: {"onnx_bytes": measured["sizes"][name], "onnx_sha256": measured["digests"][name],
                    "model_only_images_per_s": {f"batch{size}": spread(rates[name]) for size, rates in model_only.items()},
                    "explain_seconds": spread(seconds[name]),
                    "explain_speedup_vs_today": statistics.median(seconds[today]) / statistics.median(seconds[name]),
+                   "explain_time_vs_today": statistics.median(seconds[name]) / statistics.median(seconds[today]),
                    "model_only_speedup_vs_today": {
                        f"batch{size}": statistics.median(rates[name]) / statistics.median(rates[today])
                        for size, rates in model_only.items()},
                    "agreement_with_fp32": measured["agreement"][name]} for name in seconds}
-    print("| candidate | img/s batch 1 | img/s batch 64 | explain s, median (min–max) | × today |")
+    print(f"| candidate | img/s batch 1 | img/s batch {settings.BATCH_SIZE} | explain s, median (min–max) | × today |")
     print("|---|---|---|---|---|")
     for name, row in rows.items():
         rate1, rate64 = (row["model_only_images_per_s"][f"batch{s}"]["median"] for s in model_only)
@@ -269,7 +291,10 @@ def main() -> None:
     parser.add_argument("--max-evals", nargs="+", default=["full"],
                         help="budgets to time at every depth ('full': the whole tree)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime"), default=["torch", "onnxruntime"])
+    parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime", "onnxruntime int8"),
+                        default=["torch", "onnxruntime"],
+                        help="'onnxruntime int8': the shipped int8 copy of --weights (what explanations evaluate "
+                             "masked images with on CPUs with VNNI)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median and min–max are reported")
     parser.add_argument("--out", help="write the results JSON here (e.g. benchmarks/results/explain_speed.json)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -286,7 +311,8 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as folder:
         backends = [("torch", lambda: model),
-                    ("onnxruntime", lambda: _onnx_session(model, folder, args.threads))]
+                    ("onnxruntime", lambda: _onnx_session(model, folder, args.threads)),
+                    ("onnxruntime int8", lambda: _int8_session(args))]
         for name, make in backends:
             if name not in args.backends:
                 continue

@@ -109,7 +109,8 @@ def run_model(name: str, paths: list[str], methods: dict, budgets: tuple[int, ..
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean ± SE per (model, method, budget); paired differences to shap Partition at the same budget;
+    """Mean ± SE per (model, method, budget); paired differences to shap Partition and to DnCShap's
+    default (fp32) at the same budget;
     time as a ratio to DnCShap's default at the same budget (128 for fixed-cost methods)."""
     out = []
     keys = sorted({(r["model"], r["method"], r["budget"] or 0) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
@@ -130,6 +131,10 @@ def summarise(rows: list[dict]) -> list[dict]:
             if len(diffs) > 1 and method != PEER:
                 entry[f"{field}_minus_shap"] = float(diffs.mean())
                 entry[f"{field}_minus_shap_se"] = standard_error(diffs)
+            diffs = np.array([r[field] - d[field] for r, _, d in pairs if d is not None])
+            if len(diffs) > 1 and method != DEFAULT:  # e.g. a variant against the fp32 default
+                entry[f"{field}_minus_dncshap"] = float(diffs.mean())
+                entry[f"{field}_minus_dncshap_se"] = standard_error(diffs)
         ratios = [r["seconds"] / d["seconds"] for r, _, d in pairs if d is not None]
         entry["time_vs_dncshap"] = float(np.median(ratios)) if ratios else None
         out.append(entry)
@@ -299,7 +304,9 @@ def main() -> None:
         out = Path(args.out)
         atomic_write_json(out, {"command": [run.get("command") for run in runs], "date": [run.get("date") for run in runs],
                                 "machine": runs[0].get("machine"), "summary": summary,
-                                "sanity": [c for run in runs for c in run.get("sanity", [])], "rows": rows})
+                                "sanity": [c for run in runs for c in run.get("sanity", [])], "rows": rows,
+                                "resummarised_from": list(args.from_json),
+                                **({"provenance": runs[0]["provenance"]} if "provenance" in runs[0] else {})})
         plots(summary, out)
         return
     torch.set_num_threads(1)

@@ -2,7 +2,13 @@
 evaluate path (``emoadapt.evaluate.evaluate_model``: the model's own crop, flip averaging and
 calibration), on both domains.
 
-    python benchmarks/int8_parity.py [--out benchmarks/results/explain/int8_parity.json]
+    python benchmarks/int8_parity.py [--int8 "int8 (shipped)"] [--out benchmarks/results/explain/int8-parity-shipped.json]
+
+The shipped int8 copy outputs logits only (explanations need no more); the predictions scored here
+also need the ``pre_logits`` features of the calibration's OOD score, so the copy is quantised
+again from the product's export with that output and the product's config
+(configs/emoadapt-ier-int8.toml), and checked to give the shipped file's logits
+(``shipped_max_abs_logit_difference``).
 
 Splits: Emotion6 fold 0 of ``benchmarks/results/adaptation/folds.json`` — validation (fold1) and
 test (fold0) — and FER2013 PublicTest and PrivateTest faces of the four mapped classes (4-class).
@@ -23,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
-from benchmarks.lib.int8 import (FOLDS, VARIANTS, calibration_paths, export_fp32, file_sha256,  # noqa: E402
-                                  quantize_int8)
+from benchmarks.lib.int8 import (CONFIG, FOLDS, SHIPPED, VARIANTS, calibration_paths, export_fp32,  # noqa: E402
+                                  file_sha256, quantize_int8, shipped_int8_path)
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
 from benchmarks.lib.speed import model_identity  # noqa: E402
 
@@ -81,24 +87,25 @@ def compare(fp32: dict, int8: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calibration-scenes", type=int, default=150)
-    parser.add_argument("--calibration-faces", type=int, default=150)
-    parser.add_argument("--int8", nargs="+", default=["int8 7-bit, face fp32"], choices=list(VARIANTS),
+    parser.add_argument("--int8", nargs="+", default=[SHIPPED],
+                        choices=[name for name, options in VARIANTS.items() if not (options or {}).get("unfolded")],
                         help="int8 copies to score against fp32 (benchmarks/lib/int8.py VARIANTS)")
     parser.add_argument("--splits", nargs="+", default=[s[0] for s in SPLITS], help="names of SPLITS to score")
     parser.add_argument("--fer-every", type=int, default=1,
                         help="score every N-th image of FER2013 PublicTest / PrivateTest (1: all)")
-    parser.add_argument("--out", default="benchmarks/results/explain/int8_parity.json")
+    parser.add_argument("--out", default="benchmarks/results/explain/int8-parity-shipped.json")
     args = parser.parse_args()
 
     predictor = Predictor(None, runtime="onnx")
     rows: dict[str, dict] = {name: {} for name in args.int8}
     with tempfile.TemporaryDirectory() as folder:
         fp32 = export_fp32(predictor, Path(folder) / "fp32.onnx")
-        paths = calibration_paths(args.calibration_scenes, args.calibration_faces, seed=0)
+        paths = calibration_paths()
         files = {"fp32": fp32, **{name: quantize_int8(fp32, Path(folder) / f"int8-{i}.onnx", predictor.preprocess,
-                                                      paths, **VARIANTS[name]) for i, name in enumerate(args.int8)}}
+                                                      paths, **(VARIANTS[name] or {}))
+                                  for i, name in enumerate(args.int8)}}
         sessions = {name: onnx_file_session(path) for name, path in files.items()}
+        same_as_shipped = shipped_logits_difference(sessions[SHIPPED], predictor) if SHIPPED in sessions else None
         digests = {name: file_sha256(path) for name, path in files.items()}
         fer = fer_manifest(Path(folder), args.fer_every)
         for split_name, dataset, manifest, split in SPLITS:
@@ -115,10 +122,26 @@ def main() -> None:
                       f"{row['accuracy']['int8']:.4f} ({row['accuracy_points_int8_minus_fp32']:+.2f} pt), same "
                       f"prediction {row['same_prediction']:.4f}, |Δp| max {row['max_abs_dp']:.4f} mean "
                       f"{row['mean_abs_dp']:.5f}", flush=True)
-            write(args, rows, digests, len(paths))  # after every split: what is done is kept
+            write(args, rows, digests, len(paths), same_as_shipped)  # after every split: what is done is kept
 
 
-def write(args: argparse.Namespace, rows: dict, digests: dict, calibration_images: int) -> None:
+def shipped_logits_difference(session, predictor: Predictor) -> float:
+    """Max |Δ logit| between ``session`` (the shipped recipe, quantised here with the calibration's
+    extra ``pre_logits`` output) and the shipped file, on the bundled samples: 0 when the copy scored
+    here is the shipped one (the extra output is in the fp32 head, so the int8 graph is the same)."""
+    import torch
+
+    from emoadapt.models.onnx import onnx_file_session as session_of
+
+    samples = sorted((Path(__file__).resolve().parents[1] / "src" / "emoadapt" / "samples").glob("*.jpg"))
+    batch = torch.stack([predictor.preprocess(str(p)) for p in samples]).numpy()
+    here = session.run(["logits"], {"images": batch})[0]
+    shipped = session_of(shipped_int8_path()).run(["logits"], {"images": batch})[0]
+    return float(np.abs(here - shipped).max())
+
+
+def write(args: argparse.Namespace, rows: dict, digests: dict, calibration_images: int,
+          same_as_shipped: float | None) -> None:
     """Write the results file with the splits scored so far (``complete`` once all of ``args.splits`` are)."""
     within = {name: all(abs(r["accuracy_points_int8_minus_fp32"]) <= ACCURACY_POINTS for r in splits.values())
               for name, splits in rows.items()}
@@ -129,8 +152,9 @@ def write(args: argparse.Namespace, rows: dict, digests: dict, calibration_image
                 "(its crop, flip averaging, calibration); 4 IER classes",
         "variants": rows, "accuracy_tolerance_points": ACCURACY_POINTS, "within_tolerance": within,
         "complete": done >= set(args.splits), "fer_every": args.fer_every, "onnx_sha256": digests,
-        "calibration": {"scenes": args.calibration_scenes, "faces": args.calibration_faces,
-                        "images": calibration_images, "variants": {name: VARIANTS[name] for name in args.int8}},
+        "calibration": {"config": str(CONFIG.name), "images": calibration_images,
+                        "variants": {name: VARIANTS[name] or "the shipped recipe" for name in args.int8}},
+        "shipped_max_abs_logit_difference": same_as_shipped,
         **provenance(model=model_name, weights_sha256=sha, split_manifest=str(FOLDS.name),
                      split_manifest_sha256=file_sha256(FOLDS), load_average=os.getloadavg())})
     print(f"wrote {args.out}")

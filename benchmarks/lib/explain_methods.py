@@ -28,16 +28,26 @@ class Model:
         self.input_name = self.session.get_inputs()[0].name
         self.size, self.channels = self.predictor.input_size, self.predictor.channels
         self.evaluations = 0
+        self._int8 = None
 
-    def probs(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+    def probs(self, images: torch.Tensor | np.ndarray, session=None) -> np.ndarray:
+        """(N, C, H, W) → (N, K) softmax probabilities of ``session`` (default: the fp32 one)."""
+        session = session or self.session
         batch = np.asarray(images.detach().cpu() if torch.is_tensor(images) else images, dtype=np.float32)
         out = []
         for i in range(0, len(batch), 64):
-            logits = self.session.run(None, {self.input_name: batch[i:i + 64]})[0].astype(np.float64)
+            logits = session.run(None, {self.input_name: batch[i:i + 64]})[0].astype(np.float64)
             e = np.exp(logits - logits.max(1, keepdims=True))
             out.append(e / e.sum(1, keepdims=True))
         self.evaluations += len(batch)
         return np.concatenate(out)
+
+    def int8_probs(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """:meth:`probs` of the model's shipped int8 copy (emoadapt.models.int8), what the product's
+        explanations evaluate masked images with on CPUs with VNNI."""
+        if self._int8 is None:
+            self._int8 = Predictor(self.name, runtime="onnx", threads=1, precision="int8").explain_session
+        return self.probs(images, self._int8)
 
     def torch_probs(self, images: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.probs(images), dtype=torch.float32)
@@ -78,13 +88,15 @@ def dncshap(**options):
     return run
 
 
-def dncshap_full(context):
-    """The whole tree at the deepest depth whose cost fits the budget."""
+def dncshap_full(context, int8=False):
+    """The whole tree at the deepest depth whose cost fits the budget; ``int8``: the masked images
+    evaluated by the model's int8 copy (the map is still scored on the fp32 model)."""
     from emoadapt.attribution.settings import tree_evaluations
 
     def run(m, x, target, budget, tree):
         depth = max(d for d in range(12) if tree_evaluations(d, context) <= budget)
-        e = DnCShap(m.probs, depth=depth, context=context, output="probs").attribute(x, target)
+        e = DnCShap(m.int8_probs if int8 else m.probs, depth=depth, context=context,
+                    output="probs").attribute(x, target)
         return e.map
     return run
 
@@ -299,4 +311,5 @@ VARIANTS = {
     "DnCShap content T4": (dncshap(depth=4, full=True, regions="content"), BUDGETS),
     "DnCShap T4": (dncshap(depth=4, full=True), BUDGETS),
     "DnCShap owen-top": (dncshap_owen_top(), BUDGETS),
+    "DnCShap int8": (dncshap_full("both", int8=True), BUDGETS),  # the product's path on CPUs with VNNI
 }

@@ -39,9 +39,12 @@ def cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-    """Cores, processor, platform, Python, the load average when the run started (other jobs on the
+    """Cores, processor, whether it has VNNI, platform, Python, the load average when the run started (other jobs on the
     box skew timings) and, when the benchmark uses torch, its version and threads."""
+    from emoadapt.models.int8 import cpu_has_vnni
+
     block = {"cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.machine(),
+             "vnni": cpu_has_vnni(),  # explanations evaluate in int8 only on such CPUs (emoadapt.models.int8)
              "python": platform.python_version(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     if "torch" in sys.modules:  # a client-only benchmark (server_load) does not import it for this
         torch = sys.modules["torch"]

@@ -24,13 +24,18 @@ from .models.onnx import onnx_file_session, onnx_input_shape
 
 class TemperatureScaled:
     """Images (N, C, H, W) → logits / T of a :class:`~emoadapt.predictor.Predictor` (torch or
-    onnxruntime): anything with ``raw_logits(images)`` and ``calibration.temperature``."""
+    onnxruntime): anything with ``raw_logits(images)`` and ``calibration.temperature``; with
+    ``session`` (an onnxruntime session, e.g. the predictor's int8 copy), that session's logits."""
 
-    def __init__(self, predictor: Any):
-        self.predictor = predictor
+    def __init__(self, predictor: Any, session: Any = None):
+        self.predictor, self.session = predictor, session
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        return self.predictor.raw_logits(images) / self.predictor.calibration.temperature
+        if self.session is None:
+            logits = self.predictor.raw_logits(images)
+        else:
+            logits = self.predictor.run_session(images, self.session)["logits"]
+        return logits / self.predictor.calibration.temperature
 
 
 class AnyModel:

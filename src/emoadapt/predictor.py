@@ -46,7 +46,10 @@ class Predictor:
     ``.onnx`` file written by ``emoadapt export`` (then onnxruntime only, no layer-wise
     explanations); ``fit`` how an image becomes the square input (default: the model's own, from
     its metadata; ``squash``: the whole image; ``pad``; ``centre``; ``crop``: 87.5 % centre crop); ``calibrated=False`` ignores the model's
-    calibration file (plain softmax; what ``emoadapt calibrate`` refits from).
+    calibration file (plain softmax; what ``emoadapt calibrate`` refits from); ``precision`` what
+    an explanation's masked images are evaluated in — ``auto``: the model's shipped int8 copy
+    (:mod:`emoadapt.models.int8`) on CPUs with VNNI, else fp32; ``fp32``; ``int8`` (predictions are
+    always fp32).
 
     Attributes:
         model: the torch model (kept for layer-wise explanations even with the ONNX runtime;
@@ -57,7 +60,7 @@ class Predictor:
     """
 
     def __init__(self, model: str | Path | None = None, runtime: str = "auto", threads: int | None = None,
-                 fit: str | None = None, calibrated: bool = True):
+                 fit: str | None = None, calibrated: bool = True, precision: str = "auto"):
         if runtime not in ("auto", "torch", "onnx"):
             raise EmoadaptError(f"runtime must be auto, torch or onnx, got {runtime!r}")
         if fit is not None and fit not in FITS:
@@ -100,8 +103,24 @@ class Predictor:
         if self.model is None and self.calibration.needs_features and "pre_logits" not in self._session_outputs():
             raise EmoadaptError(f"{model}: its calibration needs pre_logits features, which this ONNX file does not "
                                 "output; export with them or remove the calibration file beside it")
+        #: the int8 copy (:mod:`emoadapt.models.int8`) explanations evaluate masked images with, or
+        #: ``None`` (fp32): ``precision`` ``auto`` takes it where the model ships one and the CPU has VNNI
+        self.explain_session = self._int8_session(precision, runtime, threads)
         #: what :attr:`forward` returns, for the explainers
         self.output = "logits"
+
+    def _int8_session(self, precision: str, runtime: str, threads: int | None) -> Any:
+        from .models.int8 import use_int8
+        from .models.registry import shipped_int8
+
+        entry = shipped_int8(self.meta) if self.model is not None else None
+        if not use_int8(precision, entry):
+            return None
+        if runtime != "onnx":
+            if precision == "int8":
+                raise EmoadaptError("precision int8 needs the onnx runtime (onnxruntime)")
+            return None
+        return onnx_file_session(entry["path"], threads)
 
     def preprocess(self, image: ImageLike | torch.Tensor) -> torch.Tensor:
         """(C, S, S) float32 in [0, 1], grey or RGB: the image fitted to S × S by :attr:`fit` — the
@@ -162,7 +181,7 @@ class Predictor:
         """``{tap: float64 array}`` for :meth:`_taps`: uncalibrated logits (N, K) and the features
         the calibration and affect heads need; from onnxruntime when loaded."""
         if self.session is not None:
-            return self._run_session(batch)
+            return self.run_session(batch)
         taps = self._taps()
         if taps == ("logits",):
             return {"logits": self.model(batch).double().numpy()}
@@ -172,17 +191,19 @@ class Predictor:
     def raw_logits(self, batch: torch.Tensor) -> np.ndarray:
         """(N, C, S, S) → uncalibrated logits (N, K) float64, from onnxruntime when loaded."""
         if self.session is not None:
-            return self._run_session(batch)["logits"]
+            return self.run_session(batch)["logits"]
         return self.model(batch).double().numpy()
 
     def _session_outputs(self) -> list[str]:
         return [output.name for output in self.session.get_outputs()]
 
-    def _run_session(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """``{output name: float64 array}``; when no output is called ``logits`` (an exported file
-        with other names), the first one not called ``pre_logits`` is taken as the logits."""
-        names = self._session_outputs()
-        values = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy().astype(np.float32)})
+    def run_session(self, batch: torch.Tensor, session: Any = None) -> dict[str, np.ndarray]:
+        """``{output name: float64 array}`` of ``session`` (default: :attr:`session`); when no output
+        is called ``logits`` (an exported file with other names), the first one not called
+        ``pre_logits`` is taken as the logits."""
+        session = session or self.session
+        names = [output.name for output in session.get_outputs()]
+        values = session.run(None, {session.get_inputs()[0].name: batch.numpy().astype(np.float32)})
         named = {name: np.asarray(value, dtype=np.float64) for name, value in zip(names, values)}
         if "logits" not in named:
             named["logits"] = next(v for n, v in named.items() if n != "pre_logits")
@@ -236,9 +257,12 @@ class Predictor:
 
     @property
     def forward(self) -> Any:
-        """What explainers run: the onnxruntime session when loaded, else the torch model; with a
-        calibration temperature ≠ 1, a function returning the scaled logits (so an explanation's
-        probability is the one :meth:`analyze` reports)."""
+        """What explainers run: the onnxruntime session when loaded (its int8 copy,
+        :attr:`explain_session`, when one is used), else the torch model; with a calibration
+        temperature ≠ 1, a function returning the scaled logits (so an explanation's probability is
+        the one :meth:`analyze` reports)."""
+        if self.explain_session is not None:
+            return TemperatureScaled(self, self.explain_session)
         if self.calibration.temperature == 1.0 and self.session is None:
             return self.model
         return TemperatureScaled(self)

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from . import (adapt_cmd, calibrate_cmd, data_cmd, demo_cmd, embed_cmd, evaluate_cmd, explain_cmd, export_cmd,
-               merge_cmd, models_cmd, predict_cmd, report_cmd, serve_cmd, train_cmd, train_fer_cmd)
+               merge_cmd, models_cmd, predict_cmd, quantize_cmd, report_cmd, serve_cmd, train_cmd, train_fer_cmd)
 
 COMMANDS = [demo_cmd, predict_cmd, merge_cmd, explain_cmd, export_cmd, data_cmd, train_cmd, train_fer_cmd, adapt_cmd, evaluate_cmd,
-            embed_cmd, report_cmd, serve_cmd, models_cmd, calibrate_cmd]
+            embed_cmd, report_cmd, serve_cmd, models_cmd, calibrate_cmd, quantize_cmd]
 REGISTERED = [module.register for module in COMMANDS]

@@ -31,6 +31,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="inference engine (default auto: onnxruntime when installed, else torch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="numbers the masked images of an explanation are evaluated in (predictions are always "
+                        "fp32): auto (default) takes the model's shipped int8 copy on CPUs with VNNI, about twice "
+                        "as fast; fp32; int8 (also without VNNI, where it is less exact)")
 
 
 def add_dncshap_options(p: argparse.ArgumentParser) -> None:
@@ -146,7 +150,7 @@ def load_predictor(args: argparse.Namespace):
         from ..shards import cores_per_rank, shard_from_env
 
         threads = cores_per_rank() if shard_from_env() else None  # N ranks on a node share its cores
-    return Predictor(args.model, runtime=args.runtime, threads=threads, fit=args.crop)
+    return Predictor(args.model, runtime=args.runtime, threads=threads, fit=args.crop, precision=args.precision)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

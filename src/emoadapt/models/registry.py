@@ -197,7 +197,7 @@ def register_shipped(path: Path = REGISTRY_FILE) -> None:
 
     for name, entry in json.loads(path.read_text()).items():
         extra = dict(entry.get("extra", {}))
-        for key in ("calibration", "affect_sha256", "command", "recipe_file"):
+        for key in ("calibration", "affect_sha256", "command", "recipe_file", "int8"):
             if entry.get(key):
                 extra[key] = entry[key]
         register(Preset(name, entry["config"], tuple(entry["classes"]), weights=entry["weights"],
@@ -207,6 +207,23 @@ def register_shipped(path: Path = REGISTRY_FILE) -> None:
 
 
 register_shipped()
+
+
+def shipped_int8(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The registry's ``int8`` entry of the shipped model ``meta`` (as :func:`resolve_model` returns
+    it) with ``path`` added, after checking the file's sha256 — or ``None`` when the model is not a
+    shipped preset, has no int8 copy, the copy was made from other fp32 weights (``fp32_sha256``)
+    or its file is missing."""
+    preset = _PRESETS.get(str(meta.get("name")))
+    entry = preset.extra.get("int8") if preset is not None else None
+    if not entry or entry.get("fp32_sha256") != meta.get("weights_sha256") or preset.sha256 != meta.get("weights_sha256"):
+        return None
+    path = Path(str(resources.files("emoadapt") / "weights" / entry["file"]))
+    if not path.exists():
+        return None
+    stat = path.stat()
+    _verified(str(path), stat.st_mtime_ns, stat.st_size, entry["sha256"])
+    return dict(entry, path=path)
 
 
 def resolve_affect(spec: str | Path | None = None) -> Any:

@@ -280,3 +280,7 @@ def install(out: Path, entry: dict[str, Any]) -> None:
     registry[name] = {**registry.get(name, {}), **entry}
     atomic_write_json(REGISTRY_FILE, registry)
     print_progress(f"[install] {name}: weights/{name}.* and {REGISTRY_FILE.name}")
+    int8 = registry[name].get("int8")
+    if int8 and int8.get("fp32_sha256") != registry[name].get("sha256"):
+        print_progress(f"[install] {name}: its int8 copy was made from other weights, so explanations run in fp32 "
+                       f"until it is rebuilt: emoadapt quantize --config {int8.get('config', 'CONFIG')} --install")
