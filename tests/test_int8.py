@@ -173,3 +173,14 @@ def test_int8_explanation_agrees_with_fp32_and_keeps_its_axioms(default_and_fp32
     # efficiency holds for the function it explains: the int8 copy's v(x) - v(black)
     assert fast.values.sum() == pytest.approx(fast.full_value - fast.base_value, abs=1e-6)
     assert fast.full_value == pytest.approx(exact.full_value, abs=0.1)
+
+
+def test_card_section_is_replaced_not_repeated():
+    from emoadapt.models.int8 import with_card_section
+
+    card = "# m\n\n## Metrics\n\nx\n\n## Intended use and limits\n\nresearch\n"
+    once = with_card_section(card, "## int8 copy for explanations\n\nfile a\n")
+    twice = with_card_section(once, "## int8 copy for explanations\n\nfile b\n")
+    assert twice.count("## int8 copy") == 1 and "file b" in twice and "file a" not in twice
+    assert twice.index("## int8 copy") < twice.index("## Intended use") and twice.startswith("# m\n\n## Metrics\n\nx\n")
+    assert with_card_section("# m\n", "## int8 copy for explanations\n\nc\n").endswith("\n\n## int8 copy for explanations\n\nc\n")

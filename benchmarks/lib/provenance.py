@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,7 @@ def machine() -> dict[str, Any]:
 
 def provenance(model: str | None = None, weights_sha256: str | None = None, **extra: Any) -> dict[str, Any]:
     """A ``provenance`` block for a results file."""
-    block = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+    block = {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
              "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "commit": git_commit(), "machine": machine()}
     if model is not None:

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         config = preset.config
         channels = "grey" if config.get("in_chans") == 1 else "RGB"
         shipped = "shipped weights" if preset.weights else "no weights"
+        if preset.extra.get("int8", {}).get("fp32_sha256") == preset.sha256 and preset.weights:
+            shipped += " + an int8 copy for explanations on VNNI CPUs"
         print(f"{name:14s} {len(preset.classes)} classes, {config.get('input_size')} px {channels}, {shipped}")
         print(f"{'':14s} {preset.description}")
         if preset.weights:

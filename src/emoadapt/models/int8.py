@@ -275,4 +275,33 @@ def install_int8(model: str, built: Path, entry: dict[str, Any]) -> Path:
         raise EmoadaptError(f"{model!r} is not in {REGISTRY_FILE}: only shipped models get an int8 copy")
     registry[model]["int8"] = entry
     atomic_write_json(REGISTRY_FILE, registry)
+    card = REGISTRY_FILE.parent / f"{model}.md"
+    if card.exists():
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(card, with_card_section(card.read_text(), card_section(entry)))
     return target
+
+
+CARD_HEADING = "## int8 copy for explanations"
+
+
+def card_section(entry: dict[str, Any]) -> str:
+    """The model card's section on the int8 copy of registry entry ``entry``."""
+    return (f"{CARD_HEADING}\n\n`{entry['file']}` (sha256 `{entry['sha256']}`), made from the fp32 weights with "
+            f"sha256 `{entry['fp32_sha256']}` by `{entry.get('command', 'emoadapt quantize')}`: {entry['format']}, "
+            f"calibrated on {entry['calibration']['images']} training images of `{entry['config']}`. Explanations "
+            "evaluate their masked images with it on CPUs with VNNI; predictions are always the fp32 model's. "
+            "Speed, accuracy parity and faithfulness: docs/dncshap.md §11.\n")
+
+
+def with_card_section(card: str, section: str) -> str:
+    """``card`` with its int8 section replaced by ``section`` (added before "## Intended use", or at the end)."""
+    start = card.find(CARD_HEADING)
+    if start >= 0:
+        end = card.find("\n## ", start + len(CARD_HEADING))
+        card = card[:start] + card[end + 1:] if end >= 0 else card[:start]
+    anchor = card.find("## Intended use")
+    if anchor < 0:
+        return card.rstrip("\n") + "\n\n" + section
+    return card[:anchor] + section + "\n" + card[anchor:]
