@@ -7,7 +7,7 @@ calibration), on both domains.
 The shipped int8 copy outputs logits only (explanations need no more); the predictions scored here
 also need the ``pre_logits`` features of the calibration's OOD score, so the copy is quantised
 again from the product's export with that output and the product's config
-(configs/emoadapt-ier-int8.toml), and checked to give the shipped file's logits
+(configs/int8/emoadapt-ier.toml), and checked to give the shipped file's logits
 (``shipped_max_abs_logit_difference``).
 
 Splits: Emotion6 fold 0 of ``benchmarks/results/adaptation/folds.json`` — validation (fold1) and

@@ -22,7 +22,7 @@ LAYERS = {
     "training": 3,
     "adapt": 4,
     "attribution": 5, "embedding": 5, "faces": 5,
-    "api": 6, "predictor": 6, "results": 6, "explaining": 6, "predict": 6, "evaluate": 6, "report": 6, "calibrate": 6, "recipe": 6, "pipeline": 6, "shards": 6, "video": 6,
+    "api": 6, "predictor": 6, "results": 6, "explaining": 6, "predict": 6, "evaluate": 6, "report": 6, "calibrate": 6, "quantize": 6, "recipe": 6, "pipeline": 6, "shards": 6, "video": 6,
     "cli": 7, "serve": 7, "__main__": 7,
 }
 

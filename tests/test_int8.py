@@ -176,7 +176,7 @@ def test_int8_explanation_agrees_with_fp32_and_keeps_its_axioms(default_and_fp32
 
 
 def test_card_section_is_replaced_not_repeated():
-    from emoadapt.models.int8 import with_card_section
+    from emoadapt.quantize import with_card_section
 
     card = "# m\n\n## Metrics\n\nx\n\n## Intended use and limits\n\nresearch\n"
     once = with_card_section(card, "## int8 copy for explanations\n\nfile a\n")

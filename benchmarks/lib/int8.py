@@ -1,7 +1,7 @@
 """int8 copies of the default model for the benchmarks (issue #33), made by the product's
 :mod:`emoadapt.models.int8` (onnxruntime static quantisation, QDQ, per-channel int8 weights, uint8
 activations) from the product's fp32 export, calibrated on the images of the product's config
-(configs/emoadapt-ier-int8.toml). The shipped copy is :data:`SHIPPED`; the others are the variants
+(configs/int8/emoadapt-ier.toml). The shipped copy is :data:`SHIPPED`; the others are the variants
 measured in session 15 on a CPU without VNNI (docs/dncshap.md §11).
 
     from benchmarks.lib.int8 import export_fp32, calibration_paths, quantize_int8
@@ -17,11 +17,11 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.lib.provenance import REPO
 
-from emoadapt.models.int8 import (_downstream, calibration_paths as config_paths, head_nodes, image_batches,
+from emoadapt.models.int8 import (calibration_paths as config_paths, downstream_nodes, head_nodes, image_batches,
                                   load_int8_config, quantize_onnx)
 
 #: the product's int8 config, and the split manifest its Emotion6 images come from
-CONFIG = REPO / "configs" / "emoadapt-ier-int8.toml"
+CONFIG = REPO / "configs" / "int8" / "emoadapt-ier.toml"
 FOLDS = REPO / "benchmarks" / "results" / "adaptation" / "folds.json"
 #: the name of the shipped copy among the candidates
 SHIPPED = "int8 (shipped)"
@@ -62,7 +62,7 @@ def shipped_int8_path(model: str | None = None) -> Path:
     entry = shipped_int8(resolve_model(model)[1])
     if entry is None:
         raise SystemExit(f"{model or 'the default model'} ships no int8 copy matching its weights: "
-                         "emoadapt quantize --config configs/emoadapt-ier-int8.toml --install")
+                         "emoadapt quantize --config configs/int8/emoadapt-ier.toml --install")
     return entry["path"]
 
 
@@ -92,4 +92,4 @@ def resized_branch_nodes(model: Any) -> list[str]:
     """Names of the nodes between a ``Resize`` of the input and the head (:func:`head_nodes`): the
     branch of a fusion model that reads the image at its own, smaller size (the face branch)."""
     resizes = [n for n in model.graph.node if n.op_type == "Resize"]
-    return _downstream(model, resizes, set(head_nodes(model)))
+    return downstream_nodes(model, resizes, set(head_nodes(model)))

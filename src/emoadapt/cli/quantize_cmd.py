@@ -1,8 +1,8 @@
 """``emoadapt quantize``: build the int8 copy of a shipped model that explanations evaluate their
 masked images with on CPUs with VNNI (predictions stay fp32; docs/dncshap.md §11).
 
-    emoadapt quantize --config configs/emoadapt-ier-int8.toml --out runs/emoadapt-ier.int8.onnx
-    emoadapt quantize --config configs/emoadapt-ier-int8.toml --install   # into the package + registry
+    emoadapt quantize --config configs/int8/emoadapt-ier.toml --out runs/emoadapt-ier.int8.onnx
+    emoadapt quantize --config configs/int8/emoadapt-ier.toml --install   # into the package + registry
 
 The calibration images come from the datasets the config names (found as ``emoadapt data`` finds
 them); the file records the sha256 of the fp32 weights it was made from, and the registry entry
@@ -21,7 +21,7 @@ HELP = "build a shipped model's int8 copy for faster explanations (onnxruntime s
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP, description=user_description(__doc__))
-    p.add_argument("--config", required=True, help="int8 config (TOML), e.g. configs/emoadapt-ier-int8.toml")
+    p.add_argument("--config", required=True, help="int8 config (TOML), e.g. configs/int8/emoadapt-ier.toml")
     p.add_argument("--out", default=None,
                    help="output .onnx file (default with --install: the package's weights/<model>.int8.onnx)")
     p.add_argument("--install", action="store_true",
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import EmoadaptError
-    from ..models.int8 import build_int8, load_int8_config
+    from ..models.int8 import load_int8_config
+    from ..quantize import build_int8, install_int8
 
     config = load_int8_config(args.config)
     if args.out is None and not args.install:
@@ -51,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     entry = build_int8(config, out)
     entry["command"] = f"emoadapt quantize --config {args.config}" + (" --install" if args.install else "")
     if args.install:
-        from ..models.int8 import install_int8
-
         install_int8(config.model, out, entry)
     print(json.dumps({"onnx": str(out), **entry}, indent=2))
     return 0

@@ -10,7 +10,7 @@ is exact: on CPUs with VNNI instructions (:func:`cpu_has_vnni`). Without VNNI, o
 u8s8 kernels add pairs of products in 16 bits, which saturates with 8-bit weights
 (docs/dncshap.md §11), so those machines explain in fp32.
 
-Built by ``emoadapt quantize --config configs/emoadapt-ier-int8.toml`` (:func:`build_int8`);
+Built by ``emoadapt quantize --config configs/int8/emoadapt-ier.toml`` (:func:`emoadapt.quantize.build_int8`);
 shipped as ``weights/<model>.int8.onnx`` with its sha256 and the sha256 of the fp32 weights it was
 made from in the model's registry entry (``int8``), so a retrained model never explains with a
 stale copy.
@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import EmoadaptError
-from ..fileio import atomic_path, atomic_write_json
 
 #: /proc/cpuinfo flags of the instruction sets whose u8s8 dot products accumulate in 32 bits
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -96,7 +95,7 @@ class Int8Config:
 
 def load_int8_config(path: str | Path) -> Int8Config:
     """Read an int8 config (TOML: ``model``, ``seed``, ``[[calibration]]`` tables, see
-    configs/emoadapt-ier-int8.toml); a one-line error naming the key when one is wrong."""
+    configs/int8/emoadapt-ier.toml); a one-line error naming the key when one is wrong."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -200,7 +199,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterator[np.ndarra
     return Path(out)
 
 
-def _downstream(model: Any, starts: list[Any], stop: set[str] = frozenset()) -> list[str]:
+def downstream_nodes(model: Any, starts: list[Any], stop: set[str] = frozenset()) -> list[str]:
     """Names of the nodes fed, directly or not, by the outputs of ``starts``, not going past ``stop``."""
     consumers: dict[str, list[Any]] = {}
     for node in model.graph.node:
@@ -222,86 +221,8 @@ def head_nodes(model: Any) -> list[str]:
     int8 gains nothing). EfficientNet-Lite has no squeeze-excite, so these are the branches' last
     poolings only."""
     pools = [n for n in model.graph.node if n.op_type in ("ReduceMean", "GlobalAveragePool")]
-    return _downstream(model, pools)
+    return downstream_nodes(model, pools)
 
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def build_int8(config: Int8Config, out: str | Path, root: Path | None = None,
-               progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write the int8 copy of ``config.model`` to ``out`` (with its ``emoadapt`` metadata: classes,
-    name, the fp32 weights' sha256, ``"int8": true``) and return its registry entry: ``file``,
-    ``sha256``, ``fp32_sha256``, ``config``, ``calibration`` (images, the sha256 of their sorted
-    relative paths)."""
-    from ..data.locate import data_home
-    from ..predictor import Predictor
-    from .onnx import _add_metadata, export_onnx
-
-    predictor = Predictor(config.model, runtime="torch", calibrated=False)
-    paths = calibration_paths(config, root)
-    progress(f"[int8] {config.model}: {len(paths)} calibration images")
-    listed = "\n".join(sorted(str(Path(p).relative_to(data_home())) if Path(p).is_relative_to(data_home()) else p
-                              for p in paths))
-    meta = predictor.meta
-    with tempfile.TemporaryDirectory() as folder, atomic_path(out, suffix=".onnx") as tmp:
-        fp32 = export_onnx(predictor.model, Path(folder) / "fp32.onnx")
-        quantize_onnx(fp32, tmp, image_batches(paths, predictor.preprocess), progress=lambda done: progress(
-                      f"[int8] read {done}/{len(paths)} calibration images") if done == len(paths) else None)
-        _add_metadata(Path(tmp), {"classes": list(predictor.classes), "name": meta.get("name"), "int8": True,
-                                  "fp32_sha256": meta.get("weights_sha256")})
-    return {"file": Path(out).name, "sha256": file_sha256(out), "fp32_sha256": meta.get("weights_sha256"),
-            "config": config.path, "format": "onnxruntime QDQ, per-channel int8 weights, uint8 activations, MinMax "
-                                             "ranges; head after the global poolings in fp32",
-            "calibration": {"images": len(paths), "paths_sha256": hashlib.sha256(listed.encode()).hexdigest(),
-                            "seed": config.seed}}
-
-
-def install_int8(model: str, built: Path, entry: dict[str, Any]) -> Path:
-    """Put ``built`` into the package's ``weights/`` (as ``entry["file"]``, unless it is there
-    already) and ``entry`` into ``weights/registry.json`` under ``model``'s ``int8`` key."""
-    import json
-    import shutil
-
-    from .registry import REGISTRY_FILE
-
-    target = REGISTRY_FILE.parent / entry["file"]
-    if Path(built).resolve() != target.resolve():
-        with atomic_path(target, suffix=".onnx") as tmp:
-            shutil.copyfile(built, tmp)
-    registry = json.loads(REGISTRY_FILE.read_text())
-    if model not in registry:
-        raise EmoadaptError(f"{model!r} is not in {REGISTRY_FILE}: only shipped models get an int8 copy")
-    registry[model]["int8"] = entry
-    atomic_write_json(REGISTRY_FILE, registry)
-    card = REGISTRY_FILE.parent / f"{model}.md"
-    if card.exists():
-        from ..fileio import atomic_write_text
-
-        atomic_write_text(card, with_card_section(card.read_text(), card_section(entry)))
-    return target
-
-
-CARD_HEADING = "## int8 copy for explanations"
-
-
-def card_section(entry: dict[str, Any]) -> str:
-    """The model card's section on the int8 copy of registry entry ``entry``."""
-    return (f"{CARD_HEADING}\n\n`{entry['file']}` (sha256 `{entry['sha256']}`), made from the fp32 weights with "
-            f"sha256 `{entry['fp32_sha256']}` by `{entry.get('command', 'emoadapt quantize')}`: {entry['format']}, "
-            f"calibrated on {entry['calibration']['images']} training images of `{entry['config']}`. Explanations "
-            "evaluate their masked images with it on CPUs with VNNI; predictions are always the fp32 model's. "
-            "Speed, accuracy parity and faithfulness: docs/dncshap.md §11.\n")
-
-
-def with_card_section(card: str, section: str) -> str:
-    """``card`` with its int8 section replaced by ``section`` (added before "## Intended use", or at the end)."""
-    start = card.find(CARD_HEADING)
-    if start >= 0:
-        end = card.find("\n## ", start + len(CARD_HEADING))
-        card = card[:start] + card[end + 1:] if end >= 0 else card[:start]
-    anchor = card.find("## Intended use")
-    if anchor < 0:
-        return card.rstrip("\n") + "\n\n" + section
-    return card[:anchor] + section + "\n" + card[anchor:]

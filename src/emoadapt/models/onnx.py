@@ -51,7 +51,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17,
             model.train(was_training)
         fold_pads(tmp)
         if metadata:
-            _add_metadata(tmp, metadata)
+            add_metadata(tmp, metadata)
     return Path(path)
 
 
@@ -122,7 +122,7 @@ def _foldable_conv(pad: Any, constants: dict[str, Any], consumers: dict[str, lis
     return users[0]
 
 
-def _add_metadata(path: Path, metadata: dict) -> None:
+def add_metadata(path: Path, metadata: dict) -> None:
     import json
 
     import onnx
