@@ -18,6 +18,7 @@ from .attribution import settings
 from .explaining import TemperatureScaled, build_explainer, explain_images
 from .faces.options import MAX_FACES, MIN_FACE
 from .models.calibration import Calibration, load_calibration
+from .models.int8 import int8_explain_session
 from .models.onnx import onnx_file_meta, onnx_file_session, onnx_input_shape
 from .models.registry import resolve_affect, resolve_model
 
@@ -105,22 +106,10 @@ class Predictor:
                                 "output; export with them or remove the calibration file beside it")
         #: the int8 copy (:mod:`emoadapt.models.int8`) explanations evaluate masked images with, or
         #: ``None`` (fp32): ``precision`` ``auto`` takes it where the model ships one and the CPU has VNNI
-        self.explain_session = self._int8_session(precision, runtime, threads)
+        self.explain_session = int8_explain_session(self.meta if self.model is not None else {}, precision,
+                                                    runtime, threads)
         #: what :attr:`forward` returns, for the explainers
         self.output = "logits"
-
-    def _int8_session(self, precision: str, runtime: str, threads: int | None) -> Any:
-        from .models.int8 import use_int8
-        from .models.registry import shipped_int8
-
-        entry = shipped_int8(self.meta) if self.model is not None else None
-        if not use_int8(precision, entry):
-            return None
-        if runtime != "onnx":
-            if precision == "int8":
-                raise EmoadaptError("precision int8 needs the onnx runtime (onnxruntime)")
-            return None
-        return onnx_file_session(entry["path"], threads)
 
     def preprocess(self, image: ImageLike | torch.Tensor) -> torch.Tensor:
         """(C, S, S) float32 in [0, 1], grey or RGB: the image fitted to S × S by :attr:`fit` — the

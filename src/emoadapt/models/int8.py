@@ -65,6 +65,23 @@ def use_int8(precision: str, entry: dict | None, flags: set[str] | None = None) 
     return entry is not None and (precision == "int8" or (precision == "auto" and cpu_has_vnni(flags)))
 
 
+def int8_explain_session(meta: dict[str, Any], precision: str, runtime: str, threads: int | None = None) -> Any:
+    """The onnxruntime session of the int8 copy that explanations of the model ``meta`` (as
+    :func:`~emoadapt.models.registry.resolve_model` returns it; ``{}`` for an .onnx file) evaluate
+    masked images with under ``precision`` (:func:`use_int8`), or ``None``: fp32."""
+    from .onnx import onnx_file_session
+    from .registry import shipped_int8
+
+    entry = shipped_int8(meta) if meta else None
+    if not use_int8(precision, entry):
+        return None
+    if runtime != "onnx":
+        if precision == "int8":
+            raise EmoadaptError("precision int8 needs the onnx runtime (onnxruntime)")
+        return None
+    return onnx_file_session(entry["path"], threads)
+
+
 # --------------------------------------------------------------------------------------- the config
 
 
