@@ -184,3 +184,28 @@ def test_card_section_is_replaced_not_repeated():
     assert twice.count("## int8 copy") == 1 and "file b" in twice and "file a" not in twice
     assert twice.index("## int8 copy") < twice.index("## Intended use") and twice.startswith("# m\n\n## Metrics\n\nx\n")
     assert with_card_section("# m\n", "## int8 copy for explanations\n\nc\n").endswith("\n\n## int8 copy for explanations\n\nc\n")
+
+
+def test_quantize_command_builds_a_copy_from_a_config(tmp_path, capsys):
+    from conftest import save_tiny_model, write_image
+
+    from emoadapt.cli import main
+    from emoadapt.models.registry import sha256
+
+    weights = save_tiny_model(tmp_path / "tiny.safetensors")
+    rng = np.random.default_rng(0)
+    for label in ("happy", "sad"):
+        for i in range(6):
+            write_image(tmp_path / "images" / label / f"{i}.png", rng)
+    config = tmp_path / "int8.toml"
+    config.write_text(f'model = "{weights}"\nseed = 1\n[[calibration]]\ndataset = "{tmp_path / "images"}"\n'
+                      'images = 8\nclasses = ["happy", "sad"]\n')
+    out = tmp_path / "tiny.int8.onnx"
+    assert main(["quantize", "--config", str(config), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert "8 calibration images" in captured.err  # progress on stderr, the entry alone on stdout
+    assert printed["sha256"] == sha256(out) and printed["fp32_sha256"] == sha256(weights)
+    assert printed["calibration"]["images"] == 8 and printed["config"] == str(config)
+    assert main(["quantize", "--config", str(config), "--install"]) == 2  # not a shipped model: nothing written
+    assert "not a shipped model" in capsys.readouterr().err

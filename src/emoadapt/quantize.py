@@ -5,6 +5,7 @@ The quantisation itself and when the copy is used: :mod:`emoadapt.models.int8`."
 from __future__ import annotations
 
 import hashlib
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -14,8 +15,12 @@ from .fileio import atomic_path, atomic_write_json, atomic_write_text
 from .models.int8 import Int8Config, calibration_paths, file_sha256, image_batches, quantize_onnx
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def build_int8(config: Int8Config, out: str | Path, root: Path | None = None,
-               progress: Callable[[str], None] = print) -> dict[str, Any]:
+               progress: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
     """Write the int8 copy of ``config.model`` to ``out`` (with its ``emoadapt`` metadata: classes,
     name, the fp32 weights' sha256, ``"int8": true``) and return its registry entry: ``file``,
     ``sha256``, ``fp32_sha256``, ``config``, ``calibration`` (images, the sha256 of their sorted
@@ -51,13 +56,13 @@ def install_int8(model: str, built: Path, entry: dict[str, Any]) -> Path:
 
     from .models.registry import REGISTRY_FILE
 
+    registry = json.loads(REGISTRY_FILE.read_text())
+    if model not in registry:
+        raise EmoadaptError(f"{model!r} is not in {REGISTRY_FILE}: only shipped models get an int8 copy")
     target = REGISTRY_FILE.parent / entry["file"]
     if Path(built).resolve() != target.resolve():
         with atomic_path(target, suffix=".onnx") as tmp:
             shutil.copyfile(built, tmp)
-    registry = json.loads(REGISTRY_FILE.read_text())
-    if model not in registry:
-        raise EmoadaptError(f"{model!r} is not in {REGISTRY_FILE}: only shipped models get an int8 copy")
     registry[model]["int8"] = entry
     atomic_write_json(REGISTRY_FILE, registry)
     card = REGISTRY_FILE.parent / f"{model}.md"

@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not args.install:
         raise EmoadaptError("give --out FILE.onnx, or --install to write it into the package")
     if args.install:
-        from ..models.registry import REGISTRY_FILE
+        from ..models.registry import REGISTRY_FILE, list_models
+
+        if config.model not in list_models() or Path(config.model).suffix:
+            raise EmoadaptError(f"--install: {config.model!r} is not a shipped model (only those get an int8 copy "
+                                "in the package); use --out")
 
         out = REGISTRY_FILE.parent / f"{config.model}.int8.onnx" if args.out is None else Path(args.out)
     else:

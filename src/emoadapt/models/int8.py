@@ -88,7 +88,7 @@ def int8_explain_session(meta: dict[str, Any], precision: str, runtime: str, thr
 @dataclass(frozen=True)
 class CalibrationSource:
     """``images`` images drawn (seeded) from ``splits`` of ``dataset`` (a name :func:`dataset_path`
-    resolves), the splits read from ``manifest`` when given, restricted to labels ``classes`` (the
+    resolves, or a folder), the splits read from ``manifest`` when given, restricted to labels ``classes`` (the
     dataset's own names) when given — equal numbers per class then, rounded down."""
 
     dataset: str
@@ -145,7 +145,8 @@ def calibration_paths(config: Int8Config, root: Path | None = None) -> list[str]
     rng = random.Random(config.seed)
     chosen: list[str] = []
     for source in config.sources:
-        dataset = open_dataset(dataset_path(source.dataset), "auto")
+        folder = Path(source.dataset)
+        dataset = open_dataset(folder if folder.is_dir() else dataset_path(source.dataset), "auto")
         manifest = None if source.manifest is None else (root or Path.cwd()) / source.manifest
         if manifest is not None or source.splits:
             dataset = select_splits(dataset, manifest, list(source.splits) or None)
