@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
-from benchmarks.lib.stats import standard_error  # noqa: E402
+from benchmarks.lib.stats import standard_error, stratified_folds  # noqa: E402
 from benchmarks.scene_probe import scene_samples  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +33,13 @@ PROBE = ROOT / "benchmarks" / "results" / "scenes" / "probe-cv.json"
 
 def write_skf_manifest(seed: int, path: Path) -> Path:
     """folds.json's manifest with its assignments replaced by StratifiedKFold(5, seed)'s test folds."""
-    from sklearn.model_selection import StratifiedKFold
-
     from emoadapt.data.locate import dataset_path
 
     paths, labels = scene_samples()
     root = dataset_path("emotion6")
     manifest = json.loads((ROOT / "benchmarks" / "results" / "adaptation" / "folds.json").read_text())
-    assignments = {}
-    for k, (_, test) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(paths, labels)):
-        assignments.update({Path(paths[i]).relative_to(root).as_posix(): f"fold{k}" for i in test})
+    assignments = {Path(path).relative_to(root).as_posix(): f"fold{k}"
+                   for path, k in zip(paths, stratified_folds(labels, seed))}
     manifest.update(assignments=assignments, seed=seed, kind="kfold")
     manifest.pop("counts", None)
     path.parent.mkdir(parents=True, exist_ok=True)

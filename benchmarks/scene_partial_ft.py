@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.lib
 from benchmarks.lib.provenance import provenance, write_json  # noqa: E402
+from benchmarks.lib.stats import stratified_folds  # noqa: E402
 from benchmarks.lib.stats import standard_error  # noqa: E402
 from benchmarks.scene_probe import scene_samples  # noqa: E402
 
@@ -175,12 +176,8 @@ def fine_tune(model, maps: np.ndarray, labels: np.ndarray, train: np.ndarray, ex
 
 
 def skf_folds(labels: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.model_selection import StratifiedKFold
-
-    fold = np.zeros(len(labels), int)
-    for k, (_, test) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(labels, labels)):
-        fold[test] = k
-    return fold
+    """The issue's StratifiedKFold(5, seed) fold of each image (benchmarks.lib.stats.stratified_folds)."""
+    return stratified_folds(labels, seed)
 
 
 def summarise(row: dict) -> dict:
