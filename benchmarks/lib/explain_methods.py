@@ -303,6 +303,7 @@ PEER = "shap Partition"
 #: variants tried while improving DnCShap (run with --methods)
 VARIANTS = {
     "DnCShap budget": (dncshap(), BUDGETS),
+    "DnCShap budget T7": (dncshap(depth=7), BUDGETS),  # issue #33: depth 7 refined largest |score| first
     "DnCShap present budget": (dncshap(context="present"), BUDGETS),
     "DnCShap blur": (dncshap(baseline="blur"), BUDGETS),
     "DnCShap mean": (dncshap(baseline="mean"), BUDGETS),
