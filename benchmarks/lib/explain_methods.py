@@ -274,9 +274,9 @@ class OwenTopDnCShap(DnCShap):
         return scores, boxes, u, target, int(levels.max())
 
 
-def dncshap_owen_top():
+def dncshap_owen_top(regions: str = "grid"):
     def run(m, x, target, budget, tree):
-        e = OwenTopDnCShap(m.probs, depth=5, output="probs", max_evals=budget).attribute(x, target)
+        e = OwenTopDnCShap(m.probs, depth=5, output="probs", max_evals=budget, regions=regions).attribute(x, target)
         return e.map
     return run
 
@@ -312,5 +312,6 @@ VARIANTS = {
     "DnCShap content T4": (dncshap(depth=4, full=True, regions="content"), BUDGETS),
     "DnCShap T4": (dncshap(depth=4, full=True), BUDGETS),
     "DnCShap owen-top": (dncshap_owen_top(), BUDGETS),
+    "DnCShap owen-top content": (dncshap_owen_top("content"), BUDGETS),  # session 18: the two insertion leads together
     "DnCShap int8": (dncshap_full("both", int8=True), BUDGETS),  # the product's path on CPUs with VNNI
 }

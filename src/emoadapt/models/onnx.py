@@ -57,12 +57,13 @@ def export_onnx(model: torch.nn.Module, path: str | Path, opset: int = 17,
 
 def fold_pads(path: Path) -> int:
     """Rewrite the ONNX file ``path`` in place: each zero ``Pad`` that feeds one ``Conv`` becomes that
-    conv's own (possibly asymmetric) ``pads``; returns how many were folded (0 without onnxruntime).
+    conv's own (possibly asymmetric) ``pads``; returns how many were folded (0 without onnxruntime,
+    or when onnxruntime cannot load the graph: the file is then left as it is).
 
     EfficientNet-Lite pads its stride-2 convs TensorFlow-style, one more pixel after than before,
     which a torch ``Conv2d`` cannot express, so the export has a ``Pad`` before each of them. ONNX's
     ``Conv`` can: folded, the outputs are identical, and the int8 copy (:mod:`emoadapt.models.int8`)
-    no longer leaves the integer domain around each pad (2.4x its speed, issue #33). The pads'
+    no longer leaves the integer domain around each pad (docs/dncshap.md §11). The pads'
     arithmetic is constant-folded first by onnxruntime's basic, standard-operator optimisations."""
     try:
         import onnx
@@ -76,7 +77,10 @@ def fold_pads(path: Path) -> int:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(folded_constants)
         options.log_severity_level = 3
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception:  # onnxruntime's own exception types: a graph it cannot run is exported as it is
+            return 0
         proto = onnx.load(str(folded_constants))
     constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
     consumers: dict[str, list[Any]] = {}
