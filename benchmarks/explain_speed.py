@@ -46,7 +46,7 @@ from benchmarks.lib.speed import model_identity, spread  # noqa: E402
 
 from emoadapt.data.decode import decode_image
 from emoadapt.data.transforms import image_to_tensor
-from emoadapt.attribution import DnCShap
+from emoadapt.attribution import DnCShap, settings
 from emoadapt.models.registry import create_model, resolve_model
 
 
@@ -208,7 +208,6 @@ def compare(argv: list[str]) -> None:
     parser.add_argument("--out", default="benchmarks/results/explain/speed-int8-shipped.json")
     args = parser.parse_args(argv)
 
-    from emoadapt.attribution import settings
     from emoadapt.models.onnx import onnx_file_session
     from emoadapt.predictor import Predictor
 
@@ -242,8 +241,6 @@ def compare(argv: list[str]) -> None:
 def _report(args: argparse.Namespace, measured: dict[str, Any]) -> None:
     """Print the table and write ``args.out`` from what :func:`compare` ``measured`` so far."""
     import onnxruntime as ort
-
-    from emoadapt.attribution import settings
 
     from benchmarks.lib.int8 import FOLDS, file_sha256
 
@@ -290,7 +287,8 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="+", default=[8, 9])
     parser.add_argument("--max-evals", nargs="+", default=["full"],
                         help="budgets to time at every depth ('full': the whole tree)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=settings.BATCH_SIZE,
+                        help=f"images per model call (default {settings.BATCH_SIZE}: the product's explanations)")
     parser.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime", "onnxruntime int8"),
                         default=["torch", "onnxruntime"],
                         help="'onnxruntime int8': the shipped int8 copy of --weights (what explanations evaluate "
