@@ -90,3 +90,18 @@ def test_explain_rejects_unknown_layers(tmp_path, folder, weights, capsys):
     status = main(["explain", str(folder), "--out", str(tmp_path / "o"), "--weights", str(weights),
                    "--layers", "b9"])
     assert status == 2 and "unknown layer(s) b9" in capsys.readouterr().err
+
+
+def test_explain_explains_the_class_predict_reports(tmp_path, folder, weights, monkeypatch):
+    """The class of ``emoadapt explain`` is ``predict``'s (its test-time augmentation included), not the
+    argmax of one pass of the explainer's model."""
+    from emoadapt.predictor import Predictor
+
+    def always_anger(self, batch):
+        return np.tile([[0.1, 0.1, 0.1, 0.7]], (len(batch), 1))
+
+    monkeypatch.setattr(Predictor, "predict_tensors", always_anger)
+    out = tmp_path / "out"
+    assert main(["explain", str(folder / "a.png"), "--out", str(out), "--weights", str(weights), "--depth", "2",
+                 "--no-progress"]) == 0
+    assert json.loads((out / "a.json").read_text())["target_name"] == CLASSES[3]

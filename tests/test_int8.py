@@ -153,7 +153,8 @@ def test_predictor_explains_with_int8_only_where_it_is_exact(default_and_fp32):
 
     default, fp32 = default_and_fp32
     assert (default.explain_session is not None) == cpu_has_vnni()
-    assert fp32.explain_session is None
+    assert default.explain_precision == ("int8" if cpu_has_vnni() else "fp32")
+    assert fp32.explain_session is None and fp32.explain_precision == "fp32"
     with pytest.raises(EmoadaptError, match="needs the onnx runtime"):
         Predictor(runtime="torch", precision="int8")
 

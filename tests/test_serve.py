@@ -103,6 +103,7 @@ def test_explain_overlay_then_layers_with_depth_and_target(client):
     result = client.post("/api/explain", files=upload(png())).json()
     assert result["explanation"]["depth"] == 4 and result["explanation"]["evaluations"] > 0
     assert result["explanation"]["target"] == result["dominant_emotion"]
+    assert result["explanation"]["precision"] == "fp32"  # a model without a shipped int8 copy
     assert base64.b64decode(result["overlay_png"]).startswith(b"\x89PNG") and "layers_png" not in result
     result = client.post("/api/explain", files=upload(png()), data={"depth": "2", "layers": "true"},
                          params={"target": "sad"}).json()

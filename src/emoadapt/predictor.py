@@ -245,6 +245,11 @@ class Predictor:
         return read_faces(self, to_pil(image), min_face, max_faces)
 
     @property
+    def explain_precision(self) -> str:
+        """``"int8"`` when explanations evaluate masked images with the int8 copy, else ``"fp32"``."""
+        return "fp32" if self.explain_session is None else "int8"
+
+    @property
     def forward(self) -> Any:
         """What explainers run: the onnxruntime session when loaded (its int8 copy,
         :attr:`explain_session`, when one is used), else the torch model; with a calibration

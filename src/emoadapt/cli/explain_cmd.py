@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         image, picture = item.tensor, item.picture
         prefix = out / stem
-        explanation = explainer.attribute(image)
+        target = int(predictor.predict_tensors(image[None])[0].argmax())  # the class predict reports (TTA included)
+        explanation = explainer.attribute(image, target)
         at_image_resolution(explanation, predictor.fit, *picture.size).save(prefix)
         save_overlay(image, explanation, prefix.with_name(prefix.name + "_overlay.png"), picture=picture,
                      fit=predictor.fit)

@@ -116,7 +116,8 @@ def explain_examples(predictor: Any, images: np.ndarray, examples: list[dict], o
                                   "base_value": round(float(result.base_value), 4),
                                   "full_value": round(float(result.full_value), 4),
                                   "depth": int(result.depth), "evaluations": int(result.evaluations),
-                                  "seconds": round(float(result.seconds), 3)}
+                                  "seconds": round(float(result.seconds), 3),
+                                  "precision": getattr(predictor, "explain_precision", "fp32")}
         if grids < layer_grids and layer_taps(model):
             by_tap = explain_layers(model, x, depth=min(depth, 4), target=target, class_names=list(model_classes))
             example["layer_grid"] = save_layer_grid(x, by_tap, out_dir / f"{name}-layers.png").name

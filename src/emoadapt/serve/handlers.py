@@ -261,7 +261,7 @@ def explain_job(service: Service, data: bytes, name: str, options: ExplainOption
     explanation = predictor.explain(tensor, depth=options.depth, target=target_index, max_evals=options.max_evals,
                                     batch_size=service.explain_batch_size)
     fit = getattr(predictor, "fit", "centre")
-    out["explanation"] = summary(explanation)
+    out["explanation"] = {**summary(explanation), "precision": getattr(predictor, "explain_precision", "fp32")}
     note = overlay_note(out)  # an uncertain prediction says so on its map too
     boxes = [(face["box"], f"{i + 1} {face['dominant_emotion']}") for i, face in enumerate(out["faces"]["faces"])] \
         if wanted else []
