@@ -2,7 +2,8 @@
 evaluate path (``emoadapt.evaluate.evaluate_model``: the model's own crop, flip averaging and
 calibration), on both domains.
 
-    python benchmarks/int8_parity.py [--int8 "int8 (shipped)"] [--out benchmarks/results/explain/int8-parity-shipped.json]
+    python benchmarks/int8_parity.py [--int8 "int8 (shipped)"] \
+        [--out benchmarks/results/explain/int8-parity-shipped.json]
 
 The shipped int8 copy outputs logits only (explanations need no more); the predictions scored here
 also need the ``pre_logits`` features of the calibration's OOD score, so the copy is quantised

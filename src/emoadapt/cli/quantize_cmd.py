@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
         if config.model not in list_models() or Path(config.model).suffix:
             raise EmoadaptError(f"--install: {config.model!r} is not a shipped model (only those get an int8 copy "
                                 "in the package); use --out")
-
         out = REGISTRY_FILE.parent / f"{config.model}.int8.onnx" if args.out is None else Path(args.out)
     else:
         out = Path(args.out)

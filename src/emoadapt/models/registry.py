@@ -216,7 +216,8 @@ def shipped_int8(meta: dict[str, Any]) -> dict[str, Any] | None:
     or its file is missing."""
     preset = _PRESETS.get(str(meta.get("name")))
     entry = preset.extra.get("int8") if preset is not None else None
-    if not entry or entry.get("fp32_sha256") != meta.get("weights_sha256") or preset.sha256 != meta.get("weights_sha256"):
+    weights = meta.get("weights_sha256")
+    if not entry or entry.get("fp32_sha256") != weights or preset.sha256 != weights:
         return None
     path = Path(str(resources.files("emoadapt") / "weights" / entry["file"]))
     if not path.exists():
