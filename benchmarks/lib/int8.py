@@ -11,12 +11,12 @@ measured in session 15 on a CPU without VNNI (docs/dncshap.md §11).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from benchmarks.lib.provenance import REPO
 
+from emoadapt.models.weights import sha256 as file_sha256  # noqa: F401 (the scripts' name for it)
 from emoadapt.models.int8 import (calibration_paths as config_paths, downstream_nodes, head_nodes, image_batches,
                                   load_int8_config, quantize_onnx)
 
@@ -33,11 +33,6 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "int8 7-bit, face fp32": {"reduce_range": True, "resized_fp32": True},  # the 96 px face branch in fp32
     "int8, pads not folded": {"unfolded": True},  # the shipped recipe on the export before fold_pads
 }
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def export_fp32(predictor: Any, path: str | Path) -> Path:

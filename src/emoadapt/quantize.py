@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from .errors import EmoadaptError
 from .fileio import atomic_path, atomic_write_json, atomic_write_text
-from .models.int8 import Int8Config, calibration_paths, file_sha256, image_batches, quantize_onnx
+from .models.int8 import Int8Config, calibration_paths, image_batches, quantize_onnx
+from .models.weights import sha256
 
 
 def _to_stderr(message: str) -> None:
@@ -41,7 +42,7 @@ def build_int8(config: Int8Config, out: str | Path, root: Path | None = None,
                       f"[int8] read {done}/{len(paths)} calibration images") if done == len(paths) else None)
         add_metadata(Path(tmp), {"classes": list(predictor.classes), "name": meta.get("name"), "int8": True,
                                   "fp32_sha256": meta.get("weights_sha256")})
-    return {"file": Path(out).name, "sha256": file_sha256(out), "fp32_sha256": meta.get("weights_sha256"),
+    return {"file": Path(out).name, "sha256": sha256(out), "fp32_sha256": meta.get("weights_sha256"),
             "config": config.path, "format": "onnxruntime QDQ, per-channel int8 weights, uint8 activations, MinMax "
                                              "ranges; head after the global poolings in fp32",
             "calibration": {"images": len(paths), "paths_sha256": hashlib.sha256(listed.encode()).hexdigest(),

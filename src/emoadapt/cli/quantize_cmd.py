@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.install:
         from ..models.registry import REGISTRY_FILE, list_models
 
-        if config.model not in list_models() or Path(config.model).suffix:
+        if config.model not in list_models():
             raise EmoadaptError(f"--install: {config.model!r} is not a shipped model (only those get an int8 copy "
                                 "in the package); use --out")
         out = REGISTRY_FILE.parent / f"{config.model}.int8.onnx" if args.out is None else Path(args.out)

@@ -18,11 +18,10 @@ stale copy.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -107,7 +106,6 @@ class Int8Config:
     sources: tuple[CalibrationSource, ...]
     seed: int = 0
     path: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_int8_config(path: str | Path) -> Int8Config:
@@ -219,10 +217,9 @@ def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterator[np.ndarra
 
 def downstream_nodes(model: Any, starts: list[Any], stop: set[str] = frozenset()) -> list[str]:
     """Names of the nodes fed, directly or not, by the outputs of ``starts``, not going past ``stop``."""
-    consumers: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    from .onnx import graph_consumers
+
+    consumers = graph_consumers(model.graph)
     seen: set[str] = set()
     frontier = [t for n in starts for t in n.output]
     while frontier:
@@ -241,6 +238,3 @@ def head_nodes(model: Any) -> list[str]:
     pools = [n for n in model.graph.node if n.op_type in ("ReduceMean", "GlobalAveragePool")]
     return downstream_nodes(model, pools)
 
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -83,10 +83,7 @@ def fold_pads(path: Path) -> int:
             return 0
         proto = onnx.load(str(folded_constants))
     constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in proto.graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = graph_consumers(proto.graph)
     folded = []
     for pad in (node for node in proto.graph.node if node.op_type == "Pad"):
         conv = _foldable_conv(pad, constants, consumers)
@@ -108,6 +105,15 @@ def fold_pads(path: Path) -> int:
         proto.graph.initializer.remove(tensor)
     onnx.save(proto, str(path))
     return len(folded)
+
+
+def graph_consumers(graph: Any) -> dict[str, list[Any]]:
+    """{tensor name: the nodes of an ONNX ``graph`` that read it}."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
 
 
 def _foldable_conv(pad: Any, constants: dict[str, Any], consumers: dict[str, list[Any]]) -> Any:
